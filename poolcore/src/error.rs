@@ -1,0 +1,128 @@
+//! The one error type of `poolcore` and of every backend.
+
+use std::fmt;
+
+/// A boxed error from a backend (an engine, a database driver, ...).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the pool.
+///
+/// Each variant maps to one HTTP status in the server: [`Error::NotFound`] 404,
+/// [`Error::Conflict`] 409, [`Error::Invalid`] 400/422, [`Error::PoolExhausted`] and
+/// [`Error::Unavailable`] 503, [`Error::Backend`] 502/500.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The named object does not exist.
+    #[error("{kind} {id:?} not found")]
+    NotFound {
+        /// What kind of object: `host`, `cluster`, ...
+        kind: &'static str,
+        /// The id or name asked for.
+        id: String,
+    },
+
+    /// The request clashes with the current state (a name taken, a host still in use,
+    /// a record changed by someone else since it was read).
+    #[error("{message}")]
+    Conflict {
+        /// What clashes, with the values.
+        message: String,
+    },
+
+    /// The input is not acceptable; nothing was changed.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field that is wrong.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// No ready, healthy cluster matches an apply.
+    #[error("no ready cluster matches {wanted}")]
+    PoolExhausted {
+        /// What was asked for.
+        wanted: String,
+    },
+
+    /// A host or service cannot be reached right now; trying again later may work.
+    #[error("{what} is unavailable: {reason}")]
+    Unavailable {
+        /// What cannot be reached.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A backend (Docker engine, database) failed.
+    #[error("{backend} failed: {source}")]
+    Backend {
+        /// Which backend: `docker`, `sqlite`, ...
+        backend: &'static str,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// [`Error::NotFound`] for `kind` and `id`.
+    pub fn not_found(kind: &'static str, id: impl fmt::Display) -> Self {
+        Error::NotFound {
+            kind,
+            id: id.to_string(),
+        }
+    }
+
+    /// [`Error::Invalid`] for `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// [`Error::Conflict`] with `message`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Error::Conflict {
+            message: message.into(),
+        }
+    }
+
+    /// [`Error::Backend`] wrapping `source`.
+    pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        Error::Backend {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// [`Error::Unavailable`] for `what`.
+    pub fn unavailable(what: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Error::Unavailable {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A short, stable, machine-readable code: the `code` of the REST error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict { .. } => "conflict",
+            Error::Invalid { .. } => "invalid_input",
+            Error::PoolExhausted { .. } => "pool_exhausted",
+            Error::Unavailable { .. } => "unavailable",
+            Error::Backend { .. } => "backend_failure",
+        }
+    }
+
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}

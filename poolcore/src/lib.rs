@@ -1,0 +1,54 @@
+//! # poolcore
+//!
+//! The library behind PoolManager: a pool of ready, running multi-container clusters
+//! on Docker hosts and Swarm clusters. A user **applies** and gets a dedicated cluster
+//! at once from the warm pool; on **release** it is destroyed and recreated fresh.
+//!
+//! `poolcore` holds the model ([`Host`], [`Blueprint`], [`Cluster`], [`LeaseRecord`]),
+//! the two traits backends implement ([`HostDriver`] with its [`Connector`], and
+//! [`Store`]), and the [`Pool`] service that holds the rules. It knows nothing of
+//! Docker, SQL or HTTP: backends such as `poolcore-docker` and `poolcore-sqlite` do.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use poolcore::{ApplyRequest, MemStore, Pool};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> poolcore::Result<()> {
+//! // A real program adds connectors: `.with_connector(DockerConnector::new())`.
+//! let pool = Pool::builder(Arc::new(MemStore::new())).build();
+//! let err = pool
+//!     .apply(ApplyRequest { user_id: "alice".into(), ..Default::default() })
+//!     .await
+//!     .unwrap_err();
+//! // No blueprint exists yet, so nothing can match.
+//! assert_eq!(err.code(), "not_found");
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod driver;
+pub mod error;
+pub mod memory;
+pub mod model;
+pub mod pool;
+pub mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use driver::{labels_for, object_name, Capability, Connector, HostDriver, NodeState, ObservedCluster};
+pub use error::{BoxError, Error, Result};
+pub use memory::MemStore;
+pub use model::{
+    Blueprint, Claim, Cluster, ClusterFilter, ClusterStatus, Deployment, EngineFacts, Health, HealthCheck, Host,
+    HostKind, HostStatus, Labels, LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation,
+    OperationKind, OperationStatus, Page, PortSpec, Protocol, ServiceUrls,
+};
+pub use pool::{
+    ApplyRequest, BlueprintStats, HostPatch, HostStats, NewBlueprint, NewHost, NodeAction, Pool, PoolBuilder,
+    PoolConfig, ReleaseTarget, Stats,
+};
+pub use store::Store;

@@ -1,0 +1,217 @@
+//! [`Pool`]: the operations users and operators call.
+//!
+//! Apply and release only touch the store; everything that talks to an engine
+//! (creating, recycling, filling) runs behind them on tokio tasks that the pool
+//! tracks, bounded per host.
+
+mod apply;
+mod blueprints;
+mod clusters;
+mod hosts;
+mod operations;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::driver::{Connector, HostDriver};
+use crate::error::{Error, Result};
+use crate::model::{Host, HostKind, LogConfig};
+use crate::store::Store;
+
+pub use apply::{ApplyRequest, BlueprintStats, HostStats, ReleaseTarget, Stats};
+pub use clusters::NodeAction;
+pub use blueprints::NewBlueprint;
+pub use hosts::{HostPatch, NewHost};
+
+/// Tunables of a [`Pool`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// Clusters created (or recycled) at once on one host.
+    pub host_parallelism: usize,
+    /// Lease length when an apply gives none; `None` for no expiry.
+    pub default_ttl: Option<Duration>,
+    /// Longest lease an apply may ask for.
+    pub max_ttl: Option<Duration>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            host_parallelism: 4,
+            default_ttl: None,
+            max_ttl: None,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// With [`PoolConfig::host_parallelism`] (at least 1).
+    pub fn with_host_parallelism(mut self, n: usize) -> Self {
+        self.host_parallelism = n.max(1);
+        self
+    }
+
+    /// With [`PoolConfig::default_ttl`].
+    pub fn with_default_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// With [`PoolConfig::max_ttl`].
+    pub fn with_max_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.max_ttl = ttl;
+        self
+    }
+}
+
+/// Builds a [`Pool`] from a store and one connector per host kind.
+#[derive(Debug)]
+pub struct PoolBuilder {
+    store: Arc<dyn Store>,
+    connectors: HashMap<HostKind, Arc<dyn Connector>>,
+    config: PoolConfig,
+}
+
+impl PoolBuilder {
+    /// Serves hosts of `connector.kind()` with `connector`.
+    pub fn with_connector(mut self, connector: impl Connector) -> Self {
+        self.connectors.insert(connector.kind(), Arc::new(connector));
+        self
+    }
+
+    /// Uses `config`.
+    pub fn with_config(mut self, config: PoolConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The pool.
+    pub fn build(self) -> Pool {
+        Pool {
+            inner: Arc::new(Inner {
+                store: self.store,
+                connectors: self.connectors,
+                drivers: Mutex::default(),
+                host_slots: Mutex::default(),
+                tasks: TaskTracker::new(),
+                config: self.config,
+            }),
+        }
+    }
+}
+
+/// What a cached driver was made from; a host update that changes it makes a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DriverKey {
+    endpoint: String,
+    public_address: String,
+    log: Option<LogConfig>,
+}
+
+impl DriverKey {
+    fn of(host: &Host) -> Self {
+        DriverKey {
+            endpoint: host.endpoint.clone(),
+            public_address: host.public_address.clone(),
+            log: host.log.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    connectors: HashMap<HostKind, Arc<dyn Connector>>,
+    drivers: Mutex<HashMap<String, (DriverKey, Arc<dyn HostDriver>)>>,
+    host_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    tasks: TaskTracker,
+    config: PoolConfig,
+}
+
+/// The pool of clusters: a cheap handle, clone it freely.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl Pool {
+    /// Starts building a pool on `store`.
+    pub fn builder(store: Arc<dyn Store>) -> PoolBuilder {
+        PoolBuilder {
+            store,
+            connectors: HashMap::new(),
+            config: PoolConfig::default(),
+        }
+    }
+
+    /// The store the pool keeps its state in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The pool's tunables.
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    /// Waits until every background task (creating, recycling, filling) has ended.
+    /// New tasks may still be started afterwards.
+    pub async fn wait_idle(&self) {
+        let tasks = &self.inner.tasks;
+        tasks.close();
+        tasks.wait().await;
+        tasks.reopen();
+    }
+
+    /// The driver for `host`, made by its kind's connector and cached per host.
+    pub fn driver(&self, host: &Host) -> Result<Arc<dyn HostDriver>> {
+        let key = DriverKey::of(host);
+        let mut drivers = lock(&self.inner.drivers);
+        if let Some((cached, driver)) = drivers.get(&host.id) {
+            if *cached == key {
+                return Ok(driver.clone());
+            }
+        }
+        let connector = self.connector(host.kind)?;
+        let driver = connector.connect(host)?;
+        drivers.insert(host.id.clone(), (key, driver.clone()));
+        Ok(driver)
+    }
+
+    fn connector(&self, kind: HostKind) -> Result<&Arc<dyn Connector>> {
+        self.inner
+            .connectors
+            .get(&kind)
+            .ok_or_else(|| Error::invalid("kind", format!("no driver for {kind} hosts is configured")))
+    }
+
+    fn forget_driver(&self, host_id: &str) {
+        lock(&self.inner.drivers).remove(host_id);
+        lock(&self.inner.host_slots).remove(host_id);
+    }
+
+    /// The semaphore bounding engine work on one host.
+    fn host_slots(&self, host_id: &str) -> Arc<Semaphore> {
+        lock(&self.inner.host_slots)
+            .entry(host_id.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.host_parallelism)))
+            .clone()
+    }
+
+    /// Runs `task` in the background, tracked by [`Pool::wait_idle`].
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(task);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
