@@ -43,8 +43,8 @@ pub use driver::{labels_for, object_name, Capability, Connector, HostDriver, Nod
 pub use error::{BoxError, Error, Result};
 pub use memory::MemStore;
 pub use model::{
-    Blueprint, Claim, Cluster, ClusterFilter, ClusterStatus, Deployment, EngineFacts, Health, HealthCheck, Host,
-    HostKind, HostStatus, Labels, LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation,
+    Blueprint, Claim, Cluster, ClusterFilter, ClusterStatus, Deployment, EngineFacts, Health, HealthCheck,
+    Host, HostKind, HostStatus, Labels, LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation,
     OperationKind, OperationStatus, Page, PortSpec, Protocol, ServiceUrls,
 };
 pub use pool::{

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Blueprint, Claim, Cluster, ClusterFilter, ClusterStatus, Health, Host, LeaseRecord, Listing, Operation, Page,
+    Blueprint, Claim, Cluster, ClusterFilter, ClusterStatus, Health, Host, LeaseRecord, Listing, Operation,
+    Page,
 };
 use crate::store::Store;
 
@@ -132,7 +133,11 @@ impl Store for MemStore {
 
     async fn list_clusters(&self, filter: &ClusterFilter, page: Page) -> Result<Listing<Cluster>> {
         let s = self.state();
-        let mut items: Vec<&Cluster> = s.clusters.values().filter(|c| cluster_matches(c, filter)).collect();
+        let mut items: Vec<&Cluster> = s
+            .clusters
+            .values()
+            .filter(|c| cluster_matches(c, filter))
+            .collect();
         items.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(page_of(items, page))
     }
@@ -188,13 +193,18 @@ impl Store for MemStore {
         c.updated_at = claim.now;
         c.version += 1;
         let claimed = c.clone();
-        s.leases.insert(claim.lease_id.clone(), LeaseRecord::opened(&claimed, claim));
+        s.leases
+            .insert(claim.lease_id.clone(), LeaseRecord::opened(&claimed, claim));
         Ok(Some(claimed))
     }
 
     async fn release_cluster(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Cluster>> {
         let mut s = self.state();
-        let Some(c) = s.clusters.get_mut(id).filter(|c| c.status == ClusterStatus::Applied) else {
+        let Some(c) = s
+            .clusters
+            .get_mut(id)
+            .filter(|c| c.status == ClusterStatus::Applied)
+        else {
             return Ok(None);
         };
         let lease_id = c.lease_id.take();

@@ -591,7 +591,9 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 63 || !ok_start || !ok_chars {
         return Err(Error::invalid(
             field,
-            format!("{name:?} must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"),
+            format!(
+                "{name:?} must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            ),
         ));
     }
     Ok(())

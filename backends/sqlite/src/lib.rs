@@ -1,1 +1,39 @@
-//! placeholder
+//! # poolcore-sqlite
+//!
+//! [`SqliteStore`]: PoolManager's [`Store`](poolcore::Store) on SQLite (bundled, no
+//! server to run), the embedded default. One database file may be shared by several
+//! PoolManager processes on one machine: applies stay atomic across them.
+//!
+//! ```
+//! use chrono::Utc;
+//! use poolcore::{Blueprint, Store};
+//! use poolcore_sqlite::SqliteStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> poolcore::Result<()> {
+//! // A file: `SqliteStore::open("pool.db")` or `SqliteStore::from_url("sqlite://./pool.db")`.
+//! let store = SqliteStore::memory().await?;
+//! let blueprint = Blueprint {
+//!     name: "fabric-pbft-4".into(),
+//!     labels: [("consensus_plugin".to_string(), "pbft".to_string())].into(),
+//!     nodes: vec![],
+//!     created_at: Utc::now(),
+//! };
+//! store.insert_blueprint(&blueprint).await?;
+//! assert_eq!(store.get_blueprint("fabric-pbft-4").await?, Some(blueprint));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The database runs in WAL mode with `synchronous = NORMAL`; its schema is migrated
+//! forward when a store opens it, and a database written by a newer version is
+//! refused.
+
+#![warn(missing_docs)]
+
+pub mod config;
+mod schema;
+mod store;
+
+pub use config::SqliteConfig;
+pub use store::SqliteStore;

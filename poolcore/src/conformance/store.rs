@@ -134,12 +134,21 @@ fn same_instant(a: chrono::DateTime<Utc>, b: chrono::DateTime<Utc>) -> bool {
 pub async fn hosts_round_trip(store: &dyn Store) {
     let mut host = sample_host();
     store.insert_host(&host).await.expect("insert host");
-    let got = store.get_host(&host.id).await.expect("get host").expect("host exists");
+    let got = store
+        .get_host(&host.id)
+        .await
+        .expect("get host")
+        .expect("host exists");
     assert_eq!(got.name, host.name);
     assert_eq!(got.labels, host.labels);
     assert_eq!(got.facts, host.facts);
     assert_eq!(got.kind, HostKind::Docker);
-    assert!(store.list_hosts().await.expect("list").iter().any(|h| h.id == host.id));
+    assert!(store
+        .list_hosts()
+        .await
+        .expect("list")
+        .iter()
+        .any(|h| h.id == host.id));
 
     host.capacity = 9;
     host.status = HostStatus::Inactive;
@@ -150,7 +159,11 @@ pub async fn hosts_round_trip(store: &dyn Store) {
     assert_eq!(got.last_error.as_deref(), Some("connection refused"));
 
     let ghost = sample_host();
-    assert!(store.update_host(&ghost).await.expect_err("unknown host").is_not_found());
+    assert!(store
+        .update_host(&ghost)
+        .await
+        .expect_err("unknown host")
+        .is_not_found());
     assert!(store.get_host(&ghost.id).await.expect("get").is_none());
     assert!(store.delete_host(&host.id).await.expect("delete"));
     assert!(!store.delete_host(&host.id).await.expect("delete again"));
@@ -171,7 +184,13 @@ pub async fn host_names_are_unique(store: &dyn Store) {
     b.name = a.name.clone();
     assert_conflict(store.update_host(&b).await, "rename to a taken name");
 
-    let names: Vec<String> = store.list_hosts().await.expect("list").into_iter().map(|h| h.name).collect();
+    let names: Vec<String> = store
+        .list_hosts()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|h| h.name)
+        .collect();
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted, "hosts are listed by name");
@@ -195,7 +214,10 @@ pub async fn blueprints_round_trip(store: &dyn Store) {
         .map(|b| b.name)
         .collect();
     assert!(names.contains(&bp.name));
-    assert!(names.windows(2).all(|w| w[0] <= w[1]), "blueprints are listed by name");
+    assert!(
+        names.windows(2).all(|w| w[0] <= w[1]),
+        "blueprints are listed by name"
+    );
     assert!(store.delete_blueprint(&bp.name).await.expect("delete"));
     assert!(!store.delete_blueprint(&bp.name).await.expect("delete again"));
     assert!(store.get_blueprint(&bp.name).await.expect("get").is_none());
@@ -240,11 +262,19 @@ pub async fn cluster_updates_are_conditional(store: &dyn Store) {
     stale.status = ClusterStatus::Failed;
     assert_conflict(store.update_cluster(&stale).await, "update over a stale version");
     let got = store.get_cluster(&c.id).await.expect("get").expect("exists");
-    assert_eq!(got.status, ClusterStatus::Stopped, "a refused update writes nothing");
+    assert_eq!(
+        got.status,
+        ClusterStatus::Stopped,
+        "a refused update writes nothing"
+    );
     assert_eq!(got.version, c.version + 1);
 
     let ghost = ready_cluster("bp", &new_id());
-    assert!(store.update_cluster(&ghost).await.expect_err("unknown").is_not_found());
+    assert!(store
+        .update_cluster(&ghost)
+        .await
+        .expect_err("unknown")
+        .is_not_found());
     store.delete_cluster(&c.id, got.version).await.expect("cleanup");
 }
 
@@ -253,10 +283,19 @@ pub async fn cluster_deletes_are_conditional(store: &dyn Store) {
     let c = ready_cluster("bp", &new_id());
     store.insert_cluster(&c).await.expect("insert");
     let written = store.update_cluster(&c).await.expect("update");
-    assert_conflict(store.delete_cluster(&c.id, c.version).await, "delete of a stale version");
+    assert_conflict(
+        store.delete_cluster(&c.id, c.version).await,
+        "delete of a stale version",
+    );
     assert!(store.get_cluster(&c.id).await.expect("get").is_some());
-    assert!(store.delete_cluster(&c.id, written.version).await.expect("delete"));
-    assert!(!store.delete_cluster(&c.id, written.version).await.expect("delete again"));
+    assert!(store
+        .delete_cluster(&c.id, written.version)
+        .await
+        .expect("delete"));
+    assert!(!store
+        .delete_cluster(&c.id, written.version)
+        .await
+        .expect("delete again"));
 }
 
 /// Filters combine; pages skip and cut; the total counts every match.
@@ -283,7 +322,10 @@ pub async fn clusters_filter_and_page(store: &dyn Store) {
     let all = store.list_clusters(&on_host, Page::ALL).await.expect("list");
     assert_eq!(all.total, 7);
     assert_eq!(all.items.len(), 7);
-    assert!(all.items.windows(2).all(|w| w[0].name <= w[1].name), "listed by name");
+    assert!(
+        all.items.windows(2).all(|w| w[0].name <= w[1].name),
+        "listed by name"
+    );
 
     let page = store
         .list_clusters(&on_host, Page { offset: 2, limit: 3 })
@@ -299,7 +341,8 @@ pub async fn clusters_filter_and_page(store: &dyn Store) {
     assert!(past.items.is_empty());
     assert_eq!(past.total, 7);
 
-    let count = |f: ClusterFilter| async move { store.list_clusters(&f, Page::ALL).await.expect("list").total };
+    let count =
+        |f: ClusterFilter| async move { store.list_clusters(&f, Page::ALL).await.expect("list").total };
     let with = |f: ClusterFilter| ClusterFilter {
         host_id: Some(host.clone()),
         ..f
@@ -329,7 +372,11 @@ pub async fn clusters_filter_and_page(store: &dyn Store) {
         blueprints: Some(vec![]),
         ..ClusterFilter::default()
     };
-    assert_eq!(count(with(none)).await, 0, "an empty blueprint list matches nothing");
+    assert_eq!(
+        count(with(none)).await,
+        0,
+        "an empty blueprint list matches nothing"
+    );
     let even_elsewhere = ClusterFilter {
         host_id: Some(other_host.clone()),
         ..even
@@ -346,7 +393,11 @@ pub async fn claim_takes_only_eligible_clusters(store: &dyn Store) {
     let host = new_id();
     let bp = unique("bp");
     let mut decoys = Vec::new();
-    for status in [ClusterStatus::Creating, ClusterStatus::Stopped, ClusterStatus::Failed] {
+    for status in [
+        ClusterStatus::Creating,
+        ClusterStatus::Stopped,
+        ClusterStatus::Failed,
+    ] {
         let mut c = ready_cluster(&bp, &host);
         c.status = status;
         decoys.push(c);
@@ -364,7 +415,10 @@ pub async fn claim_takes_only_eligible_clusters(store: &dyn Store) {
     for c in &decoys {
         store.insert_cluster(c).await.expect("insert decoy");
     }
-    let none = store.claim_cluster(&claim("bob", &[&bp], &[&host])).await.expect("claim");
+    let none = store
+        .claim_cluster(&claim("bob", &[&bp], &[&host]))
+        .await
+        .expect("claim");
     assert!(none.is_none(), "claimed an ineligible cluster: {none:?}");
 
     let good = ready_cluster(&bp, &host);
@@ -392,18 +446,29 @@ pub async fn claim_sets_the_lease(store: &dyn Store) {
     let c = ready_cluster("bp", &host);
     store.insert_cluster(&c).await.expect("insert");
     let req = claim(&unique("user"), &["bp"], &[&host]);
-    let got = store.claim_cluster(&req).await.expect("claim").expect("a cluster");
+    let got = store
+        .claim_cluster(&req)
+        .await
+        .expect("claim")
+        .expect("a cluster");
     assert_eq!(got.status, ClusterStatus::Applied);
     assert_eq!(got.user_id.as_deref(), Some(req.user_id.as_str()));
     assert_eq!(got.metadata, req.metadata);
     assert_eq!(got.lease_id.as_deref(), Some(req.lease_id.as_str()));
     assert!(got.applied_at.is_some_and(|t| same_instant(t, req.now)));
-    assert!(got.expires_at.zip(req.expires_at).is_some_and(|(a, b)| same_instant(a, b)));
+    assert!(got
+        .expires_at
+        .zip(req.expires_at)
+        .is_some_and(|(a, b)| same_instant(a, b)));
     assert_eq!(got.version, c.version + 1);
     assert_eq!(got.deployment, c.deployment, "a claim keeps the deployment");
     assert_eq!(store.get_cluster(&c.id).await.expect("get").as_ref(), Some(&got));
 
-    let lease = store.get_lease(&req.lease_id).await.expect("get lease").expect("lease opened");
+    let lease = store
+        .get_lease(&req.lease_id)
+        .await
+        .expect("get lease")
+        .expect("lease opened");
     assert_eq!(lease.cluster_id, c.id);
     assert_eq!(lease.cluster_name, c.name);
     assert_eq!(lease.user_id, req.user_id);
@@ -411,7 +476,10 @@ pub async fn claim_sets_the_lease(store: &dyn Store) {
     assert!(lease.released_at.is_none());
     store.release_cluster(&c.id, Utc::now()).await.expect("release");
     let released = store.get_cluster(&c.id).await.expect("get").expect("exists");
-    store.delete_cluster(&c.id, released.version).await.expect("cleanup");
+    store
+        .delete_cluster(&c.id, released.version)
+        .await
+        .expect("cleanup");
 }
 
 /// Many concurrent claims over few clusters: each cluster goes to exactly one.
@@ -422,7 +490,9 @@ pub async fn concurrent_claims_never_share(store: &dyn Store) {
     for c in &clusters {
         store.insert_cluster(c).await.expect("insert");
     }
-    let claims: Vec<Claim> = (0..40).map(|i| claim(&format!("u{i}"), &[&bp], &[&host])).collect();
+    let claims: Vec<Claim> = (0..40)
+        .map(|i| claim(&format!("u{i}"), &[&bp], &[&host]))
+        .collect();
     let results = join_all(claims.iter().map(|c| store.claim_cluster(c))).await;
     let won: Vec<Cluster> = results
         .into_iter()
@@ -432,7 +502,10 @@ pub async fn concurrent_claims_never_share(store: &dyn Store) {
     assert_eq!(won.len(), 8, "every cluster is handed out once");
     assert_eq!(distinct.len(), 8, "no cluster is handed out twice");
     for c in won {
-        let lease = store.get_lease(c.lease_id.as_deref().expect("lease id")).await.expect("lease");
+        let lease = store
+            .get_lease(c.lease_id.as_deref().expect("lease id"))
+            .await
+            .expect("lease");
         assert_eq!(lease.map(|l| l.user_id), c.user_id, "the lease names the winner");
         store.release_cluster(&c.id, Utc::now()).await.expect("release");
         let c = store.get_cluster(&c.id).await.expect("get").expect("exists");
@@ -446,13 +519,25 @@ pub async fn release_is_once(store: &dyn Store) {
     let ready = ready_cluster("bp", &host);
     store.insert_cluster(&ready).await.expect("insert");
     assert!(
-        store.release_cluster(&ready.id, Utc::now()).await.expect("release").is_none(),
+        store
+            .release_cluster(&ready.id, Utc::now())
+            .await
+            .expect("release")
+            .is_none(),
         "a ready cluster is not released"
     );
-    assert!(store.release_cluster(&new_id(), Utc::now()).await.expect("release").is_none());
+    assert!(store
+        .release_cluster(&new_id(), Utc::now())
+        .await
+        .expect("release")
+        .is_none());
 
     let req = claim("dave", &["bp"], &[&host]);
-    let applied = store.claim_cluster(&req).await.expect("claim").expect("a cluster");
+    let applied = store
+        .claim_cluster(&req)
+        .await
+        .expect("claim")
+        .expect("a cluster");
     let now = Utc::now();
     let results = join_all((0..5).map(|_| store.release_cluster(&applied.id, now))).await;
     let winners: Vec<Cluster> = results.into_iter().filter_map(|r| r.expect("release")).collect();
@@ -465,11 +550,24 @@ pub async fn release_is_once(store: &dyn Store) {
     assert_eq!(released.lease_id, None);
     assert!(released.metadata.is_empty());
     assert_eq!(released.version, applied.version + 1);
-    assert_eq!(store.get_cluster(&applied.id).await.expect("get").as_ref(), Some(released));
+    assert_eq!(
+        store.get_cluster(&applied.id).await.expect("get").as_ref(),
+        Some(released)
+    );
 
-    let lease = store.get_lease(&req.lease_id).await.expect("get").expect("lease kept");
-    assert!(lease.released_at.is_some_and(|t| same_instant(t, now)), "lease closed");
-    store.delete_cluster(&released.id, released.version).await.expect("cleanup");
+    let lease = store
+        .get_lease(&req.lease_id)
+        .await
+        .expect("get")
+        .expect("lease kept");
+    assert!(
+        lease.released_at.is_some_and(|t| same_instant(t, now)),
+        "lease closed"
+    );
+    store
+        .delete_cluster(&released.id, released.version)
+        .await
+        .expect("cleanup");
 }
 
 /// Leases list newest apply first, per user, in pages.
@@ -482,7 +580,11 @@ pub async fn leases_newest_first(store: &dyn Store) {
         store.insert_cluster(&c).await.expect("insert");
         let mut req = claim(&user, &["bp"], &[&host]);
         req.now = Utc::now() + Duration::seconds(i);
-        let got = store.claim_cluster(&req).await.expect("claim").expect("a cluster");
+        let got = store
+            .claim_cluster(&req)
+            .await
+            .expect("claim")
+            .expect("a cluster");
         assert_eq!(got.id, c.id);
         lease_ids.push(req.lease_id);
     }
@@ -521,7 +623,10 @@ pub async fn operations_round_trip(store: &dyn Store) {
         finished_at: None,
     };
     store.put_operation(&op).await.expect("put");
-    assert_eq!(store.get_operation(&op.id).await.expect("get").map(|o| o.total), Some(4));
+    assert_eq!(
+        store.get_operation(&op.id).await.expect("get").map(|o| o.total),
+        Some(4)
+    );
     op.done = 4;
     op.status = OperationStatus::Failed;
     op.error = Some("image missing".into());

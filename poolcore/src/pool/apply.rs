@@ -10,8 +10,7 @@ use tracing::{info, instrument};
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::model::{
-    new_id, Claim, Cluster, ClusterFilter, ClusterStatus, HostStatus, Labels, LeaseRecord, Listing,
-    Page,
+    new_id, Claim, Cluster, ClusterFilter, ClusterStatus, HostStatus, Labels, LeaseRecord, Listing, Page,
 };
 
 /// What a user asks for.
@@ -94,7 +93,10 @@ impl Pool {
                 blueprints: Some(blueprints.clone()),
                 ..ClusterFilter::default()
             };
-            let held = self.store().list_clusters(&filter, Page { offset: 0, limit: 1 }).await?;
+            let held = self
+                .store()
+                .list_clusters(&filter, Page { offset: 0, limit: 1 })
+                .await?;
             if let Some(cluster) = held.items.into_iter().next() {
                 return Ok(cluster);
             }
@@ -165,7 +167,10 @@ impl Pool {
             .map(|b| b.name)
             .collect();
         if names.is_empty() {
-            return Err(Error::not_found("blueprint with labels", format!("{:?}", req.labels)));
+            return Err(Error::not_found(
+                "blueprint with labels",
+                format!("{:?}", req.labels),
+            ));
         }
         Ok(names)
     }
@@ -215,7 +220,11 @@ impl Pool {
     pub async fn stats(&self) -> Result<Stats> {
         let hosts = self.hosts().await?;
         let blueprints = self.blueprints().await?;
-        let clusters = self.store().list_clusters(&ClusterFilter::default(), Page::ALL).await?.items;
+        let clusters = self
+            .store()
+            .list_clusters(&ClusterFilter::default(), Page::ALL)
+            .await?
+            .items;
         let count = |keep: &dyn Fn(&Cluster) -> bool| {
             let mut by_status = BTreeMap::new();
             for c in clusters.iter().filter(|c| keep(c)) {
@@ -271,4 +280,3 @@ fn describe_wanted(req: &ApplyRequest) -> String {
         (None, false) => format!("labels {:?}", req.labels),
     }
 }
-

@@ -28,13 +28,19 @@ fn validate_nodes(nodes: &[NodeSpec]) -> Result<()> {
         return Err(Error::invalid("nodes", "a blueprint needs at least one node"));
     }
     if nodes.len() > MAX_NODES {
-        return Err(Error::invalid("nodes", format!("{} nodes is more than {MAX_NODES}", nodes.len())));
+        return Err(Error::invalid(
+            "nodes",
+            format!("{} nodes is more than {MAX_NODES}", nodes.len()),
+        ));
     }
     let mut seen = BTreeSet::new();
     for node in nodes {
         validate_name("node name", &node.name)?;
         if !seen.insert(node.name.as_str()) {
-            return Err(Error::invalid("nodes", format!("node name {:?} is used twice", node.name)));
+            return Err(Error::invalid(
+                "nodes",
+                format!("node name {:?} is used twice", node.name),
+            ));
         }
         if node.image.trim().is_empty() || node.image.contains(char::is_whitespace) {
             return Err(Error::invalid(
@@ -99,7 +105,11 @@ impl Pool {
             blueprints: Some(vec![name.to_owned()]),
             ..ClusterFilter::default()
         };
-        let used = self.store().list_clusters(&filter, Page { offset: 0, limit: 0 }).await?.total;
+        let used = self
+            .store()
+            .list_clusters(&filter, Page { offset: 0, limit: 0 })
+            .await?
+            .total;
         if used > 0 {
             return Err(Error::conflict(format!(
                 "blueprint {name:?} is used by {used} cluster(s); delete them first"

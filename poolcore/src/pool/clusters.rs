@@ -26,7 +26,12 @@ impl Pool {
     ///
     /// A full host is [`Error::Conflict`]; a name defaults to `<blueprint>-<8 hex>`.
     #[instrument(skip(self))]
-    pub async fn create_cluster(&self, host_id: &str, blueprint: &str, name: Option<&str>) -> Result<Cluster> {
+    pub async fn create_cluster(
+        &self,
+        host_id: &str,
+        blueprint: &str,
+        name: Option<&str>,
+    ) -> Result<Cluster> {
         if let Some(name) = name {
             validate_name("name", name)?;
         }
@@ -36,7 +41,11 @@ impl Pool {
             host_id: Some(host.id.clone()),
             ..ClusterFilter::default()
         };
-        let held = self.store().list_clusters(&filter, Page { offset: 0, limit: 0 }).await?.total;
+        let held = self
+            .store()
+            .list_clusters(&filter, Page { offset: 0, limit: 0 })
+            .await?
+            .total;
         if held >= u64::from(host.capacity) {
             return Err(Error::conflict(format!(
                 "host {:?} is full: it holds {held} of {} clusters",
@@ -49,7 +58,12 @@ impl Pool {
     }
 
     /// Inserts a `creating` cluster record.
-    pub(super) async fn insert_cluster(&self, host_id: &str, blueprint: &str, name: Option<&str>) -> Result<Cluster> {
+    pub(super) async fn insert_cluster(
+        &self,
+        host_id: &str,
+        blueprint: &str,
+        name: Option<&str>,
+    ) -> Result<Cluster> {
         let name = match name {
             Some(name) => name.to_owned(),
             None => format!("{blueprint}-{}", &new_id()[..8]),

@@ -5,9 +5,7 @@ use tracing::{info, instrument, warn};
 
 use super::Pool;
 use crate::error::{Error, Result};
-use crate::model::{
-    new_id, ClusterFilter, EngineFacts, Host, HostKind, HostStatus, Labels, LogConfig, Page,
-};
+use crate::model::{new_id, ClusterFilter, EngineFacts, Host, HostKind, HostStatus, Labels, LogConfig, Page};
 
 /// What an operator gives to add a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +71,10 @@ pub const MAX_CAPACITY: u32 = 10_000;
 
 fn validate_capacity(capacity: u32) -> Result<()> {
     if capacity > MAX_CAPACITY {
-        return Err(Error::invalid("capacity", format!("{capacity} is above {MAX_CAPACITY}")));
+        return Err(Error::invalid(
+            "capacity",
+            format!("{capacity} is above {MAX_CAPACITY}"),
+        ));
     }
     Ok(())
 }
@@ -163,7 +164,10 @@ impl Pool {
             self.forget_driver(&host.id);
             return Err(Error::invalid(
                 "kind",
-                format!("the engine at {} is not a swarm manager (swarm state: {})", host.endpoint, facts.swarm),
+                format!(
+                    "the engine at {} is not a swarm manager (swarm state: {})",
+                    host.endpoint, facts.swarm
+                ),
             ));
         }
         host.facts = facts;
@@ -266,9 +270,15 @@ mod tests {
 
     #[test]
     fn public_address_from_endpoint() {
-        assert_eq!(default_public_address("unix:///var/run/docker.sock").unwrap(), "127.0.0.1");
+        assert_eq!(
+            default_public_address("unix:///var/run/docker.sock").unwrap(),
+            "127.0.0.1"
+        );
         assert_eq!(default_public_address("tcp://10.0.0.1:2375").unwrap(), "10.0.0.1");
-        assert_eq!(default_public_address("https://dock.example:2376/").unwrap(), "dock.example");
+        assert_eq!(
+            default_public_address("https://dock.example:2376/").unwrap(),
+            "dock.example"
+        );
         assert_eq!(default_public_address("tcp://[fd00::1]:2375").unwrap(), "fd00::1");
         assert!(default_public_address("ftp://x").is_err());
         assert!(default_public_address("tcp://:2375").is_err());

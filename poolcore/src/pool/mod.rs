@@ -23,8 +23,8 @@ use crate::model::{Host, HostKind, LogConfig};
 use crate::store::Store;
 
 pub use apply::{ApplyRequest, BlueprintStats, HostStats, ReleaseTarget, Stats};
-pub use clusters::NodeAction;
 pub use blueprints::NewBlueprint;
+pub use clusters::NodeAction;
 pub use hosts::{HostPatch, NewHost};
 
 /// Tunables of a [`Pool`].
@@ -123,11 +123,14 @@ impl DriverKey {
     }
 }
 
+/// Drivers made so far, per host id, with what each was made from.
+type DriverCache = HashMap<String, (DriverKey, Arc<dyn HostDriver>)>;
+
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
     connectors: HashMap<HostKind, Arc<dyn Connector>>,
-    drivers: Mutex<HashMap<String, (DriverKey, Arc<dyn HostDriver>)>>,
+    drivers: Mutex<DriverCache>,
     host_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     tasks: TaskTracker,
     config: PoolConfig,

@@ -126,7 +126,10 @@ impl Pool {
             None => self.blueprints().await?.into_iter().map(|b| b.name).collect(),
         };
         if names.is_empty() {
-            return Err(Error::invalid("blueprint", "there is no blueprint to fill the host with"));
+            return Err(Error::invalid(
+                "blueprint",
+                "there is no blueprint to fill the host with",
+            ));
         }
         let on_host = self.host_clusters(&host.id).await?;
         let mut counts: BTreeMap<&str, usize> = names.iter().map(|n| (n.as_str(), 0)).collect();
@@ -190,7 +193,12 @@ impl Pool {
             .host_clusters(&host.id)
             .await?
             .into_iter()
-            .filter(|c| matches!(c.status, ClusterStatus::Ready | ClusterStatus::Stopped | ClusterStatus::Failed))
+            .filter(|c| {
+                matches!(
+                    c.status,
+                    ClusterStatus::Ready | ClusterStatus::Stopped | ClusterStatus::Failed
+                )
+            })
             .collect();
         let progress = Progress::start(self, OperationKind::Clean, &host.id, len_u32(&free)).await?;
         let op = progress.snapshot().await;
@@ -244,7 +252,11 @@ impl Pool {
 
     async fn reset_steps(&self, host: &Host, clusters: Vec<Cluster>, progress: &Progress) -> Result<()> {
         for cluster in clusters {
-            let outcome = self.store().delete_cluster(&cluster.id, cluster.version).await.map(drop);
+            let outcome = self
+                .store()
+                .delete_cluster(&cluster.id, cluster.version)
+                .await
+                .map(drop);
             progress.step(outcome).await;
         }
         let removed = self.driver(host)?.remove_all().await;

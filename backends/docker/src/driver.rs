@@ -1,0 +1,403 @@
+//! [`DockerConnector`] and [`DockerDriver`]: clusters as one bridge network and one
+//! container per node on a single Docker engine.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+};
+use futures::future::try_join_all;
+use poolcore::driver::{LABEL_CLUSTER, LABEL_NODE};
+use poolcore::{
+    labels_for, object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error,
+    HealthCheck, Host, HostDriver, HostKind, LogConfig, NodeDeployment, NodeSpec, ObservedCluster, Result,
+};
+use tracing::instrument;
+
+use crate::config::{DockerConfig, Endpoint};
+use crate::core::{env_list, label_map, Engine};
+use crate::error::DockerError;
+use crate::labels::{self, LabelFilter};
+
+/// Makes a [`DockerDriver`] for each host of kind [`HostKind::Docker`].
+///
+/// Register it with the pool (`PoolBuilder::with_connector`); every driver it makes
+/// shares its [`DockerConfig`].
+#[derive(Debug, Clone, Default)]
+pub struct DockerConnector {
+    config: DockerConfig,
+}
+
+impl DockerConnector {
+    /// A connector with the default [`DockerConfig`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A connector whose drivers use `config`.
+    pub fn from_config(config: DockerConfig) -> Self {
+        DockerConnector { config }
+    }
+
+    /// The config its drivers use.
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+}
+
+impl Connector for DockerConnector {
+    fn kind(&self) -> HostKind {
+        HostKind::Docker
+    }
+
+    fn connect(&self, host: &Host) -> Result<Arc<dyn HostDriver>> {
+        Ok(Arc::new(DockerDriver::new(host, self.config.clone())?))
+    }
+}
+
+/// The [`HostDriver`] of one Docker engine.
+///
+/// A cluster is one bridge network and one container per node, each labelled with
+/// [`labels_for`] and named by [`object_name`]. Nodes reach each other by node name.
+/// Every named port is published on a free host port, read back after each start.
+/// The driver keeps no state of its own: every call finds its objects by label.
+#[derive(Debug)]
+pub struct DockerDriver {
+    engine: Engine,
+    host_id: String,
+    public_address: String,
+    log: Option<LogConfig>,
+}
+
+impl DockerDriver {
+    /// A driver for `host`, which must have a `unix://`, `tcp://` or `http://`
+    /// endpoint (else [`Error::Invalid`]). It does not talk to the engine yet: the first
+    /// call connects and agrees on the API version.
+    pub fn new(host: &Host, config: DockerConfig) -> Result<Self> {
+        let endpoint = Endpoint::parse(&host.endpoint)?;
+        Ok(DockerDriver {
+            engine: Engine::new(endpoint, &host.endpoint, config),
+            host_id: host.id.clone(),
+            public_address: host.public_address.clone(),
+            log: host.log.clone(),
+        })
+    }
+
+    /// The cluster's network: the one labelled with its id and named by [`object_name`]
+    /// when it exists, else a new one. Returns its id.
+    async fn ensure_network(&self, cluster: &Cluster) -> Result<String> {
+        let name = object_name(cluster, None);
+        if let Some(id) = self.find_network(cluster, &name).await? {
+            return Ok(id);
+        }
+        let request = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".to_owned()),
+            labels: Some(label_map(labels_for(cluster, None))),
+            ..Default::default()
+        };
+        match self.engine.create_network(request).await {
+            // Created by a concurrent call since we looked: adopt it.
+            Err(Error::Conflict { .. }) => self
+                .find_network(cluster, &name)
+                .await?
+                .ok_or_else(|| Error::conflict(format!("network {name:?} exists but is not ours"))),
+            created => created,
+        }
+    }
+
+    /// Id of the cluster's network named `name`. Engines before API 1.44 allow several
+    /// networks of one name; the oldest wins, so every caller picks the same one.
+    async fn find_network(&self, cluster: &Cluster, name: &str) -> Result<Option<String>> {
+        let networks = self.engine.networks(&LabelFilter::cluster(&cluster.id)).await?;
+        let mut matching: Vec<_> = networks
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| Some((n.created.clone().map(|c| c.to_string()), n.id?)))
+            .collect();
+        matching.sort();
+        Ok(matching.into_iter().next().map(|(_, id)| id))
+    }
+
+    /// The node's container, created (or adopted, if it exists) and started. Returns
+    /// its id.
+    async fn ensure_node(&self, cluster: &Cluster, node: &NodeSpec, network_id: &str) -> Result<String> {
+        let name = object_name(cluster, Some(&node.name));
+        let body = container_body(cluster, node, network_id, self.log.as_ref());
+        let id = match self.engine.create_container(&name, body).await {
+            Ok(id) => id,
+            Err(Error::Conflict { .. }) => self.adopt(cluster, node, &name).await?,
+            Err(e) => return Err(e),
+        };
+        self.engine.start_container(&id).await?;
+        Ok(id)
+    }
+
+    /// Id of the existing container `name`, after checking it is this node's.
+    async fn adopt(&self, cluster: &Cluster, node: &NodeSpec, name: &str) -> Result<String> {
+        let found = self.engine.inspect_container(name).await?;
+        let labels = found.config.as_ref().and_then(|c| c.labels.as_ref());
+        let ours = labels.is_some_and(|l| {
+            l.get(LABEL_CLUSTER) == Some(&cluster.id) && l.get(LABEL_NODE) == Some(&node.name)
+        });
+        match found.id {
+            Some(id) if ours => Ok(id),
+            _ => Err(DockerError::Foreign {
+                container: name.to_owned(),
+                node: node.name.clone(),
+                cluster_id: cluster.id.clone(),
+            }
+            .into()),
+        }
+    }
+
+    /// Reads back what the engine made for the containers `ids` of `cluster`.
+    async fn read_back(&self, cluster: &Cluster, ids: &[String]) -> Result<Deployment> {
+        let found = try_join_all(ids.iter().map(|id| self.engine.inspect_container(id))).await?;
+        let network = object_name(cluster, None);
+        let mut deployment = Deployment::default();
+        for container in found {
+            if let Some(id) = network_id(&container, &network) {
+                deployment.network_id = id;
+            }
+            let (node, published) = self.node_deployment(container)?;
+            deployment.nodes.insert(node, published);
+        }
+        Ok(deployment)
+    }
+
+    /// Node name and endpoints of an inspected container. Every port its labels name
+    /// must be published: a node that exited at once has none, and that is an error.
+    fn node_deployment(&self, container: ContainerInspectResponse) -> Result<(String, NodeDeployment)> {
+        let id = container.id.unwrap_or_default();
+        let name = container
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned();
+        let config_labels = container.config.and_then(|c| c.labels).unwrap_or_default();
+        let node = config_labels
+            .get(LABEL_NODE)
+            .cloned()
+            .unwrap_or_else(|| name.clone());
+        let published = container
+            .network_settings
+            .and_then(|n| n.ports)
+            .unwrap_or_default();
+        let mut endpoints = BTreeMap::new();
+        for (port_name, spec) in labels::ports_from_labels(&config_labels) {
+            let host_port = published
+                .get(&spec)
+                .and_then(|bindings| bindings.as_ref())
+                .and_then(|bindings| {
+                    bindings
+                        .iter()
+                        .find_map(|b| b.host_port.clone().filter(|p| !p.is_empty()))
+                });
+            let Some(host_port) = host_port else {
+                let state = container
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.status)
+                    .map(|s| s.to_string());
+                return Err(DockerError::PortNotPublished {
+                    container: name,
+                    port: spec,
+                    state: state.unwrap_or_else(|| "state unknown".to_owned()),
+                }
+                .into());
+            };
+            endpoints.insert(port_name, format!("{}:{host_port}", self.public_address));
+        }
+        Ok((node, NodeDeployment { id, endpoints }))
+    }
+
+    /// Ids of the cluster's containers, or of one node's. None found is
+    /// [`Error::NotFound`] for the node (or the cluster).
+    async fn container_ids(&self, cluster: &Cluster, node: Option<&str>) -> Result<Vec<String>> {
+        let filter = LabelFilter::cluster(&cluster.id).node(node);
+        let ids: Vec<String> = self
+            .engine
+            .containers(&filter)
+            .await?
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect();
+        match (ids.is_empty(), node) {
+            (true, Some(node)) => Err(Error::not_found("node", node)),
+            (true, None) => Err(Error::not_found("cluster", &cluster.id)),
+            (false, _) => Ok(ids),
+        }
+    }
+
+    /// Removes every container, then every network, that `filter` finds. Returns the
+    /// cluster ids they carried.
+    async fn remove_labelled(&self, filter: &LabelFilter) -> Result<BTreeSet<String>> {
+        let mut clusters = BTreeSet::new();
+        let containers = self.engine.containers(filter).await?;
+        let cluster_of = |labels: Option<&HashMap<String, String>>| labels?.get(LABEL_CLUSTER).cloned();
+        clusters.extend(containers.iter().filter_map(|c| cluster_of(c.labels.as_ref())));
+        let ids = containers.iter().filter_map(|c| c.id.as_deref());
+        try_join_all(ids.map(|id| self.engine.remove_container(id))).await?;
+
+        // Networks go last: the engine refuses to remove one that containers still use.
+        let networks = self.engine.networks(filter).await?;
+        clusters.extend(networks.iter().filter_map(|n| cluster_of(n.labels.as_ref())));
+        let ids = networks.iter().filter_map(|n| n.id.as_deref());
+        try_join_all(ids.map(|id| self.engine.remove_network(id))).await?;
+        Ok(clusters)
+    }
+}
+
+/// Id of the network `name` the container is attached to.
+fn network_id(container: &ContainerInspectResponse, name: &str) -> Option<String> {
+    let networks = container.network_settings.as_ref()?.networks.as_ref()?;
+    networks.get(name)?.network_id.clone()
+}
+
+/// What the engine needs to create `node`'s container on the network `network_id`.
+fn container_body(
+    cluster: &Cluster,
+    node: &NodeSpec,
+    network_id: &str,
+    log: Option<&LogConfig>,
+) -> ContainerCreateBody {
+    let ports: BTreeSet<String> = node.ports.values().map(ToString::to_string).collect();
+    // An empty host port lets the engine pick a free one, so clusters never collide.
+    let any_free_port = || {
+        Some(vec![PortBinding {
+            host_ip: Some("0.0.0.0".to_owned()),
+            host_port: Some(String::new()),
+        }])
+    };
+    let host_config = HostConfig {
+        port_bindings: Some(ports.iter().map(|p| (p.clone(), any_free_port())).collect()),
+        log_config: log.filter(|l| !l.driver.is_empty()).map(|l| HostConfigLogConfig {
+            typ: Some(l.driver.clone()),
+            config: Some(label_map(l.options.clone())),
+        }),
+        network_mode: Some(network_id.to_owned()),
+        ..Default::default()
+    };
+    let endpoint = EndpointSettings {
+        aliases: Some(vec![node.name.clone()]),
+        ..Default::default()
+    };
+    let labels = labels_for(cluster, Some(&node.name))
+        .into_iter()
+        .chain(labels::port_labels(node));
+    ContainerCreateBody {
+        image: Some(node.image.clone()),
+        cmd: (!node.command.is_empty()).then(|| node.command.clone()),
+        env: Some(env_list(&node.env)),
+        labels: Some(label_map(labels)),
+        exposed_ports: Some(ports.into_iter().collect()),
+        healthcheck: node.health.as_ref().map(health_config),
+        host_config: Some(host_config),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(network_id.to_owned(), endpoint)])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A blueprint's health check as the engine runs it: through the shell, durations in
+/// nanoseconds.
+fn health_config(check: &HealthCheck) -> HealthConfig {
+    const NANOS_PER_SEC: i64 = 1_000_000_000;
+    HealthConfig {
+        test: Some(vec!["CMD-SHELL".to_owned(), check.command.clone()]),
+        interval: Some(i64::from(check.interval_seconds.max(1)) * NANOS_PER_SEC),
+        retries: Some(i64::from(check.retries)),
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl HostDriver for DockerDriver {
+    fn capability(&self) -> Capability {
+        Capability::new().with_health_checks(true).with_node_control(true)
+    }
+
+    #[instrument(skip(self), fields(host_id = %self.host_id))]
+    async fn probe(&self) -> Result<EngineFacts> {
+        let (version, info) = futures::try_join!(self.engine.version(), self.engine.info())?;
+        let swarm = info.swarm.unwrap_or_default();
+        let count = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        Ok(EngineFacts {
+            version: version.version.or(info.server_version).unwrap_or_default(),
+            cpus: count(info.ncpu),
+            memory_bytes: count(info.mem_total),
+            containers: count(info.containers),
+            swarm: swarm
+                .local_node_state
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "inactive".to_owned()),
+            swarm_manager: swarm.control_available.unwrap_or(false),
+        })
+    }
+
+    #[instrument(skip_all, fields(host_id = %self.host_id, cluster_id = %cluster.id))]
+    async fn create_cluster(&self, cluster: &Cluster, blueprint: &Blueprint) -> Result<Deployment> {
+        let network_id = self.ensure_network(cluster).await?;
+        let images: BTreeSet<&str> = blueprint.nodes.iter().map(|n| n.image.as_str()).collect();
+        for image in images {
+            self.engine.ensure_image(image).await?;
+        }
+        let nodes = blueprint.nodes.iter();
+        let ids = try_join_all(nodes.map(|node| self.ensure_node(cluster, node, &network_id))).await?;
+        let mut deployment = self.read_back(cluster, &ids).await?;
+        deployment.network_id = network_id;
+        Ok(deployment)
+    }
+
+    #[instrument(skip(self), fields(host_id = %self.host_id))]
+    async fn delete_cluster(&self, cluster_id: &str) -> Result<()> {
+        self.remove_labelled(&LabelFilter::cluster(cluster_id))
+            .await
+            .map(drop)
+    }
+
+    #[instrument(skip(self, cluster), fields(host_id = %self.host_id, cluster_id = %cluster.id))]
+    async fn start_cluster(&self, cluster: &Cluster, node: Option<&str>) -> Result<Deployment> {
+        let ids = self.container_ids(cluster, node).await?;
+        try_join_all(ids.iter().map(|id| self.engine.start_container(id))).await?;
+        self.read_back(cluster, &ids).await
+    }
+
+    #[instrument(skip(self, cluster), fields(host_id = %self.host_id, cluster_id = %cluster.id))]
+    async fn stop_cluster(&self, cluster: &Cluster, node: Option<&str>) -> Result<()> {
+        let ids = self.container_ids(cluster, node).await?;
+        try_join_all(ids.iter().map(|id| self.engine.stop_container(id)))
+            .await
+            .map(drop)
+    }
+
+    #[instrument(skip(self, cluster), fields(host_id = %self.host_id, cluster_id = %cluster.id))]
+    async fn restart_cluster(&self, cluster: &Cluster, node: Option<&str>) -> Result<Deployment> {
+        let ids = self.container_ids(cluster, node).await?;
+        try_join_all(ids.iter().map(|id| self.engine.restart_container(id))).await?;
+        self.read_back(cluster, &ids).await
+    }
+
+    #[instrument(skip(self), fields(host_id = %self.host_id))]
+    async fn inspect(&self) -> Result<Vec<ObservedCluster>> {
+        let filter = LabelFilter::host(&self.host_id);
+        let (containers, networks) =
+            futures::try_join!(self.engine.containers(&filter), self.engine.networks(&filter))?;
+        Ok(labels::group_clusters(
+            &containers,
+            networks.into_iter().map(|n| n.labels),
+        ))
+    }
+
+    #[instrument(skip(self), fields(host_id = %self.host_id))]
+    async fn remove_all(&self) -> Result<u64> {
+        let clusters = self.remove_labelled(&LabelFilter::host(&self.host_id)).await?;
+        Ok(clusters.len() as u64)
+    }
+}

@@ -1,0 +1,50 @@
+//! The shared HostDriver conformance suite against a real Docker engine.
+//!
+//! The engine is read from `POOLMANAGER_TEST_DOCKER`, else `DOCKER_HOST`, else
+//! `unix:///var/run/docker.sock`, and must hold the image `poolmanager/testnode:latest`.
+//! Without an engine the tests are skipped with a notice, except under `CI=true`, where
+//! that is a failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poolcore::conformance::driver::{run_all, DriverHarness};
+use poolcore_docker::{DockerConfig, DockerConnector};
+
+fn engine_endpoint() -> String {
+    std::env::var("POOLMANAGER_TEST_DOCKER")
+        .or_else(|_| std::env::var("DOCKER_HOST"))
+        .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
+}
+
+/// A harness for the test engine, or `None` (with a notice) when no engine answers
+/// outside CI.
+async fn harness() -> Option<DriverHarness> {
+    // The test image's httpd ignores SIGTERM as PID 1: a short stop timeout keeps stop
+    // and restart cases fast.
+    let config = DockerConfig::new().with_stop_timeout(Duration::from_secs(1));
+    let connector = Arc::new(DockerConnector::from_config(config));
+    let harness = DriverHarness::new(connector, engine_endpoint());
+    match harness.probe_engine().await {
+        Ok(_) => Some(harness),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "CI=true but no Docker engine answers at {}: {e}",
+                harness.endpoint()
+            )
+        }
+        Err(e) => {
+            eprintln!(
+                "skipping: no Docker engine answers at {} ({e}); set POOLMANAGER_TEST_DOCKER",
+                harness.endpoint()
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_driver_passes_the_conformance_suite() {
+    let Some(harness) = harness().await else { return };
+    run_all(&harness).await;
+}

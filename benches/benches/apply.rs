@@ -1,0 +1,108 @@
+//! Apply latency: through `Pool::apply` on MemStore and on a SQLite file, and over
+//! HTTP against the real server on a SQLite file. No engine is needed: apply never
+//! calls one, so the pool is seeded with ready clusters directly in the store.
+//!
+//! `cargo bench -p poolmanager-benches` prints the figures kept in docs/performance.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poolcore::{ApplyRequest, MemStore, Pool, Store};
+use poolcore_sqlite::SqliteStore;
+use poolmanager::api::auth::Tokens;
+use poolmanager_benches::{seed, summary};
+
+const CLUSTERS: usize = 2_000;
+const CONCURRENCY: usize = 32;
+
+async fn applies_in_process(name: &str, store: Arc<dyn Store>) {
+    let blueprint = seed(&store, CLUSTERS).await;
+    let pool = Pool::builder(store).build();
+    let started = Instant::now();
+    let mut samples = Vec::with_capacity(CLUSTERS);
+    for i in 0..CLUSTERS {
+        let begun = Instant::now();
+        pool.apply(ApplyRequest {
+            user_id: format!("user-{i}"),
+            blueprint: Some(blueprint.clone()),
+            ..ApplyRequest::default()
+        })
+        .await
+        .expect("a ready cluster");
+        samples.push(begun.elapsed());
+    }
+    let wall = started.elapsed();
+    println!(
+        "pool.apply on {name}, sequential: {} ({:.0} applies/s)",
+        summary(&mut samples),
+        CLUSTERS as f64 / wall.as_secs_f64()
+    );
+}
+
+async fn applies_over_http(store_url: &str) {
+    let config = poolmanager::config::Config {
+        database: store_url.to_owned(),
+        ..Default::default()
+    };
+    let pool = poolmanager::build_pool(&config).await.expect("pool");
+    let blueprint = seed(pool.store(), CLUSTERS).await;
+    let tokens = Tokens {
+        admin: "bench".into(),
+        user: None,
+    };
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind");
+    let addr = *acceptor.local_addr()[0].as_socket_addr().expect("tcp");
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(poolmanager::api::app(pool, tokens)));
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/api/v1/apply");
+
+    let started = Instant::now();
+    let per_worker = CLUSTERS / CONCURRENCY;
+    let workers = (0..CONCURRENCY).map(|w| {
+        let (http, url, blueprint) = (http.clone(), url.clone(), blueprint.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(per_worker);
+            for i in 0..per_worker {
+                let begun = Instant::now();
+                let resp = http
+                    .post(&url)
+                    .bearer_auth("bench")
+                    .json(&serde_json::json!({"user_id": format!("u{w}-{i}"), "blueprint": blueprint}))
+                    .send()
+                    .await
+                    .expect("sent");
+                assert!(resp.status().is_success(), "apply failed: {}", resp.status());
+                resp.bytes().await.expect("body");
+                samples.push(begun.elapsed());
+            }
+            samples
+        })
+    });
+    let mut samples: Vec<Duration> = futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .flat_map(|r| r.expect("worker"))
+        .collect();
+    let wall = started.elapsed();
+    println!(
+        "HTTP POST /apply on {}, {CONCURRENCY} concurrent clients: {} ({:.0} applies/s)",
+        store_url.split(':').next().unwrap_or(store_url),
+        summary(&mut samples),
+        samples.len() as f64 / wall.as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    applies_in_process("MemStore", Arc::new(MemStore::new())).await;
+    let file = dir.path().join("bench.db");
+    let sqlite = SqliteStore::open(&file).await.expect("sqlite");
+    applies_in_process("SQLite file", Arc::new(sqlite)).await;
+    let url = format!("sqlite://{}", dir.path().join("http.db").display());
+    applies_over_http(&url).await;
+}

@@ -1,0 +1,63 @@
+//! Embeds a pool in a program: SQLite store, the local Docker engine, one blueprint,
+//! fill, apply, release.
+//!
+//! ```sh
+//! scripts/test-image.sh            # the demo image, built locally
+//! cargo run -p poolmanager-examples --example embed -- unix:///var/run/docker.sock
+//! ```
+
+use std::sync::Arc;
+
+use poolcore::{ApplyRequest, ClusterStatus, NewBlueprint, NewHost, NodeSpec, Pool, ReleaseTarget};
+use poolcore_docker::DockerConnector;
+use poolcore_sqlite::SqliteStore;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let endpoint = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+    let store = Arc::new(SqliteStore::open("embedded-pool.db").await?);
+    let pool = Pool::builder(store)
+        .with_connector(DockerConnector::new())
+        .build();
+
+    let blueprint = NewBlueprint {
+        name: "demo".into(),
+        labels: Default::default(),
+        nodes: vec![NodeSpec {
+            name: "vp0".into(),
+            image: "poolmanager/testnode:latest".into(),
+            command: vec![],
+            env: Default::default(),
+            ports: [("web".to_owned(), "80/tcp".parse()?)].into(),
+            health: None,
+        }],
+    };
+    if pool.blueprint("demo").await.is_err() {
+        pool.create_blueprint(blueprint).await?;
+    }
+    let mut host = NewHost::docker("embedded", endpoint, 1);
+    host.autofill = false;
+    let host = pool.add_host(host).await?;
+    pool.fill_host(&host.id, None).await?;
+    pool.wait_idle().await;
+
+    let cluster = pool
+        .apply(ApplyRequest {
+            user_id: "alice".into(),
+            blueprint: Some("demo".into()),
+            ..Default::default()
+        })
+        .await?;
+    println!("alice got {} with {:?}", cluster.name, cluster.service_urls());
+
+    pool.release(ReleaseTarget::Cluster(cluster.id.clone())).await?;
+    pool.wait_idle().await;
+    let fresh = pool.cluster(&cluster.id).await?;
+    assert_eq!(fresh.status, ClusterStatus::Ready);
+    println!("released and recreated: {} is {}", fresh.name, fresh.status);
+
+    pool.delete_host(&host.id, true).await?;
+    Ok(())
+}

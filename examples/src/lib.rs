@@ -1,0 +1,1 @@
+//! Examples of embedding `poolcore`; see `embed.rs`.

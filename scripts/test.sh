@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs PoolManager's whole test suite against a real Docker engine.
+#
+# Uses the engine named by POOLMANAGER_TEST_DOCKER or DOCKER_HOST, or the default
+# socket, when one answers. Otherwise it installs Debian's docker.io (and
+# busybox-static) if missing, starts a private dockerd with its own data-root,
+# exec-root, pidfile and socket, and stops it at the end. It builds the test image
+# with `docker import` from busybox, then runs `cargo test --workspace`.
+# Under CI=true a missing engine fails the run; it never silently skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+IMAGE=${POOLMANAGER_TEST_IMAGE:-poolmanager/testnode:latest}
+PRIVATE_DIR=""
+DOCKERD_PID=""
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+cleanup() {
+  if [[ -n "$DOCKERD_PID" ]]; then
+    log "stopping the private dockerd (pid $DOCKERD_PID)"
+    kill "$DOCKERD_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$DOCKERD_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$PRIVATE_DIR" ]]; then
+    # Overlay mounts under the data root may outlive a killed dockerd.
+    grep -o " $PRIVATE_DIR[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    rm -rf "$PRIVATE_DIR" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+answers() { command -v docker >/dev/null && timeout 10 docker -H "$1" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  ((${#missing[@]})) || return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    log "need root to install ${missing[*]}"
+    return 1
+  fi
+  log "installing ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+start_private_dockerd() {
+  apt_install docker.io || return 1
+  PRIVATE_DIR=$(mktemp -d /tmp/pm-dockerd.XXXXXX)
+  local sock="unix://$PRIVATE_DIR/docker.sock"
+  log "starting a private dockerd at $sock"
+  dockerd --data-root "$PRIVATE_DIR/data" --exec-root "$PRIVATE_DIR/exec" \
+    --pidfile "$PRIVATE_DIR/docker.pid" -H "$sock" >"$PRIVATE_DIR/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  for _ in $(seq 1 120); do
+    if answers "$sock"; then ENDPOINT=$sock; return 0; fi
+    kill -0 "$DOCKERD_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  log "the private dockerd did not come up; its log:"
+  tail -n 30 "$PRIVATE_DIR/dockerd.log" >&2 || true
+  return 1
+}
+
+ENDPOINT=""
+for candidate in "${POOLMANAGER_TEST_DOCKER:-}" "${DOCKER_HOST:-}" unix:///var/run/docker.sock; do
+  if [[ -n "$candidate" ]] && answers "$candidate"; then ENDPOINT=$candidate; break; fi
+done
+if [[ -z "$ENDPOINT" ]] && ! start_private_dockerd; then
+  if [[ "${CI:-}" == "true" ]]; then
+    log "CI=true and no Docker engine could be found or started"
+    exit 1
+  fi
+  log "no Docker engine: the engine tests will be skipped"
+fi
+
+if [[ -n "$ENDPOINT" ]]; then
+  export POOLMANAGER_TEST_DOCKER=$ENDPOINT POOLMANAGER_TEST_IMAGE=$IMAGE
+  log "engine $ENDPOINT ($(docker -H "$ENDPOINT" version --format '{{.Server.Version}}'))"
+  scripts/test-image.sh "$ENDPOINT"
+fi
+
+cargo test --workspace --all-targets "$@"
+cargo test --workspace --doc

@@ -1,0 +1,198 @@
+//! Server configuration: defaults < TOML file (`POOLMANAGER_CONFIG_FILE`) < environment
+//! (`POOLMANAGER_*`) < command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Environment variable naming the TOML config file.
+pub const CONFIG_FILE_ENV: &str = "POOLMANAGER_CONFIG_FILE";
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Everything the server can be told.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Store URL: `sqlite://./poolmanager.db`, `sqlite:///abs/path.db`, `sqlite::memory:`.
+    pub database: String,
+    /// Token for every endpoint; generated and kept in `admin_token_file` when unset.
+    pub admin_token: Option<String>,
+    /// Where a generated admin token is kept; beside the database when unset.
+    pub admin_token_file: Option<PathBuf>,
+    /// Token for the user endpoints (apply, release, clusters).
+    pub user_token: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Clusters created at once on one host.
+    pub host_parallelism: usize,
+    /// Lease length when an apply gives none.
+    pub default_ttl_seconds: Option<u64>,
+    /// Longest lease an apply may ask for.
+    pub max_ttl_seconds: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            database: "sqlite://./poolmanager.db".into(),
+            admin_token: None,
+            admin_token_file: None,
+            user_token: None,
+            log_format: LogFormat::Human,
+            host_parallelism: 4,
+            default_ttl_seconds: None,
+            max_ttl_seconds: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database", &self.database)
+            .field("admin_token", &redacted(&self.admin_token))
+            .field("admin_token_file", &self.admin_token_file)
+            .field("user_token", &redacted(&self.user_token))
+            .field("log_format", &self.log_format)
+            .field("host_parallelism", &self.host_parallelism)
+            .field("default_ttl_seconds", &self.default_ttl_seconds)
+            .field("max_ttl_seconds", &self.max_ttl_seconds)
+            .finish()
+    }
+}
+
+/// Values given as command-line flags; unset ones leave the lower layers alone.
+#[derive(Debug, Clone, Default, Serialize, clap::Args)]
+pub struct Overrides {
+    /// Address to listen on [env: POOLMANAGER_LISTEN, default 127.0.0.1:8080].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Store URL [env: POOLMANAGER_DATABASE, default sqlite://./poolmanager.db].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Log format [env: POOLMANAGER_LOG_FORMAT].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Reads the layers: defaults, the TOML file named by `file` or by
+    /// `POOLMANAGER_CONFIG_FILE`, `POOLMANAGER_*` variables, then `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(Box::new(figment::Error::from(format!(
+                    "config file {} does not exist",
+                    file.display()
+                ))));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment
+            .merge(Env::prefixed("POOLMANAGER_").ignore(&["config_file"]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    /// The directory of a SQLite database file, where a generated token is kept.
+    fn data_dir(&self) -> PathBuf {
+        let path = self
+            .database
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database.strip_prefix("sqlite:"))
+            .filter(|p| !p.starts_with(':'));
+        path.and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// Where the generated admin token is kept.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.admin_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("poolmanager.admin-token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "pm.toml",
+                "listen = \"0.0.0.0:9000\"\ndatabase = \"sqlite://file.db\"\nhost_parallelism = 2",
+            )?;
+            jail.set_env("POOLMANAGER_DATABASE", "sqlite://env.db");
+            let overrides = Overrides {
+                listen: Some("127.0.0.1:1".into()),
+                ..Overrides::default()
+            };
+            let config = Config::load(Some(Path::new("pm.toml")), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.listen, "127.0.0.1:1", "flag beats file");
+            assert_eq!(config.database, "sqlite://env.db", "env beats file");
+            assert_eq!(config.host_parallelism, 2, "file beats default");
+            assert_eq!(config.log_format, LogFormat::Human, "default stays");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/pm.toml")), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/pm.toml"));
+    }
+
+    #[test]
+    fn token_lives_beside_the_database() {
+        let mut config = Config {
+            database: "sqlite:///var/lib/pm/pool.db".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            config.admin_token_path(),
+            Path::new("/var/lib/pm/poolmanager.admin-token")
+        );
+        config.database = "sqlite://./poolmanager.db".into();
+        assert_eq!(config.admin_token_path(), Path::new("./poolmanager.admin-token"));
+        config.database = "sqlite::memory:".into();
+        assert_eq!(config.admin_token_path(), Path::new("./poolmanager.admin-token"));
+    }
+
+    #[test]
+    fn debug_hides_tokens() {
+        let config = Config {
+            admin_token: Some("s3cret".into()),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,675 @@
+//! The REST API end to end: real HTTP, a real SQLite file, a real Docker engine.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use common::{http_get, TestServer, ADMIN, USER};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn walkthrough_apply_use_release_recreate() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let (status, health) = s.call(Method::GET, "/health", None, None).await;
+    assert_eq!((status, health["status"].as_str()), (StatusCode::OK, Some("ok")));
+
+    let host = s.add_host(2, false).await;
+    let bp = s.add_blueprint(2).await;
+    s.fill(&host).await;
+
+    let (status, list) = s
+        .user(
+            Method::GET,
+            &format!("/clusters?host_id={host}&status=ready"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], 2, "{list}");
+
+    let apply = json!({"user_id": "alice", "blueprint": bp, "metadata": {"ticket": "42"}});
+    let (status, cluster) = s.user(Method::POST, "/apply", Some(apply.clone())).await;
+    assert_eq!(status, StatusCode::OK, "apply: {cluster}");
+    assert_eq!(cluster["status"], "applied");
+    assert_eq!(cluster["user_id"], "alice");
+    assert_eq!(cluster["metadata"]["ticket"], "42");
+    let id = cluster["id"].as_str().expect("id").to_owned();
+    for node in ["vp0", "vp1"] {
+        let url = cluster["service_urls"][node]["web"]
+            .as_str()
+            .expect("service url");
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let answer = http_get(url).await;
+        assert!(
+            answer.starts_with("HTTP/1.") && answer.ends_with("ok\n"),
+            "{url} answered {answer:?}"
+        );
+    }
+
+    let (_, again) = s.user(Method::POST, "/apply", Some(apply.clone())).await;
+    assert_eq!(
+        again["id"], cluster["id"],
+        "a user holding a cluster gets it back"
+    );
+    let mut multiple = apply.clone();
+    multiple["allow_multiple"] = json!(true);
+    let (status, second) = s.user(Method::POST, "/apply", Some(multiple.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_ne!(second["id"], cluster["id"]);
+
+    let resp = s
+        .http
+        .post(format!("{}/apply", s.base))
+        .bearer_auth(USER)
+        .json(&multiple)
+        .send()
+        .await
+        .expect("apply");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        resp.headers().get("retry-after").is_some(),
+        "503 carries Retry-After"
+    );
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["code"], "pool_exhausted");
+
+    let (status, released) = s
+        .user(Method::POST, "/release", Some(json!({"cluster_id": id})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{released}");
+    assert_eq!(released["released"], json!([id]));
+    let fresh = s
+        .wait_cluster(&id, |c| c["status"] == "ready" && c["health"] == "ok")
+        .await;
+    assert_eq!(
+        (&fresh["name"], &fresh["host_id"]),
+        (&cluster["name"], &cluster["host_id"])
+    );
+    assert_eq!(fresh["user_id"], Value::Null);
+    for node in ["vp0", "vp1"] {
+        assert_ne!(
+            fresh["containers"][node], cluster["containers"][node],
+            "fresh containers"
+        );
+        let url = fresh["service_urls"][node]["web"].as_str().expect("url");
+        assert!(http_get(url).await.ends_with("ok\n"));
+    }
+    let (status, released) = s
+        .user(Method::POST, "/release", Some(json!({"cluster_id": id})))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a ready cluster is not released: {released}"
+    );
+
+    let (_, leases) = s.admin(Method::GET, "/leases?user_id=alice", None).await;
+    assert_eq!(leases["total"], 2, "{leases}");
+    let closed: Vec<&Value> = leases["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|l| l["released_at"].is_string())
+        .collect();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0]["cluster_id"], json!(id));
+
+    let (_, stats) = s.admin(Method::GET, "/stats", None).await;
+    assert_eq!(stats["clusters"]["applied"], 1, "{stats}");
+    assert_eq!(stats["clusters"]["ready"], 1, "{stats}");
+    assert_eq!(stats["hosts_by_status"]["active"], 1);
+
+    let (status, body) = s.admin(Method::DELETE, &format!("/hosts/{host}"), None).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a host holding an applied cluster stays: {body}"
+    );
+    let (status, released) = s
+        .user(Method::POST, "/release", Some(json!({"user_id": "alice"})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(released["released"], json!([second["id"]]));
+    s.remove_host(&host).await;
+    let (status, _) = s.admin(Method::GET, &format!("/hosts/{host}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_applies_hand_out_each_cluster_once() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let host = s.add_host(20, false).await;
+    let bp = s.add_blueprint(1).await;
+    s.fill(&host).await;
+
+    let started = Instant::now();
+    let applies = (0..200).map(|i| {
+        let s = &s;
+        let bp = bp.clone();
+        async move {
+            let begun = Instant::now();
+            let out = s
+                .user(
+                    Method::POST,
+                    "/apply",
+                    Some(json!({"user_id": format!("user-{i}"), "blueprint": bp})),
+                )
+                .await;
+            (out, begun.elapsed())
+        }
+    });
+    let results = futures::future::join_all(applies).await;
+    let wall = started.elapsed();
+
+    let mut won = BTreeSet::new();
+    let mut exhausted = 0;
+    let mut latencies: Vec<Duration> = Vec::new();
+    for ((status, body), took) in results {
+        latencies.push(took);
+        match status {
+            StatusCode::OK => assert!(won.insert(body["id"].as_str().expect("id").to_owned()), "{body}"),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(body["code"], "pool_exhausted");
+                exhausted += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(won.len(), 20, "each of the 20 clusters handed out exactly once");
+    assert_eq!(exhausted, 180);
+    latencies.sort();
+    eprintln!(
+        "200 concurrent applies over HTTP: wall {wall:?}, p50 {:?}, p99 {:?}",
+        latencies[100], latencies[197]
+    );
+    let (_, applied) = s
+        .admin(
+            Method::GET,
+            &format!("/clusters?host_id={host}&status=applied"),
+            None,
+        )
+        .await;
+    assert_eq!(applied["total"], 20);
+    s.remove_host(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let host = s.add_host(1, false).await;
+    let bp = s.add_blueprint(1).await;
+
+    async fn expect(
+        s: &TestServer,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        want: StatusCode,
+        code: &str,
+    ) {
+        let (status, err) = s.call(method, path, token, body).await;
+        assert_eq!(status, want, "{path}: {err}");
+        assert_eq!(err["code"], code, "{path}: {err}");
+        assert!(
+            err["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{path}: {err}"
+        );
+    }
+    use Method as M;
+    let user = Some(USER);
+    let admin = Some(ADMIN);
+    expect(
+        &s,
+        M::POST,
+        "/apply",
+        user,
+        Some(json!({"user_id": "u", "blueprint": "nope"})),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/apply",
+        user,
+        Some(json!({"blueprint": bp})),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/apply",
+        user,
+        Some(json!({"user_id": " ", "blueprint": bp})),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/apply",
+        user,
+        Some(json!({"user_id": "u", "blueprint": bp, "ttl_seconds": 0})),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/apply",
+        user,
+        Some(json!({"user_id": "u", "blueprint": bp})),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "pool_exhausted",
+    )
+    .await;
+
+    let resp = s
+        .http
+        .post(format!("{}/apply", s.base))
+        .bearer_auth(USER)
+        .header("content-type", "application/json")
+        .body("{\"user_id\": ")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let err: Value = resp.json().await.expect("a JSON error body");
+    assert_eq!(err["code"], "invalid_input");
+
+    expect(
+        &s,
+        M::GET,
+        "/clusters/no-such-id",
+        user,
+        None,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &s,
+        M::GET,
+        "/hosts/no-such-id",
+        admin,
+        None,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &s,
+        M::GET,
+        "/operations/no-such-id",
+        admin,
+        None,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/release",
+        user,
+        Some(json!({"cluster_id": "no-such-id"})),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/release",
+        user,
+        Some(json!({"cluster_id": "a", "user_id": "b"})),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/release",
+        user,
+        Some(json!({})),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    expect(
+        &s,
+        M::GET,
+        "/clusters?status=bogus",
+        user,
+        None,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    expect(
+        &s,
+        M::GET,
+        "/clusters?limit=0",
+        user,
+        None,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+
+    expect(
+        &s,
+        M::GET,
+        "/clusters",
+        Some("wrong"),
+        None,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    expect(
+        &s,
+        M::GET,
+        "/clusters",
+        None,
+        None,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    expect(
+        &s,
+        M::GET,
+        "/hosts",
+        user,
+        None,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/blueprints",
+        user,
+        Some(json!({"name": "x", "nodes": []})),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+
+    let node =
+        |port: &str| json!({"name": "bad", "nodes": [{"name": "vp0", "image": "x", "ports": {"web": port}}]});
+    expect(
+        &s,
+        M::POST,
+        "/blueprints",
+        admin,
+        Some(node("80/sctp")),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/blueprints",
+        admin,
+        Some(json!({"name": "bad", "nodes": []})),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/blueprints",
+        admin,
+        Some(json!({"name": "no spaces", "nodes": [{"name": "a", "image": "x"}]})),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    let twin = json!({"name": "twins", "nodes": [{"name": "a", "image": "x"}, {"name": "a", "image": "x"}]});
+    expect(
+        &s,
+        M::POST,
+        "/blueprints",
+        admin,
+        Some(twin),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    let dup = json!({"name": bp, "nodes": [{"name": "a", "image": "x"}]});
+    expect(
+        &s,
+        M::POST,
+        "/blueprints",
+        admin,
+        Some(dup),
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+
+    let host_body =
+        |endpoint: &str| json!({"name": common::unique("h"), "endpoint": endpoint, "capacity": 1});
+    expect(
+        &s,
+        M::POST,
+        "/hosts",
+        admin,
+        Some(host_body("ftp://nowhere")),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/hosts",
+        admin,
+        Some(host_body("unix:///nonexistent/docker.sock")),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    )
+    .await;
+    let mut bad_kind = host_body(&s.endpoint);
+    bad_kind["kind"] = json!("kubernetes");
+    expect(
+        &s,
+        M::POST,
+        "/hosts",
+        admin,
+        Some(bad_kind),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        "/clusters",
+        admin,
+        Some(json!({"host_id": host, "blueprint": "nope"})),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        &format!("/hosts/{host}/fill"),
+        admin,
+        Some(json!({"blueprint": "nope"})),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &s,
+        M::POST,
+        &format!("/hosts/{host}/fill"),
+        admin,
+        Some(json!({"blueprnt": bp})),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+
+    // Nothing above changed anything.
+    let (_, hosts) = s.admin(Method::GET, "/hosts", None).await;
+    assert_eq!(hosts.as_array().map(Vec::len), Some(1), "{hosts}");
+    let (_, blueprints) = s.admin(Method::GET, "/blueprints", None).await;
+    assert_eq!(blueprints.as_array().map(Vec::len), Some(1), "{blueprints}");
+    let (_, clusters) = s.admin(Method::GET, "/clusters", None).await;
+    assert_eq!(clusters["total"], 0, "{clusters}");
+    let (_, leases) = s.admin(Method::GET, "/leases", None).await;
+    assert_eq!(leases["total"], 0, "{leases}");
+    s.remove_host(&host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_stop_start_and_fail_clearly() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let host = s.add_host(3, false).await;
+    let bp = s.add_blueprint(2).await;
+    let (status, cluster) = s
+        .admin(
+            Method::POST,
+            "/clusters",
+            Some(json!({"host_id": host, "blueprint": bp, "name": common::unique("c")})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{cluster}");
+    assert_eq!(cluster["status"], "creating");
+    let id = cluster["id"].as_str().expect("id").to_owned();
+    s.wait_cluster(&id, |c| c["status"] == "ready").await;
+
+    let (status, stopped) = s.user(Method::POST, &format!("/clusters/{id}/stop"), None).await;
+    assert_eq!(status, StatusCode::OK, "{stopped}");
+    assert_eq!(stopped["status"], "stopped");
+    let (status, err) = s
+        .user(
+            Method::POST,
+            &format!("/clusters/{id}/start"),
+            Some(json!({"node": "vp9"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+    let (status, started) = s.user(Method::POST, &format!("/clusters/{id}/start"), None).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    assert_eq!(
+        (&started["status"], &started["health"]),
+        (&json!("ready"), &json!("ok"))
+    );
+    let (status, restarted) = s
+        .user(
+            Method::POST,
+            &format!("/clusters/{id}/restart"),
+            Some(json!({"node": "vp1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restarted}");
+    for node in ["vp0", "vp1"] {
+        let url = restarted["service_urls"][node]["web"].as_str().expect("url");
+        assert!(
+            http_get(url).await.ends_with("ok\n"),
+            "{node} answers after restart"
+        );
+    }
+
+    let broken = common::unique("broken");
+    let (status, _) = s
+        .admin(
+            Method::POST,
+            "/blueprints",
+            Some(
+                json!({"name": broken, "nodes": [{"name": "vp0", "image": "poolmanager/does-not-exist:1"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, failing) = s
+        .admin(
+            Method::POST,
+            "/clusters",
+            Some(json!({"host_id": host, "blueprint": broken})),
+        )
+        .await;
+    let failed = s
+        .wait_cluster(failing["id"].as_str().expect("id"), |c| c["status"] != "creating")
+        .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["status_reason"].as_str().expect("a reason");
+    assert!(
+        reason.contains("poolmanager/does-not-exist:1"),
+        "the reason names the image: {reason}"
+    );
+
+    let (status, err) = s.admin(Method::DELETE, &format!("/blueprints/{bp}"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a blueprint in use stays: {err}");
+    let (status, _) = s.admin(Method::DELETE, &format!("/clusters/{id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s.admin(Method::GET, &format!("/clusters/{id}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.admin(Method::DELETE, &format!("/blueprints/{bp}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    s.remove_host(&host).await;
+}
+
+#[tokio::test]
+async fn openapi_spec_and_swagger_ui_are_served() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let spec: Value = s
+        .http
+        .get(format!("{}/openapi.json", s.base))
+        .send()
+        .await
+        .expect("spec")
+        .json()
+        .await
+        .expect("json spec");
+    assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    for path in [
+        "/apply",
+        "/release",
+        "/hosts",
+        "/clusters/{id}",
+        "/operations/{id}",
+    ] {
+        assert!(spec["paths"][path].is_object(), "spec lists {path}");
+    }
+    assert!(spec["components"]["securitySchemes"]
+        .as_object()
+        .is_some_and(|s| !s.is_empty()));
+    let docs = s
+        .http
+        .get(s.base.replace("/api/v1", "/docs"))
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.expect("html").contains("swagger"));
+}

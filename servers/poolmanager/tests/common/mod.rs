@@ -1,0 +1,235 @@
+//! A real server on a real port, on a real SQLite file, driving a real Docker engine.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use poolmanager::api::auth::Tokens;
+use poolmanager::config::Config;
+
+pub const ADMIN: &str = "test-admin-token";
+pub const USER: &str = "test-user-token";
+
+/// The Docker engine the tests use: `POOLMANAGER_TEST_DOCKER`, then `DOCKER_HOST`,
+/// then the default socket. `None` when none answers and CI is not set; under
+/// `CI=true` a missing engine fails the test.
+pub async fn engine() -> Option<String> {
+    let endpoint = std::env::var("POOLMANAGER_TEST_DOCKER")
+        .or_else(|_| std::env::var("DOCKER_HOST"))
+        .unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let socket = endpoint.strip_prefix("unix://").unwrap_or_default();
+    let answers = !socket.is_empty() && tokio::net::UnixStream::connect(socket).await.is_ok()
+        || endpoint.starts_with("tcp://");
+    if answers {
+        return Some(endpoint);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but no Docker engine answers at {endpoint}; scripts/test.sh starts one");
+    }
+    eprintln!("skipping: no Docker engine at {endpoint} (run scripts/test.sh)");
+    None
+}
+
+/// The test image (busybox; serves `ok` on port 80 by default).
+pub fn image() -> String {
+    std::env::var("POOLMANAGER_TEST_IMAGE").unwrap_or_else(|_| "poolmanager/testnode:latest".into())
+}
+
+/// A unique name with `prefix`.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &poolcore::model::new_id()[..8])
+}
+
+/// A running server and a client for it.
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh SQLite file; `None` when no engine is there.
+    pub async fn start() -> Option<TestServer> {
+        let endpoint = engine().await?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            database: format!("sqlite://{}", dir.path().join("pool.db").display()),
+            ..Config::default()
+        };
+        let pool = poolmanager::build_pool(&config).await.expect("pool");
+        let tokens = Tokens {
+            admin: ADMIN.into(),
+            user: Some(USER.into()),
+        };
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .expect("bind");
+        let addr: SocketAddr = *acceptor.local_addr()[0].as_socket_addr().expect("tcp address");
+        tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(poolmanager::api::app(pool, tokens)));
+        Some(TestServer {
+            base: format!("http://{addr}/api/v1"),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .expect("client"),
+            endpoint,
+            _dir: dir,
+        })
+    }
+
+    /// Sends a request with `token` and returns status and JSON body (`Null` if none).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body read");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path} answered non-JSON: {text}"))
+        };
+        (status, json)
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(ADMIN), body).await
+    }
+
+    pub async fn user(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(USER), body).await
+    }
+
+    /// Adds the test engine as a host; returns its id.
+    pub async fn add_host(&self, capacity: u32, autofill: bool) -> String {
+        let (status, host) = self
+            .admin(
+                Method::POST,
+                "/hosts",
+                Some(json!({
+                    "name": unique("host"),
+                    "kind": "docker",
+                    "endpoint": self.endpoint,
+                    "capacity": capacity,
+                    "autofill": autofill,
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "add host: {host}");
+        host["id"].as_str().expect("host id").to_owned()
+    }
+
+    /// Adds a blueprint of `nodes` httpd nodes, each with port `web` 80/tcp.
+    pub async fn add_blueprint(&self, nodes: usize) -> String {
+        let name = unique("bp");
+        let nodes: Vec<Value> = (0..nodes)
+            .map(|i| json!({"name": format!("vp{i}"), "image": image(), "ports": {"web": "80/tcp"}}))
+            .collect();
+        let (status, body) = self
+            .admin(
+                Method::POST,
+                "/blueprints",
+                Some(json!({"name": name, "labels": {"consensus": "pbft"}, "nodes": nodes})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "add blueprint: {body}");
+        name
+    }
+
+    /// Polls an operation until it ends; returns it.
+    pub async fn wait_operation(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, op) = self.admin(Method::GET, &format!("/operations/{id}"), None).await;
+            assert_eq!(status, StatusCode::OK, "operation: {op}");
+            if op["status"] != "running" {
+                return op;
+            }
+            assert!(Instant::now() < deadline, "operation {id} still running: {op}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Fills `host` and waits until the fill succeeded.
+    pub async fn fill(&self, host: &str) {
+        let (status, body) = self
+            .admin(Method::POST, &format!("/hosts/{host}/fill"), None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "fill: {body}");
+        let op = self
+            .wait_operation(body["operation_id"].as_str().expect("operation id"))
+            .await;
+        assert_eq!(op["status"], "succeeded", "fill: {op}");
+        assert_eq!(op["done"], op["total"]);
+    }
+
+    /// Polls a cluster until `ready(cluster)`; returns it.
+    pub async fn wait_cluster(&self, id: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, cluster) = self.admin(Method::GET, &format!("/clusters/{id}"), None).await;
+            assert_eq!(status, StatusCode::OK, "cluster: {cluster}");
+            if ready(&cluster) {
+                return cluster;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster {id} never got there: {cluster}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Removes the host and everything on it.
+    pub async fn remove_host(&self, host: &str) {
+        let (status, body) = self
+            .admin(Method::DELETE, &format!("/hosts/{host}?force=true"), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "delete host: {body}");
+    }
+}
+
+/// GETs `url` over plain HTTP/1.0 on a TCP socket and returns the response text.
+pub async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = url
+        .strip_prefix("http://")
+        .expect("http URL")
+        .trim_end_matches('/');
+    let mut last_err = None;
+    for _ in 0..50 {
+        match tokio::net::TcpStream::connect(authority).await {
+            Ok(mut stream) => {
+                stream
+                    .write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+                    .await
+                    .expect("write request");
+                let mut text = String::new();
+                if stream.read_to_string(&mut text).await.is_ok() && !text.is_empty() {
+                    return text;
+                }
+            }
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never answered: {last_err:?}");
+}
