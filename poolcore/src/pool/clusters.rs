@@ -197,12 +197,16 @@ impl Pool {
             .acquire()
             .await
             .map_err(|e| Error::unavailable("host work queue", e))?;
-        let made = self.make_engine_objects(cluster).await;
-        // The record may have been changed (deleted) while the engine worked.
+        let host = self.host(&cluster.host_id).await?;
+        let driver = self.driver(&host)?;
+        let made = match self.blueprint(&cluster.blueprint).await {
+            Ok(blueprint) => driver.create_cluster(cluster, &blueprint).await,
+            Err(e) => Err(e),
+        };
+        // The record may have been deleted (with its host) while the engine worked.
         let Some(mut current) = self.store().get_cluster(&cluster.id).await? else {
             warn!("cluster was deleted while it was created; removing its objects");
-            let host = self.host(&cluster.host_id).await?;
-            self.driver(&host)?.delete_cluster(&cluster.id).await?;
+            driver.delete_cluster(&cluster.id).await?;
             return Err(Error::not_found("cluster", &cluster.id));
         };
         if current.status != ClusterStatus::Creating {
@@ -228,12 +232,6 @@ impl Pool {
             }
         }
         self.store().update_cluster(&current).await
-    }
-
-    async fn make_engine_objects(&self, cluster: &Cluster) -> Result<Deployment> {
-        let host = self.host(&cluster.host_id).await?;
-        let blueprint = self.blueprint(&cluster.blueprint).await?;
-        self.driver(&host)?.create_cluster(cluster, &blueprint).await
     }
 
     /// Destroys a `releasing` cluster's objects and provisions it afresh, same id,

@@ -242,20 +242,21 @@ impl Pool {
                 host.name
             )));
         }
-        match self.driver(&host)?.remove_all().await {
-            Ok(_) => {}
-            Err(e) if force => warn!(error = %e, "could not clean the engine; removing the host anyway"),
-            Err(e) => return Err(e),
-        }
+        // Records go first: background work that finds its record gone removes what
+        // it made itself, so nothing is created behind the sweep below.
         for cluster in clusters {
             if cluster.is_applied() {
                 // Close the lease so the history stays whole.
                 self.store().release_cluster(&cluster.id, Utc::now()).await?;
             }
-            let current = self.store().get_cluster(&cluster.id).await?;
-            if let Some(current) = current {
+            if let Some(current) = self.store().get_cluster(&cluster.id).await? {
                 self.store().delete_cluster(&current.id, current.version).await?;
             }
+        }
+        match self.driver(&host)?.remove_all().await {
+            Ok(_) => {}
+            Err(e) if force => warn!(error = %e, "could not clean the engine; removing the host anyway"),
+            Err(e) => return Err(e),
         }
         self.store().delete_host(&host.id).await?;
         self.forget_driver(&host.id);
