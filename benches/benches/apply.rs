@@ -14,7 +14,6 @@ use poolmanager::api::auth::Tokens;
 use poolmanager_benches::{seed, summary};
 
 const CLUSTERS: usize = 2_000;
-const CONCURRENCY: usize = 32;
 
 async fn applies_in_process(name: &str, store: Arc<dyn Store>) {
     let blueprint = seed(&store, CLUSTERS).await;
@@ -40,7 +39,7 @@ async fn applies_in_process(name: &str, store: Arc<dyn Store>) {
     );
 }
 
-async fn applies_over_http(store_url: &str) {
+async fn applies_over_http(store_url: &str, concurrency: usize) {
     let config = poolmanager::config::Config {
         database: store_url.to_owned(),
         ..Default::default()
@@ -61,8 +60,8 @@ async fn applies_over_http(store_url: &str) {
     let url = format!("http://{addr}/api/v1/apply");
 
     let started = Instant::now();
-    let per_worker = CLUSTERS / CONCURRENCY;
-    let workers = (0..CONCURRENCY).map(|w| {
+    let per_worker = CLUSTERS / concurrency;
+    let workers = (0..concurrency).map(|w| {
         let (http, url, blueprint) = (http.clone(), url.clone(), blueprint.clone());
         tokio::spawn(async move {
             let mut samples = Vec::with_capacity(per_worker);
@@ -89,7 +88,7 @@ async fn applies_over_http(store_url: &str) {
         .collect();
     let wall = started.elapsed();
     println!(
-        "HTTP POST /apply on {}, {CONCURRENCY} concurrent clients: {} ({:.0} applies/s)",
+        "HTTP POST /apply on {}, {concurrency} concurrent client(s): {} ({:.0} applies/s)",
         store_url.split(':').next().unwrap_or(store_url),
         summary(&mut samples),
         samples.len() as f64 / wall.as_secs_f64()
@@ -103,6 +102,11 @@ async fn main() {
     let file = dir.path().join("bench.db");
     let sqlite = SqliteStore::open(&file).await.expect("sqlite");
     applies_in_process("SQLite file", Arc::new(sqlite)).await;
-    let url = format!("sqlite://{}", dir.path().join("http.db").display());
-    applies_over_http(&url).await;
+    for concurrency in [1, 32] {
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join(format!("http-{concurrency}.db")).display()
+        );
+        applies_over_http(&url, concurrency).await;
+    }
 }

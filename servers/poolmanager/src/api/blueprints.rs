@@ -7,6 +7,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::auth::{AdminAuth, UserAuth};
 use super::dto::{BlueprintDto, NewBlueprintDto};
 use super::error::ApiResult;
+use super::Deleted;
 use super::Tag;
 use poolcore::Pool;
 
@@ -26,13 +27,6 @@ enum BlueprintCreated {
     /// Added.
     #[oai(status = 201)]
     Created(Json<BlueprintDto>),
-}
-
-#[derive(ApiResponse)]
-enum Deleted {
-    /// Removed.
-    #[oai(status = 204)]
-    NoContent,
 }
 
 #[OpenApi(tag = "Tag::Blueprints")]

@@ -7,6 +7,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::auth::{AdminAuth, UserAuth};
 use super::dto::{ClusterDto, ClusterListDto, NewClusterDto, NodeTargetDto};
 use super::error::{ApiError, ApiResult};
+use super::Deleted;
 use super::{optional_json, Tag};
 use poolcore::{ClusterFilter, NodeAction, Page, Pool};
 
@@ -38,13 +39,6 @@ enum ClusterAccepted {
     /// The record exists (`creating`); the engine work runs behind.
     #[oai(status = 202)]
     Accepted(Json<ClusterDto>),
-}
-
-#[derive(ApiResponse)]
-enum Deleted {
-    /// Removed from the engine and the store.
-    #[oai(status = 204)]
-    NoContent,
 }
 
 /// Checks `limit`/`offset` query values.

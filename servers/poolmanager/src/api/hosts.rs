@@ -7,6 +7,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::auth::AdminAuth;
 use super::dto::{FillDto, HostDto, HostPatchDto, NewHostDto, OperationRefDto};
 use super::error::ApiResult;
+use super::Deleted;
 use super::{optional_json, Tag};
 use poolcore::Pool;
 
@@ -26,13 +27,6 @@ enum HostCreated {
     /// The host was probed and added; an autofill host starts filling.
     #[oai(status = 201)]
     Created(Json<HostDto>),
-}
-
-#[derive(ApiResponse)]
-enum Deleted {
-    /// Removed.
-    #[oai(status = 204)]
-    NoContent,
 }
 
 #[derive(ApiResponse)]

@@ -61,6 +61,14 @@ pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
         .with(Tracing)
 }
 
+/// Answer of every delete.
+#[derive(poem_openapi::ApiResponse)]
+pub enum Deleted {
+    /// Removed.
+    #[oai(status = 204)]
+    NoContent,
+}
+
 /// Parses an optional JSON body: empty means `None`.
 async fn optional_json<T: DeserializeOwned>(body: poem::Body) -> Result<Option<T>, ApiError> {
     let bytes = body
