@@ -185,7 +185,8 @@ impl Engine {
         let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         let client = self.client().await?;
         match client.remove_container(id, Some(options)).await {
-            Err(e) if has_status(&e, 404) => Ok(()),
+            // 409: another caller is removing it already.
+            Err(e) if has_status(&e, 404) || has_status(&e, 409) => Ok(()),
             other => other.map_err(self.fail(Action::new("remove", "container", id))),
         }
     }

@@ -9,7 +9,7 @@ use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig, HostConfig,
     HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use poolcore::driver::{LABEL_CLUSTER, LABEL_NODE};
 use poolcore::{
     labels_for, object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error,
@@ -241,15 +241,36 @@ impl DockerDriver {
         let cluster_of = |labels: Option<&HashMap<String, String>>| labels?.get(LABEL_CLUSTER).cloned();
         clusters.extend(containers.iter().filter_map(|c| cluster_of(c.labels.as_ref())));
         let ids = containers.iter().filter_map(|c| c.id.as_deref());
-        try_join_all(ids.map(|id| self.engine.remove_container(id))).await?;
+        let removed_containers = first_error(join_all(ids.map(|id| self.engine.remove_container(id))).await);
 
-        // Networks go last: the engine refuses to remove one that containers still use.
+        // Networks go last: the engine refuses to remove one that containers still use,
+        // and a container removed a moment ago may still hold its endpoint, so try a
+        // few times. Every network is tried even when one fails.
         let networks = self.engine.networks(filter).await?;
         clusters.extend(networks.iter().filter_map(|n| cluster_of(n.labels.as_ref())));
         let ids = networks.iter().filter_map(|n| n.id.as_deref());
-        try_join_all(ids.map(|id| self.engine.remove_network(id))).await?;
+        first_error(join_all(ids.map(|id| self.remove_network_patiently(id))).await)?;
+        removed_containers?;
         Ok(clusters)
     }
+
+    async fn remove_network_patiently(&self, id: &str) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.engine.remove_network(id).await {
+                Err(e) if attempt < 5 && !matches!(e, Error::Unavailable { .. }) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The first error of `results`, after all of them ran.
+fn first_error(results: Vec<Result<()>>) -> Result<()> {
+    results.into_iter().collect()
 }
 
 /// Id of the network `name` the container is attached to.

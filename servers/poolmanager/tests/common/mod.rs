@@ -50,6 +50,7 @@ pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
     pub endpoint: String,
+    pub pool: poolcore::Pool,
     _dir: tempfile::TempDir,
 }
 
@@ -72,7 +73,8 @@ impl TestServer {
             .await
             .expect("bind");
         let addr: SocketAddr = *acceptor.local_addr()[0].as_socket_addr().expect("tcp address");
-        tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(poolmanager::api::app(pool, tokens)));
+        let app = poolmanager::api::app(pool.clone(), tokens);
+        tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
         Some(TestServer {
             base: format!("http://{addr}/api/v1"),
             http: reqwest::Client::builder()
@@ -80,6 +82,7 @@ impl TestServer {
                 .build()
                 .expect("client"),
             endpoint,
+            pool,
             _dir: dir,
         })
     }
@@ -200,10 +203,23 @@ impl TestServer {
 
     /// Removes the host and everything on it.
     pub async fn remove_host(&self, host: &str) {
+        let record = self.pool.host(host).await.expect("host exists");
         let (status, body) = self
             .admin(Method::DELETE, &format!("/hosts/{host}?force=true"), None)
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "delete host: {body}");
+        // Work still running on the host's clusters (a recycle after a release) finds
+        // their records gone and removes what it made; let it end before the test does.
+        self.pool.wait_idle().await;
+        use poolcore::Connector;
+        let driver = poolcore_docker::DockerConnector::new()
+            .connect(&record)
+            .expect("driver");
+        let left = driver.inspect().await.expect("inspect");
+        assert!(
+            left.is_empty(),
+            "nothing of the host is left on the engine: {left:?}"
+        );
     }
 }
 
