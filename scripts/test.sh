@@ -82,5 +82,11 @@ if [[ -n "$ENDPOINT" ]]; then
   scripts/test-image.sh "$ENDPOINT"
 fi
 
-cargo test --workspace --all-targets "$@"
-cargo test --workspace --doc
+# Keep the runner's output, and close with one summary line over every test binary.
+OUTPUT=$(mktemp)
+trap 'rm -f "$OUTPUT"; cleanup' EXIT
+status=0
+{ cargo test --workspace --all-targets "$@" && cargo test --workspace --doc; } 2>&1 | tee "$OUTPUT" || status=$?
+read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$OUTPUT")
+echo "tests: $passed passed, $failed failed"
+exit "$status"
