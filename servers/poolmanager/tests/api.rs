@@ -208,15 +208,53 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let host = s.add_host(1, false).await;
     let bp = s.add_blueprint(1).await;
 
-    async fn expect(
-        s: &TestServer,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-        want: StatusCode,
-        code: &str,
-    ) {
+    let user = Some(USER);
+    let admin = Some(ADMIN);
+    let host_body =
+        |endpoint: &str| json!({"name": common::unique("h"), "endpoint": endpoint, "capacity": 1});
+    let mut bad_kind = host_body(&s.endpoint);
+    bad_kind["kind"] = json!("kubernetes");
+    let one_node = |name: &str, port: &str| json!({"name": name, "nodes": [{"name": "vp0", "image": "x", "ports": {"web": port}}]});
+    let twins = json!({"name": "twins", "nodes": [{"name": "a", "image": "x"}, {"name": "a", "image": "x"}]});
+    let fill = format!("/hosts/{host}/fill");
+    let (get, post) = (Method::GET, Method::POST);
+    let (bad, missing, exhausted) = (
+        StatusCode::BAD_REQUEST,
+        StatusCode::NOT_FOUND,
+        StatusCode::SERVICE_UNAVAILABLE,
+    );
+    #[rustfmt::skip]
+    let cases: Vec<(Method, &str, Option<&str>, Option<Value>, StatusCode, &str)> = vec![
+        (post.clone(), "/apply", user, Some(json!({"user_id": "u", "blueprint": "nope"})), missing, "not_found"),
+        (post.clone(), "/apply", user, Some(json!({"blueprint": bp})), bad, "invalid_input"),
+        (post.clone(), "/apply", user, Some(json!({"user_id": " ", "blueprint": bp})), bad, "invalid_input"),
+        (post.clone(), "/apply", user, Some(json!({"user_id": "u", "blueprint": bp, "ttl_seconds": 0})), bad, "invalid_input"),
+        (post.clone(), "/apply", user, Some(json!({"user_id": "u", "blueprint": bp})), exhausted, "pool_exhausted"),
+        (get.clone(), "/clusters/no-such-id", user, None, missing, "not_found"),
+        (get.clone(), "/hosts/no-such-id", admin, None, missing, "not_found"),
+        (get.clone(), "/operations/no-such-id", admin, None, missing, "not_found"),
+        (post.clone(), "/release", user, Some(json!({"cluster_id": "no-such-id"})), missing, "not_found"),
+        (post.clone(), "/release", user, Some(json!({"cluster_id": "a", "user_id": "b"})), bad, "invalid_input"),
+        (post.clone(), "/release", user, Some(json!({})), bad, "invalid_input"),
+        (get.clone(), "/clusters?status=bogus", user, None, bad, "invalid_input"),
+        (get.clone(), "/clusters?limit=0", user, None, bad, "invalid_input"),
+        (get.clone(), "/clusters", Some("wrong"), None, StatusCode::UNAUTHORIZED, "unauthorized"),
+        (get.clone(), "/clusters", None, None, StatusCode::UNAUTHORIZED, "unauthorized"),
+        (get.clone(), "/hosts", user, None, StatusCode::FORBIDDEN, "forbidden"),
+        (post.clone(), "/blueprints", user, Some(one_node("x", "80/tcp")), StatusCode::FORBIDDEN, "forbidden"),
+        (post.clone(), "/blueprints", admin, Some(one_node("bad", "80/sctp")), bad, "invalid_input"),
+        (post.clone(), "/blueprints", admin, Some(json!({"name": "bad", "nodes": []})), bad, "invalid_input"),
+        (post.clone(), "/blueprints", admin, Some(one_node("no spaces", "80/tcp")), bad, "invalid_input"),
+        (post.clone(), "/blueprints", admin, Some(twins), bad, "invalid_input"),
+        (post.clone(), "/blueprints", admin, Some(one_node(&bp, "80/tcp")), StatusCode::CONFLICT, "conflict"),
+        (post.clone(), "/hosts", admin, Some(host_body("ftp://nowhere")), bad, "invalid_input"),
+        (post.clone(), "/hosts", admin, Some(host_body("unix:///nonexistent/docker.sock")), exhausted, "unavailable"),
+        (post.clone(), "/hosts", admin, Some(bad_kind), bad, "invalid_input"),
+        (post.clone(), "/clusters", admin, Some(json!({"host_id": host, "blueprint": "nope"})), missing, "not_found"),
+        (post.clone(), &fill, admin, Some(json!({"blueprint": "nope"})), missing, "not_found"),
+        (post.clone(), &fill, admin, Some(json!({"blueprnt": bp})), bad, "invalid_input"),
+    ];
+    for (method, path, token, body, want, code) in cases {
         let (status, err) = s.call(method, path, token, body).await;
         assert_eq!(status, want, "{path}: {err}");
         assert_eq!(err["code"], code, "{path}: {err}");
@@ -225,59 +263,6 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "{path}: {err}"
         );
     }
-    use Method as M;
-    let user = Some(USER);
-    let admin = Some(ADMIN);
-    expect(
-        &s,
-        M::POST,
-        "/apply",
-        user,
-        Some(json!({"user_id": "u", "blueprint": "nope"})),
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/apply",
-        user,
-        Some(json!({"blueprint": bp})),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/apply",
-        user,
-        Some(json!({"user_id": " ", "blueprint": bp})),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/apply",
-        user,
-        Some(json!({"user_id": "u", "blueprint": bp, "ttl_seconds": 0})),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/apply",
-        user,
-        Some(json!({"user_id": "u", "blueprint": bp})),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "pool_exhausted",
-    )
-    .await;
 
     let resp = s
         .http
@@ -291,248 +276,6 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let err: Value = resp.json().await.expect("a JSON error body");
     assert_eq!(err["code"], "invalid_input");
-
-    expect(
-        &s,
-        M::GET,
-        "/clusters/no-such-id",
-        user,
-        None,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    expect(
-        &s,
-        M::GET,
-        "/hosts/no-such-id",
-        admin,
-        None,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    expect(
-        &s,
-        M::GET,
-        "/operations/no-such-id",
-        admin,
-        None,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/release",
-        user,
-        Some(json!({"cluster_id": "no-such-id"})),
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/release",
-        user,
-        Some(json!({"cluster_id": "a", "user_id": "b"})),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/release",
-        user,
-        Some(json!({})),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    expect(
-        &s,
-        M::GET,
-        "/clusters?status=bogus",
-        user,
-        None,
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    expect(
-        &s,
-        M::GET,
-        "/clusters?limit=0",
-        user,
-        None,
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-
-    expect(
-        &s,
-        M::GET,
-        "/clusters",
-        Some("wrong"),
-        None,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
-    expect(
-        &s,
-        M::GET,
-        "/clusters",
-        None,
-        None,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
-    expect(
-        &s,
-        M::GET,
-        "/hosts",
-        user,
-        None,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/blueprints",
-        user,
-        Some(json!({"name": "x", "nodes": []})),
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
-
-    let node =
-        |port: &str| json!({"name": "bad", "nodes": [{"name": "vp0", "image": "x", "ports": {"web": port}}]});
-    expect(
-        &s,
-        M::POST,
-        "/blueprints",
-        admin,
-        Some(node("80/sctp")),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/blueprints",
-        admin,
-        Some(json!({"name": "bad", "nodes": []})),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/blueprints",
-        admin,
-        Some(json!({"name": "no spaces", "nodes": [{"name": "a", "image": "x"}]})),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    let twin = json!({"name": "twins", "nodes": [{"name": "a", "image": "x"}, {"name": "a", "image": "x"}]});
-    expect(
-        &s,
-        M::POST,
-        "/blueprints",
-        admin,
-        Some(twin),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    let dup = json!({"name": bp, "nodes": [{"name": "a", "image": "x"}]});
-    expect(
-        &s,
-        M::POST,
-        "/blueprints",
-        admin,
-        Some(dup),
-        StatusCode::CONFLICT,
-        "conflict",
-    )
-    .await;
-
-    let host_body =
-        |endpoint: &str| json!({"name": common::unique("h"), "endpoint": endpoint, "capacity": 1});
-    expect(
-        &s,
-        M::POST,
-        "/hosts",
-        admin,
-        Some(host_body("ftp://nowhere")),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/hosts",
-        admin,
-        Some(host_body("unix:///nonexistent/docker.sock")),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-    )
-    .await;
-    let mut bad_kind = host_body(&s.endpoint);
-    bad_kind["kind"] = json!("kubernetes");
-    expect(
-        &s,
-        M::POST,
-        "/hosts",
-        admin,
-        Some(bad_kind),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        "/clusters",
-        admin,
-        Some(json!({"host_id": host, "blueprint": "nope"})),
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        &format!("/hosts/{host}/fill"),
-        admin,
-        Some(json!({"blueprint": "nope"})),
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    expect(
-        &s,
-        M::POST,
-        &format!("/hosts/{host}/fill"),
-        admin,
-        Some(json!({"blueprnt": bp})),
-        StatusCode::BAD_REQUEST,
-        "invalid_input",
-    )
-    .await;
 
     // Nothing above changed anything.
     let (_, hosts) = s.admin(Method::GET, "/hosts", None).await;
