@@ -223,8 +223,17 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         StatusCode::NOT_FOUND,
         StatusCode::SERVICE_UNAVAILABLE,
     );
+    /// Method, path, token, body, the status and error code wanted.
+    type Case<'a> = (
+        Method,
+        &'a str,
+        Option<&'a str>,
+        Option<Value>,
+        StatusCode,
+        &'a str,
+    );
     #[rustfmt::skip]
-    let cases: Vec<(Method, &str, Option<&str>, Option<Value>, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (post.clone(), "/apply", user, Some(json!({"user_id": "u", "blueprint": "nope"})), missing, "not_found"),
         (post.clone(), "/apply", user, Some(json!({"blueprint": bp})), bad, "invalid_input"),
         (post.clone(), "/apply", user, Some(json!({"user_id": " ", "blueprint": bp})), bad, "invalid_input"),
