@@ -260,19 +260,23 @@ pub struct HealthCheck {
     /// Command run by the engine's shell, e.g. `nc -z 127.0.0.1 80`.
     pub command: String,
     /// Seconds between checks.
-    #[serde(default = "default_health_interval")]
+    #[serde(default = "HealthCheck::default_interval_seconds")]
     pub interval_seconds: u32,
     /// Failures in a row before the node is unhealthy.
-    #[serde(default = "default_health_retries")]
+    #[serde(default = "HealthCheck::default_retries")]
     pub retries: u32,
 }
 
-fn default_health_interval() -> u32 {
-    10
-}
+impl HealthCheck {
+    /// Seconds between checks when a blueprint gives none.
+    pub fn default_interval_seconds() -> u32 {
+        10
+    }
 
-fn default_health_retries() -> u32 {
-    3
+    /// Failures in a row before unhealthy when a blueprint gives none.
+    pub fn default_retries() -> u32 {
+        3
+    }
 }
 
 /// One node (container or service) of a blueprint.

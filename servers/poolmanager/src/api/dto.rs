@@ -213,19 +213,11 @@ pub struct HealthCheckDto {
     /// Shell command; exit 0 is healthy.
     pub command: String,
     /// Seconds between checks (default 10).
-    #[oai(default = "ten")]
+    #[oai(default = "poolcore::HealthCheck::default_interval_seconds")]
     pub interval_seconds: u32,
     /// Failures in a row before unhealthy (default 3).
-    #[oai(default = "three")]
+    #[oai(default = "poolcore::HealthCheck::default_retries")]
     pub retries: u32,
-}
-
-fn ten() -> u32 {
-    10
-}
-
-fn three() -> u32 {
-    3
 }
 
 /// One node of a blueprint.
