@@ -21,6 +21,8 @@ struct State {
     clusters: BTreeMap<String, Cluster>,
     leases: BTreeMap<String, LeaseRecord>,
     operations: BTreeMap<String, Operation>,
+    /// Lock name → (holder, held until).
+    locks: BTreeMap<String, (String, DateTime<Utc>)>,
 }
 
 /// A [`Store`] in memory. One mutex guards everything, which makes every operation
@@ -238,5 +240,31 @@ impl Store for MemStore {
 
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>> {
         Ok(self.state().operations.get(id).cloned())
+    }
+
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut s = self.state();
+        let takeable = s
+            .locks
+            .get(name)
+            .is_none_or(|(held_by, held_until)| held_by == holder || *held_until < now);
+        if takeable {
+            s.locks.insert(name.to_owned(), (holder.to_owned(), until));
+        }
+        Ok(takeable)
+    }
+
+    async fn release_lock(&self, name: &str, holder: &str) -> Result<()> {
+        let mut s = self.state();
+        if s.locks.get(name).is_some_and(|(held_by, _)| held_by == holder) {
+            s.locks.remove(name);
+        }
+        Ok(())
     }
 }

@@ -110,4 +110,26 @@ pub trait Store: Debug + Send + Sync + 'static {
 
     /// The operation with `id`, or `None`.
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>>;
+
+    /// Takes the lock `name` for `holder` until `until`, or extends it. The lock is
+    /// taken when it is free, already held by `holder`, or held by another holder only
+    /// until before `now` (that holder is presumed dead). Returns whether `holder`
+    /// holds the lock now.
+    ///
+    /// Several servers sharing one store use it so that only one of them runs the
+    /// reconciler.
+    ///
+    /// # Behavior
+    /// - Of several holders asking for a free or expired lock at once, exactly one gets it.
+    /// - A lock held by another holder until after `now` is not taken.
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Frees the lock `name` if `holder` holds it; otherwise does nothing.
+    async fn release_lock(&self, name: &str, holder: &str) -> Result<()>;
 }

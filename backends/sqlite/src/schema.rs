@@ -17,7 +17,8 @@ use crate::store::SqliteError;
 /// order is time order. Structured fields are JSON text. There are no foreign keys
 /// between the tables: the [`Store`](poolcore::Store) contract lets each record stand
 /// alone (lease records outlive their clusters), and the pool keeps references right.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE hosts (
     id             TEXT PRIMARY KEY NOT NULL,
     name           TEXT NOT NULL UNIQUE,
@@ -95,7 +96,16 @@ CREATE TABLE operations (
     finished_at TEXT
 ) STRICT;
 CREATE INDEX operations_host ON operations (host_id);
-"#];
+"#,
+    r#"
+-- Named locks with an expiry, such as the one the reconciler runs under.
+CREATE TABLE locks (
+    name   TEXT PRIMARY KEY NOT NULL,
+    holder TEXT NOT NULL,
+    until  TEXT NOT NULL
+) STRICT;
+"#,
+];
 
 /// The schema version this code writes and reads.
 pub(crate) fn current_version() -> u32 {
@@ -143,12 +153,12 @@ mod tests {
         let tables: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' \
-                 AND name IN ('hosts', 'blueprints', 'clusters', 'leases', 'operations')",
+                 AND name IN ('hosts', 'blueprints', 'clusters', 'leases', 'operations', 'locks')",
                 [],
                 |row| row.get(0),
             )
             .expect("count tables");
-        assert_eq!(tables, 5);
+        assert_eq!(tables, 6);
     }
 
     #[test]

@@ -1023,6 +1023,38 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write("acquire lock", move |conn| {
+            // One statement: the write lock makes the check and the take atomic.
+            let changed = conn
+                .prepare_cached(
+                    "INSERT INTO locks (name, holder, until) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                     WHERE locks.holder = excluded.holder OR locks.until < ?4",
+                )?
+                .execute(params![name, holder, time(&until), time(&now)])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn release_lock(&self, name: &str, holder: &str) -> Result<()> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write("release lock", move |conn| {
+            conn.prepare_cached("DELETE FROM locks WHERE name = ?1 AND holder = ?2")?
+                .execute(params![name, holder])?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

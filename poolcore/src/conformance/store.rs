@@ -36,6 +36,8 @@ pub async fn run_all(store: &dyn Store) {
     release_is_once(store).await;
     leases_newest_first(store).await;
     operations_round_trip(store).await;
+    locks_are_exclusive(store).await;
+    concurrent_lock_takers_get_one(store).await;
 }
 
 /// A unique name with `prefix`.
@@ -636,4 +638,82 @@ pub async fn operations_round_trip(store: &dyn Store) {
     assert_eq!((got.done, got.status), (4, OperationStatus::Failed));
     assert_eq!(got.error.as_deref(), Some("image missing"));
     assert!(store.get_operation(&new_id()).await.expect("get").is_none());
+}
+
+/// A lock has one holder; it is renewed by its holder, taken over once expired, and
+/// free again once released.
+pub async fn locks_are_exclusive(store: &dyn Store) {
+    let lock = unique("lock");
+    let now = Utc::now();
+    let later = now + Duration::seconds(30);
+    assert!(
+        store.acquire_lock(&lock, "a", now, later).await.expect("acquire"),
+        "a free lock is taken"
+    );
+    assert!(
+        !store.acquire_lock(&lock, "b", now, later).await.expect("acquire"),
+        "a held lock is not taken by another holder"
+    );
+    assert!(
+        store
+            .acquire_lock(&lock, "a", now, later + Duration::seconds(30))
+            .await
+            .expect("renew"),
+        "the holder renews its lock"
+    );
+    assert!(
+        !store
+            .acquire_lock(&lock, "b", later, later)
+            .await
+            .expect("acquire"),
+        "a renewed lock is still held"
+    );
+    let expired = later + Duration::seconds(31);
+    assert!(
+        store
+            .acquire_lock(&lock, "b", expired, expired + Duration::seconds(30))
+            .await
+            .expect("take over"),
+        "an expired lock is taken over"
+    );
+    store
+        .release_lock(&lock, "a")
+        .await
+        .expect("release by a non-holder");
+    assert!(
+        !store
+            .acquire_lock(&lock, "a", expired, expired)
+            .await
+            .expect("acquire"),
+        "a release by a non-holder does nothing"
+    );
+    store.release_lock(&lock, "b").await.expect("release");
+    assert!(
+        store
+            .acquire_lock(&lock, "a", expired, expired)
+            .await
+            .expect("acquire"),
+        "a released lock is free"
+    );
+    store.release_lock(&lock, "a").await.expect("cleanup");
+}
+
+/// Of many holders asking for one free lock at once, exactly one gets it.
+pub async fn concurrent_lock_takers_get_one(store: &dyn Store) {
+    let lock = unique("lock");
+    let now = Utc::now();
+    let holders: Vec<String> = (0..16).map(|i| format!("holder-{i}")).collect();
+    let results = join_all(
+        holders
+            .iter()
+            .map(|h| store.acquire_lock(&lock, h, now, now + Duration::seconds(30))),
+    )
+    .await;
+    let winners: Vec<&String> = holders
+        .iter()
+        .zip(results)
+        .filter_map(|(h, r)| r.expect("acquire does not fail").then_some(h))
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one holder gets the lock: {winners:?}");
+    store.release_lock(&lock, winners[0]).await.expect("cleanup");
 }
