@@ -154,6 +154,22 @@ pub trait HostDriver: Debug + Send + Sync + 'static {
     /// Restarts the whole cluster, or one node, and reads the endpoints back.
     async fn restart_cluster(&self, cluster: &Cluster, node: Option<&str>) -> Result<Deployment>;
 
+    /// Brings every node of a made cluster back to running, keeping the endpoints in
+    /// `cluster.deployment`: the reconciler calls it for applied clusters, whose users
+    /// hold their URLs.
+    ///
+    /// The default calls [`HostDriver::create_cluster`], which adopts what exists and
+    /// makes what is missing; drivers whose engine would move a restarted node to
+    /// another port override it.
+    ///
+    /// # Behavior
+    /// - A node that runs is left as it is.
+    /// - A node that exited or is missing runs again, published on the same endpoints
+    ///   when they are free.
+    async fn repair_cluster(&self, cluster: &Cluster, blueprint: &Blueprint) -> Result<Deployment> {
+        self.create_cluster(cluster, blueprint).await
+    }
+
     /// Lists every cluster of this host found on the engine, in one listing.
     ///
     /// # Behavior

@@ -31,6 +31,7 @@
 
 pub mod driver;
 pub mod error;
+pub mod events;
 pub mod memory;
 pub mod model;
 pub mod pool;
@@ -41,6 +42,7 @@ pub mod conformance;
 
 pub use driver::{labels_for, object_name, Capability, Connector, HostDriver, NodeState, ObservedCluster};
 pub use error::{BoxError, Error, Result};
+pub use events::Event;
 pub use memory::MemStore;
 pub use model::{
     Blueprint, Claim, Cluster, ClusterFilter, ClusterStatus, Deployment, EngineFacts, Health, HealthCheck,
@@ -49,6 +51,6 @@ pub use model::{
 };
 pub use pool::{
     ApplyRequest, BlueprintStats, HostPatch, HostStats, NewBlueprint, NewHost, NodeAction, Pool, PoolBuilder,
-    PoolConfig, ReleaseTarget, Stats,
+    PoolConfig, ReconcileConfig, ReconcileReport, ReleaseTarget, Stats,
 };
 pub use store::Store;

@@ -395,7 +395,20 @@ pub struct Cluster {
     pub version: u64,
 }
 
+/// How `health_reason` starts when an operator or user stopped nodes on purpose: the
+/// reconciler leaves such a cluster as it is.
+pub const STOPPED_BY_REQUEST: &str = "stopped by request";
+
 impl Cluster {
+    /// Whether nodes of the cluster were stopped on purpose (and are to stay so).
+    pub fn stopped_by_request(&self) -> bool {
+        self.health == Health::Failing
+            && self
+                .health_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(STOPPED_BY_REQUEST))
+    }
+
     /// A new `creating` cluster of `blueprint` on `host_id`.
     pub fn new(name: impl Into<String>, blueprint: impl Into<String>, host_id: impl Into<String>) -> Self {
         let now = Utc::now();

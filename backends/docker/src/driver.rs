@@ -13,9 +13,10 @@ use futures::future::{join_all, try_join_all};
 use poolcore::driver::{LABEL_CLUSTER, LABEL_NODE};
 use poolcore::{
     labels_for, object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error,
-    HealthCheck, Host, HostDriver, HostKind, LogConfig, NodeDeployment, NodeSpec, ObservedCluster, Result,
+    HealthCheck, Host, HostDriver, HostKind, LogConfig, NodeDeployment, NodeSpec, NodeState, ObservedCluster,
+    Result,
 };
-use tracing::instrument;
+use tracing::{instrument, warn};
 
 use crate::config::{DockerConfig, Endpoint};
 use crate::core::{env_list, label_map, Engine};
@@ -124,16 +125,45 @@ impl DockerDriver {
 
     /// The node's container, created (or adopted, if it exists) and started. Returns
     /// its id.
+    ///
+    /// A node the cluster's deployment already records (one being repaired) is
+    /// published on its recorded host ports, so its URLs stay; when those are taken by
+    /// now, it gets new ones.
     async fn ensure_node(&self, cluster: &Cluster, node: &NodeSpec, network_id: &str) -> Result<String> {
         let name = object_name(cluster, Some(&node.name));
-        let body = container_body(cluster, node, network_id, self.log.as_ref());
-        let id = match self.engine.create_container(&name, body).await {
-            Ok(id) => id,
-            Err(Error::Conflict { .. }) => self.adopt(cluster, node, &name).await?,
-            Err(e) => return Err(e),
-        };
-        self.engine.start_container(&id).await?;
-        Ok(id)
+        let pinned = recorded_ports(cluster, node);
+        let id = self
+            .create_or_adopt(cluster, node, &name, network_id, &pinned)
+            .await?;
+        match self.engine.start_container(&id).await {
+            Ok(()) => Ok(id),
+            Err(e) if !pinned.is_empty() => {
+                warn!(error = %e, node = node.name, "the node's former ports are taken; publishing it anew");
+                self.engine.remove_container(&id).await?;
+                let id = self
+                    .create_or_adopt(cluster, node, &name, network_id, &BTreeMap::new())
+                    .await?;
+                self.engine.start_container(&id).await?;
+                Ok(id)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_or_adopt(
+        &self,
+        cluster: &Cluster,
+        node: &NodeSpec,
+        name: &str,
+        network_id: &str,
+        pinned: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        let body = container_body(cluster, node, network_id, self.log.as_ref(), pinned);
+        match self.engine.create_container(name, body).await {
+            Ok(id) => Ok(id),
+            Err(Error::Conflict { .. }) => self.adopt(cluster, node, name).await,
+            Err(e) => Err(e),
+        }
     }
 
     /// Id of the existing container `name`, after checking it is this node's.
@@ -279,23 +309,41 @@ fn network_id(container: &ContainerInspectResponse, name: &str) -> Option<String
     networks.get(name)?.network_id.clone()
 }
 
-/// What the engine needs to create `node`'s container on the network `network_id`.
+/// Host ports `cluster`'s deployment records for `node`, by port spec (`80/tcp`).
+fn recorded_ports(cluster: &Cluster, node: &NodeSpec) -> BTreeMap<String, String> {
+    let Some(recorded) = cluster.deployment.nodes.get(&node.name) else {
+        return BTreeMap::new();
+    };
+    node.ports
+        .iter()
+        .filter_map(|(name, spec)| {
+            let endpoint = recorded.endpoints.get(name)?;
+            let (_, port) = endpoint.rsplit_once(':')?;
+            Some((spec.to_string(), port.to_owned()))
+        })
+        .collect()
+}
+
+/// What the engine needs to create `node`'s container on the network `network_id`,
+/// publishing its ports on the `pinned` host ports (by port spec) or, for the others,
+/// on free ones.
 fn container_body(
     cluster: &Cluster,
     node: &NodeSpec,
     network_id: &str,
     log: Option<&LogConfig>,
+    pinned: &BTreeMap<String, String>,
 ) -> ContainerCreateBody {
     let ports: BTreeSet<String> = node.ports.values().map(ToString::to_string).collect();
     // An empty host port lets the engine pick a free one, so clusters never collide.
-    let any_free_port = || {
+    let binding = |spec: &String| {
         Some(vec![PortBinding {
             host_ip: Some("0.0.0.0".to_owned()),
-            host_port: Some(String::new()),
+            host_port: Some(pinned.get(spec).cloned().unwrap_or_default()),
         }])
     };
     let host_config = HostConfig {
-        port_bindings: Some(ports.iter().map(|p| (p.clone(), any_free_port())).collect()),
+        port_bindings: Some(ports.iter().map(|p| (p.clone(), binding(p))).collect()),
         log_config: log.filter(|l| !l.driver.is_empty()).map(|l| HostConfigLogConfig {
             typ: Some(l.driver.clone()),
             config: Some(label_map(l.options.clone())),
@@ -374,6 +422,24 @@ impl HostDriver for DockerDriver {
         let mut deployment = self.read_back(cluster, &ids).await?;
         deployment.network_id = network_id;
         Ok(deployment)
+    }
+
+    /// Restarting a container would publish it on new host ports, so nodes that exited
+    /// or are unhealthy are made anew on their recorded ones.
+    #[instrument(skip_all, fields(host_id = %self.host_id, cluster_id = %cluster.id))]
+    async fn repair_cluster(&self, cluster: &Cluster, blueprint: &Blueprint) -> Result<Deployment> {
+        let containers = self.engine.containers(&LabelFilter::cluster(&cluster.id)).await?;
+        let stale = containers
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    labels::node_state(c),
+                    NodeState::Exited(_) | NodeState::Unhealthy(_)
+                )
+            })
+            .filter_map(|c| c.id);
+        try_join_all(stale.map(|id| async move { self.engine.remove_container(&id).await })).await?;
+        self.create_cluster(cluster, blueprint).await
     }
 
     #[instrument(skip(self), fields(host_id = %self.host_id))]

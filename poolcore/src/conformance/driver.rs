@@ -240,6 +240,7 @@ cases!(
     delete_removes_everything_and_is_idempotent,
     stop_start_restart_whole_cluster,
     stop_start_restart_one_node,
+    repair_keeps_the_endpoints,
     unknown_node_is_not_found,
     inspect_finds_exactly_this_hosts_clusters,
     unhealthy_node_is_reported,
@@ -656,6 +657,32 @@ pub async fn stop_start_restart_one_node(h: &DriverHarness) {
     );
     wait_http(endpoint(&restarted, "b", "http")).await;
     wait_state(&*driver, &cluster.id, "a", |s| *s == NodeState::Running).await;
+    clean(&*driver).await;
+}
+
+/// `repair_cluster`: a node that exited runs again on the endpoints the deployment
+/// records; a running node is left as it is.
+pub async fn repair_keeps_the_endpoints(h: &DriverHarness) {
+    let host = h.host("repair");
+    let driver = h.driver(&host);
+    let bp = blueprint(vec![h.web_node("a"), h.web_node("b")]);
+    let mut cluster = cluster_on(&host, &bp);
+    cluster.deployment = ok(driver.create_cluster(&cluster, &bp).await, "create");
+
+    ok(driver.stop_cluster(&cluster, Some("a")).await, "stop a");
+    wait_state(&*driver, &cluster.id, "a", |s| matches!(s, NodeState::Exited(_))).await;
+    let repaired = ok(driver.repair_cluster(&cluster, &bp).await, "repair");
+    assert_eq!(
+        repaired.service_urls(),
+        cluster.deployment.service_urls(),
+        "repair keeps every endpoint"
+    );
+    assert_eq!(
+        repaired.nodes["b"].id, cluster.deployment.nodes["b"].id,
+        "the running node is left as it is"
+    );
+    wait_http(endpoint(&repaired, "a", "http")).await;
+    wait_http(endpoint(&repaired, "b", "http")).await;
     clean(&*driver).await;
 }
 

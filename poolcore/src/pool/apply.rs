@@ -9,6 +9,7 @@ use tracing::{info, instrument};
 
 use super::Pool;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::model::{
     new_id, Claim, Cluster, ClusterFilter, ClusterStatus, HostStatus, Labels, LeaseRecord, Listing, Page,
 };
@@ -132,7 +133,54 @@ impl Pool {
             .await?
             .ok_or(Error::PoolExhausted { wanted })?;
         info!(cluster_id = %cluster.id, "cluster applied");
+        self.emit(Event::Applied(cluster.clone()));
         Ok(cluster)
+    }
+
+    /// Extends the lease of an applied cluster to `ttl` from now (the pool's default
+    /// when `None`, within its maximum). With `user_id`, only that user's lease is
+    /// extended.
+    ///
+    /// A cluster that is not applied, or applied to another user, is
+    /// [`Error::Conflict`]; a pool with no TTL at all gives [`Error::Invalid`].
+    #[instrument(skip(self))]
+    pub async fn renew(
+        &self,
+        cluster_id: &str,
+        user_id: Option<&str>,
+        ttl: Option<Duration>,
+    ) -> Result<Cluster> {
+        let ttl = self.lease_ttl(ttl)?.ok_or_else(|| {
+            Error::invalid("ttl_seconds", "is required: the pool has no default lease length")
+        })?;
+        let ttl =
+            chrono::Duration::from_std(ttl).map_err(|_| Error::invalid("ttl_seconds", "is too large"))?;
+        loop {
+            let mut cluster = self.cluster(cluster_id).await?;
+            if !cluster.is_applied() {
+                return Err(Error::conflict(format!(
+                    "cluster {:?} is {}, not applied",
+                    cluster.name, cluster.status
+                )));
+            }
+            if let Some(user_id) = user_id.filter(|u| cluster.user_id.as_deref() != Some(*u)) {
+                return Err(Error::conflict(format!(
+                    "cluster {:?} is not applied to {user_id:?}",
+                    cluster.name
+                )));
+            }
+            cluster.expires_at = Some(Utc::now() + ttl);
+            match self.save_cluster(&cluster).await {
+                // Another write came first (health, a release): read again and decide anew.
+                Err(Error::Conflict { .. }) => continue,
+                outcome => {
+                    if outcome.is_ok() {
+                        info!(cluster_id, "lease renewed");
+                    }
+                    return outcome;
+                }
+            }
+        }
     }
 
     fn lease_ttl(&self, asked: Option<Duration>) -> Result<Option<Duration>> {
@@ -182,7 +230,7 @@ impl Pool {
     /// [`Error::Conflict`]; a user holding nothing releases nothing.
     #[instrument(skip(self))]
     pub async fn release(&self, target: ReleaseTarget) -> Result<Vec<String>> {
-        let ids = match target {
+        let held = match target {
             ReleaseTarget::Cluster(id) => {
                 let cluster = self.cluster(&id).await?;
                 if !cluster.is_applied() {
@@ -191,7 +239,7 @@ impl Pool {
                         cluster.name, cluster.status
                     )));
                 }
-                vec![id]
+                vec![cluster]
             }
             ReleaseTarget::User(user_id) => {
                 validate_user(&user_id)?;
@@ -200,18 +248,32 @@ impl Pool {
                     user_id: Some(user_id),
                     ..ClusterFilter::default()
                 };
-                let held = self.store().list_clusters(&filter, Page::ALL).await?;
-                held.items.into_iter().map(|c| c.id).collect()
+                self.store().list_clusters(&filter, Page::ALL).await?.items
             }
         };
-        let mut released = Vec::with_capacity(ids.len());
-        for id in ids {
+        let mut released = Vec::with_capacity(held.len());
+        for cluster in held {
             // Another release may win the race; only the winner recycles.
-            if let Some(cluster) = self.store().release_cluster(&id, Utc::now()).await? {
-                info!(cluster_id = %cluster.id, "cluster released");
+            if let Some(cluster) = self.release_one(&cluster, "release").await? {
                 released.push(cluster.id.clone());
                 self.spawn_recycle(cluster);
             }
+        }
+        Ok(released)
+    }
+
+    /// Releases `held` (an applied cluster as read) in one atomic store call and
+    /// tells the subscribers why. Returns the released cluster, or `None` when
+    /// another release won.
+    pub(super) async fn release_one(&self, held: &Cluster, reason: &'static str) -> Result<Option<Cluster>> {
+        let released = self.store().release_cluster(&held.id, Utc::now()).await?;
+        if let Some(cluster) = &released {
+            info!(cluster_id = %cluster.id, reason, "cluster released");
+            self.emit(Event::Released {
+                cluster: cluster.clone(),
+                user_id: held.user_id.clone().unwrap_or_default(),
+                reason,
+            });
         }
         Ok(released)
     }

@@ -5,8 +5,10 @@ use tracing::{info, instrument, warn, Instrument};
 
 use super::Pool;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::model::{
     new_id, validate_name, Cluster, ClusterFilter, ClusterStatus, Deployment, Health, Listing, Page,
+    STOPPED_BY_REQUEST,
 };
 
 /// What to do to a running cluster or one of its nodes.
@@ -71,6 +73,7 @@ impl Pool {
         let cluster = Cluster::new(name, blueprint, host_id);
         self.store().insert_cluster(&cluster).await?;
         info!(cluster_id = %cluster.id, cluster = %cluster.name, "cluster record created");
+        self.emit(Event::Cluster(cluster.clone()));
         Ok(cluster)
     }
 
@@ -100,12 +103,12 @@ impl Pool {
                     cluster.user_id.as_deref().unwrap_or_default()
                 )));
             }
-            if let Some(released) = self.store().release_cluster(id, chrono::Utc::now()).await? {
+            if let Some(released) = self.release_one(&cluster, "deleted").await? {
                 cluster = released;
             }
         }
         cluster.status = ClusterStatus::Deleting;
-        let cluster = self.store().update_cluster(&cluster).await?;
+        let cluster = self.save_cluster(&cluster).await?;
         self.remove_cluster(&cluster).await
     }
 
@@ -115,6 +118,9 @@ impl Pool {
         self.driver(&host)?.delete_cluster(&cluster.id).await?;
         self.store().delete_cluster(&cluster.id, cluster.version).await?;
         info!(cluster_id = %cluster.id, "cluster deleted");
+        self.emit(Event::ClusterDeleted {
+            id: cluster.id.clone(),
+        });
         Ok(())
     }
 
@@ -168,19 +174,23 @@ impl Pool {
             (_, Some(_)) => cluster.health,
         };
         cluster.health_reason = match action {
-            NodeAction::Stop => Some(format!("stopped: {}", node.unwrap_or("all nodes"))),
+            NodeAction::Stop => Some(format!("{STOPPED_BY_REQUEST}: {}", node.unwrap_or("all nodes"))),
             _ if cluster.health == Health::Ok => None,
             _ => cluster.health_reason,
         };
-        self.store().update_cluster(&cluster).await
+        self.save_cluster(&cluster).await
     }
 
     /// Creates a `creating` cluster's engine objects in the background.
     pub(super) fn spawn_provision(&self, cluster: Cluster) {
+        let Some(busy) = self.mark_busy(&cluster.id) else {
+            return;
+        };
         let pool = self.clone();
         let span = tracing::info_span!("provision", cluster_id = %cluster.id);
         self.spawn(
             async move {
+                let _busy = busy;
                 if let Err(e) = pool.provision(&cluster).await {
                     warn!(error = %e, "provisioning failed");
                 }
@@ -231,16 +241,20 @@ impl Pool {
                 current.health_reason = Some(e.to_string());
             }
         }
-        self.store().update_cluster(&current).await
+        self.save_cluster(&current).await
     }
 
     /// Destroys a `releasing` cluster's objects and provisions it afresh, same id,
     /// name and host.
     pub(super) fn spawn_recycle(&self, cluster: Cluster) {
+        let Some(busy) = self.mark_busy(&cluster.id) else {
+            return;
+        };
         let pool = self.clone();
         let span = tracing::info_span!("recycle", cluster_id = %cluster.id);
         self.spawn(
             async move {
+                let _busy = busy;
                 if let Err(e) = pool.recycle(cluster).await {
                     warn!(error = %e, "recycling failed");
                 }
@@ -258,7 +272,7 @@ impl Pool {
         fresh.health = Health::Unknown;
         fresh.health_reason = None;
         fresh.deployment = Deployment::default();
-        let fresh = self.store().update_cluster(&fresh).await?;
+        let fresh = self.save_cluster(&fresh).await?;
         self.provision(&fresh).await
     }
 }

@@ -5,6 +5,7 @@ use tracing::{info, instrument, warn};
 
 use super::Pool;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::model::{new_id, ClusterFilter, EngineFacts, Host, HostKind, HostStatus, Labels, LogConfig, Page};
 
 /// What an operator gives to add a host.
@@ -177,6 +178,7 @@ impl Pool {
             return Err(e);
         }
         info!(host_id = %host.id, "host added");
+        self.emit(Event::Host(host.clone()));
         if host.autofill && host.capacity > 0 {
             self.fill_host(&host.id, None).await?;
         }
@@ -220,6 +222,7 @@ impl Pool {
         host.schedulable = patch.schedulable.unwrap_or(host.schedulable);
         host.labels = patch.labels.unwrap_or(host.labels);
         self.store().update_host(&host).await?;
+        self.emit(Event::Host(host.clone()));
         Ok(host)
     }
 
@@ -247,10 +250,11 @@ impl Pool {
         for cluster in clusters {
             if cluster.is_applied() {
                 // Close the lease so the history stays whole.
-                self.store().release_cluster(&cluster.id, Utc::now()).await?;
+                self.release_one(&cluster, "deleted").await?;
             }
             if let Some(current) = self.store().get_cluster(&cluster.id).await? {
                 self.store().delete_cluster(&current.id, current.version).await?;
+                self.emit(Event::ClusterDeleted { id: current.id });
             }
         }
         match self.driver(&host)?.remove_all().await {
@@ -261,6 +265,7 @@ impl Pool {
         self.store().delete_host(&host.id).await?;
         self.forget_driver(&host.id);
         info!(host_id = %host.id, "host deleted");
+        self.emit(Event::HostDeleted { id: host.id });
         Ok(())
     }
 }

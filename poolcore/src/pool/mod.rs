@@ -9,23 +9,26 @@ mod blueprints;
 mod clusters;
 mod hosts;
 mod operations;
+mod reconcile;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{broadcast, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::driver::{Connector, HostDriver};
 use crate::error::{Error, Result};
-use crate::model::{Host, HostKind, LogConfig};
+use crate::events::{Event, EVENT_BUFFER};
+use crate::model::{Cluster, Host, HostKind, LogConfig};
 use crate::store::Store;
 
 pub use apply::{ApplyRequest, BlueprintStats, HostStats, ReleaseTarget, Stats};
 pub use blueprints::NewBlueprint;
 pub use clusters::NodeAction;
 pub use hosts::{HostPatch, NewHost};
+pub use reconcile::{ReconcileConfig, ReconcileReport, RECONCILER_LOCK};
 
 /// Tunables of a [`Pool`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,8 @@ pub struct PoolConfig {
     pub default_ttl: Option<Duration>,
     /// Longest lease an apply may ask for.
     pub max_ttl: Option<Duration>,
+    /// How the reconciler runs.
+    pub reconcile: ReconcileConfig,
 }
 
 impl Default for PoolConfig {
@@ -45,6 +50,7 @@ impl Default for PoolConfig {
             host_parallelism: 4,
             default_ttl: None,
             max_ttl: None,
+            reconcile: ReconcileConfig::default(),
         }
     }
 }
@@ -65,6 +71,12 @@ impl PoolConfig {
     /// With [`PoolConfig::max_ttl`].
     pub fn with_max_ttl(mut self, ttl: Option<Duration>) -> Self {
         self.max_ttl = ttl;
+        self
+    }
+
+    /// With [`PoolConfig::reconcile`].
+    pub fn with_reconcile(mut self, reconcile: ReconcileConfig) -> Self {
+        self.reconcile = reconcile;
         self
     }
 }
@@ -99,6 +111,9 @@ impl PoolBuilder {
                 drivers: Mutex::default(),
                 host_slots: Mutex::default(),
                 tasks: TaskTracker::new(),
+                events: broadcast::channel(EVENT_BUFFER).0,
+                busy: Mutex::default(),
+                probe_failures: Mutex::default(),
                 config: self.config,
             }),
         }
@@ -133,6 +148,11 @@ struct Inner {
     drivers: Mutex<DriverCache>,
     host_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     tasks: TaskTracker,
+    events: broadcast::Sender<Event>,
+    /// Clusters this process is doing engine work on; the reconciler leaves them be.
+    busy: Mutex<HashSet<String>>,
+    /// Probes failed in a row, per host id.
+    probe_failures: Mutex<HashMap<String, u32>>,
     config: PoolConfig,
 }
 
@@ -206,12 +226,56 @@ impl Pool {
             .clone()
     }
 
+    /// Every change of the pool's state from now on. See [`Event`].
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscriber is fine: nobody is listening.
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Writes `cluster` (conditional on its version) and tells the subscribers.
+    async fn save_cluster(&self, cluster: &Cluster) -> Result<Cluster> {
+        let saved = self.store().update_cluster(cluster).await?;
+        self.emit(Event::Cluster(saved.clone()));
+        Ok(saved)
+    }
+
+    /// Marks `cluster_id` as worked on by this process until the guard drops; `None`
+    /// when it already is.
+    fn mark_busy(&self, cluster_id: &str) -> Option<BusyGuard> {
+        lock(&self.inner.busy)
+            .insert(cluster_id.to_owned())
+            .then(|| BusyGuard {
+                pool: self.clone(),
+                cluster_id: cluster_id.to_owned(),
+            })
+    }
+
+    fn is_busy(&self, cluster_id: &str) -> bool {
+        lock(&self.inner.busy).contains(cluster_id)
+    }
+
     /// Runs `task` in the background, tracked by [`Pool::wait_idle`].
     fn spawn<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         self.inner.tasks.spawn(task);
+    }
+}
+
+/// Holds a cluster as busy; see [`Pool::mark_busy`].
+struct BusyGuard {
+    pool: Pool,
+    cluster_id: String,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        lock(&self.pool.inner.busy).remove(&self.cluster_id);
     }
 }
 

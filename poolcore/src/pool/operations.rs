@@ -10,6 +10,7 @@ use tracing::{info, instrument, warn, Instrument};
 
 use super::Pool;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::model::{
     new_id, Cluster, ClusterFilter, ClusterStatus, Host, Operation, OperationKind, OperationStatus, Page,
 };
@@ -82,8 +83,9 @@ impl Progress {
 
     async fn save(&self) {
         let op = self.snapshot().await;
-        if let Err(e) = self.pool.store().put_operation(&op).await {
-            warn!(operation_id = %op.id, error = %e, "could not save operation progress");
+        match self.pool.store().put_operation(&op).await {
+            Ok(()) => self.pool.emit(Event::Operation(op)),
+            Err(e) => warn!(operation_id = %op.id, error = %e, "could not save operation progress"),
         }
     }
 }
@@ -161,6 +163,8 @@ impl Pool {
 
     async fn provision_all(&self, clusters: Vec<Cluster>, progress: &Progress) {
         let parallelism = self.config().host_parallelism;
+        // Queued clusters wait for a slot; the reconciler must not take them for abandoned.
+        let _busy: Vec<_> = clusters.iter().filter_map(|c| self.mark_busy(&c.id)).collect();
         stream::iter(clusters)
             .for_each_concurrent(parallelism, |cluster| async move {
                 let outcome = match self.provision(&cluster).await {
@@ -176,7 +180,7 @@ impl Pool {
             .await;
     }
 
-    async fn host_clusters(&self, host_id: &str) -> Result<Vec<Cluster>> {
+    pub(super) async fn host_clusters(&self, host_id: &str) -> Result<Vec<Cluster>> {
         let filter = ClusterFilter {
             host_id: Some(host_id.to_owned()),
             ..ClusterFilter::default()
@@ -219,7 +223,7 @@ impl Pool {
 
     async fn delete_free_cluster(&self, mut cluster: Cluster) -> Result<()> {
         cluster.status = ClusterStatus::Deleting;
-        let cluster = self.store().update_cluster(&cluster).await?;
+        let cluster = self.save_cluster(&cluster).await?;
         self.remove_cluster(&cluster).await
     }
 
@@ -252,12 +256,11 @@ impl Pool {
 
     async fn reset_steps(&self, host: &Host, clusters: Vec<Cluster>, progress: &Progress) -> Result<()> {
         for cluster in clusters {
-            let outcome = self
-                .store()
-                .delete_cluster(&cluster.id, cluster.version)
-                .await
-                .map(drop);
-            progress.step(outcome).await;
+            let outcome = self.store().delete_cluster(&cluster.id, cluster.version).await;
+            if let Ok(true) = outcome {
+                self.emit(Event::ClusterDeleted { id: cluster.id });
+            }
+            progress.step(outcome.map(drop)).await;
         }
         let removed = self.driver(host)?.remove_all().await;
         progress.step(removed.map(drop)).await;
