@@ -43,6 +43,17 @@ pub struct Config {
     pub default_ttl_seconds: Option<u64>,
     /// Longest lease an apply may ask for.
     pub max_ttl_seconds: Option<u64>,
+    /// Seconds between reconcile passes (`POOLMANAGER_RECONCILE_INTERVAL`); 0 turns
+    /// the reconciler off in `serve`.
+    pub reconcile_interval: u64,
+    /// Failed probes in a row before a host is marked inactive.
+    pub reconcile_failed_probes: u32,
+    /// Seconds after which a cluster still creating, releasing or deleting is taken for
+    /// abandoned by a crashed server and driven on; also the wait before a failed
+    /// cluster is tried again.
+    pub reconcile_transition_timeout: u64,
+    /// Hosts probed and inspected at once by a pass.
+    pub reconcile_host_concurrency: usize,
 }
 
 impl Default for Config {
@@ -57,6 +68,10 @@ impl Default for Config {
             host_parallelism: 4,
             default_ttl_seconds: None,
             max_ttl_seconds: None,
+            reconcile_interval: 15,
+            reconcile_failed_probes: 3,
+            reconcile_transition_timeout: 300,
+            reconcile_host_concurrency: 8,
         }
     }
 }
@@ -74,6 +89,10 @@ impl std::fmt::Debug for Config {
             .field("host_parallelism", &self.host_parallelism)
             .field("default_ttl_seconds", &self.default_ttl_seconds)
             .field("max_ttl_seconds", &self.max_ttl_seconds)
+            .field("reconcile_interval", &self.reconcile_interval)
+            .field("reconcile_failed_probes", &self.reconcile_failed_probes)
+            .field("reconcile_transition_timeout", &self.reconcile_transition_timeout)
+            .field("reconcile_host_concurrency", &self.reconcile_host_concurrency)
             .finish()
     }
 }
@@ -161,6 +180,10 @@ mod tests {
             assert_eq!(config.database, "sqlite://env.db", "env beats file");
             assert_eq!(config.host_parallelism, 2, "file beats default");
             assert_eq!(config.log_format, LogFormat::Human, "default stays");
+            assert_eq!(config.reconcile_interval, 15, "default stays");
+            jail.set_env("POOLMANAGER_RECONCILE_INTERVAL", "3");
+            let config = Config::load(Some(Path::new("pm.toml")), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.reconcile_interval, 3, "env sets the reconcile interval");
             Ok(())
         });
     }

@@ -18,9 +18,10 @@ use tracing::{info, warn};
 
 use api::auth::Tokens;
 use config::Config;
-use poolcore::{Pool, PoolConfig, Store};
+use poolcore::{Pool, PoolConfig, ReconcileConfig, ReconcileReport, Store};
 use poolcore_docker::DockerConnector;
 use poolcore_sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +71,15 @@ pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
     let pool_config = PoolConfig::default()
         .with_host_parallelism(config.host_parallelism)
         .with_default_ttl(config.default_ttl_seconds.map(Duration::from_secs))
-        .with_max_ttl(config.max_ttl_seconds.map(Duration::from_secs));
+        .with_max_ttl(config.max_ttl_seconds.map(Duration::from_secs))
+        .with_reconcile(
+            ReconcileConfig::default()
+                // 0 turns the loop off in `serve`; a dedicated `reconcile` uses 1 s then.
+                .with_interval(Duration::from_secs(config.reconcile_interval.max(1)))
+                .with_failed_probes(config.reconcile_failed_probes)
+                .with_transition_timeout(Duration::from_secs(config.reconcile_transition_timeout))
+                .with_host_concurrency(config.reconcile_host_concurrency),
+        );
     Ok(Pool::builder(store)
         .with_connector(DockerConnector::new())
         .with_config(pool_config)
@@ -133,14 +142,19 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::File::create(path)
 }
 
-/// Serves the API until `shutdown` completes, then waits (bounded) for background
-/// work to end.
+/// Serves the API, and runs the reconciler unless its interval is 0, until `shutdown`
+/// completes; then waits (bounded) for background work to end.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
     let pool = build_pool(&config).await?;
     let tokens = tokens(&config)?;
+    let stop_reconciler = CancellationToken::new();
+    let reconciler = (config.reconcile_interval > 0).then(|| {
+        let (pool, stop) = (pool.clone(), stop_reconciler.clone());
+        tokio::spawn(async move { pool.run_reconciler(stop).await })
+    });
     let acceptor = TcpListener::bind(config.listen.clone())
         .into_acceptor()
         .await
@@ -168,11 +182,64 @@ pub async fn run(
             path: config.listen.clone(),
             source,
         })?;
+    stop_reconciler.cancel();
+    if let Some(reconciler) = reconciler {
+        if let Err(e) = reconciler.await {
+            warn!(error = %e, "the reconciler ended abnormally");
+        }
+    }
+    finish_background_work(&pool).await;
+    Ok(())
+}
+
+async fn finish_background_work(pool: &Pool) {
     if tokio::time::timeout(Duration::from_secs(30), pool.wait_idle())
         .await
         .is_err()
     {
         warn!("background work still running at exit; it is finished on the next start");
     }
+}
+
+/// Why `poolmanager reconcile --once` did not reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The server could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// Another process holds the reconciler lock.
+    #[error("another PoolManager process is reconciling this store; try again in a moment")]
+    Busy,
+    /// The pass failed before it looked at any host.
+    #[error("reconcile pass: {0}")]
+    Pass(#[from] poolcore::Error),
+}
+
+/// Runs one reconcile pass under the store lock and waits for the work it started
+/// (repairs, replacements, fills) to end.
+pub async fn reconcile_once(config: &Config) -> Result<ReconcileReport, ReconcileError> {
+    let pool = build_pool(config).await?;
+    let report = pool.reconcile_once_locked().await?.ok_or(ReconcileError::Busy)?;
+    pool.wait_idle().await;
+    Ok(report)
+}
+
+/// Runs the reconciler alone, without the API, until `shutdown` completes.
+pub async fn reconcile_forever(
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    let pool = build_pool(config).await?;
+    let stop = CancellationToken::new();
+    let reconciler = tokio::spawn({
+        let (pool, stop) = (pool.clone(), stop.clone());
+        async move { pool.run_reconciler(stop).await }
+    });
+    shutdown.await;
+    stop.cancel();
+    if let Err(e) = reconciler.await {
+        warn!(error = %e, "the reconciler ended abnormally");
+    }
+    finish_background_work(&pool).await;
     Ok(())
 }

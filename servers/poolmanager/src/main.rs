@@ -1,11 +1,12 @@
 //! `poolmanager`: the PoolManager server.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use poolcore::ReconcileReport;
 use poolmanager::config::{Config, LogFormat, Overrides};
 
 /// A pool of ready, running multi-container clusters on Docker hosts.
@@ -20,6 +21,20 @@ struct Cli {
 enum Command {
     /// Serve the REST API, Swagger UI at /docs.
     Serve {
+        /// TOML config file [env: POOLMANAGER_CONFIG_FILE].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Reconcile the pool without serving the API: probe hosts, heal and replace
+    /// clusters, remove orphans, expire leases, fill hosts. Every
+    /// POOLMANAGER_RECONCILE_INTERVAL seconds, or once.
+    Reconcile {
+        /// Run one pass, wait for the work it starts, print what it did and exit
+        /// (status 1 if anything failed).
+        #[arg(long)]
+        once: bool,
         /// TOML config file [env: POOLMANAGER_CONFIG_FILE].
         #[arg(long)]
         config: Option<PathBuf>,
@@ -60,28 +75,89 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ExitCode> {
+    match Config::load(file, overrides) {
+        Ok(config) => {
+            init_logs(config.log_format);
+            tracing::debug!(?config, "configuration");
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("poolmanager: configuration: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    tracing::error!("{e}");
+    eprintln!("poolmanager: {e}");
+    ExitCode::FAILURE
+}
+
+fn print_report(report: &ReconcileReport) {
+    println!(
+        "hosts probed: {}, unreachable: {}\nleases expired: {}\nclusters replaced: {}, repaired: {}, \
+         resumed: {}, created: {}\norphans removed: {}",
+        report.hosts_probed,
+        report.hosts_unreachable,
+        report.leases_expired,
+        report.replaced,
+        report.repaired,
+        report.resumed,
+        report.created,
+        report.orphans_removed,
+    );
+    for error in &report.errors {
+        println!("error: {error}");
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Serve { config, overrides } => {
-            let config = match Config::load(config.as_deref(), &overrides) {
+            let config = match load(config.as_deref(), &overrides) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("poolmanager: configuration: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
-            init_logs(config.log_format);
-            tracing::debug!(?config, "configuration");
-            match poolmanager::run(config, shutdown_signal()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("poolmanager: {e}");
-                    ExitCode::FAILURE
+            poolmanager::run(config, shutdown_signal()).await.map_err(fail)
+        }
+        Command::Reconcile {
+            once: true,
+            config,
+            overrides,
+        } => {
+            let config = match load(config.as_deref(), &overrides) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            match poolmanager::reconcile_once(&config).await {
+                Ok(report) => {
+                    print_report(&report);
+                    if report.errors.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(ExitCode::FAILURE)
+                    }
                 }
+                Err(e) => Err(fail(e)),
             }
         }
-    }
+        Command::Reconcile {
+            once: false,
+            config,
+            overrides,
+        } => {
+            let config = match load(config.as_deref(), &overrides) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            poolmanager::reconcile_forever(&config, shutdown_signal())
+                .await
+                .map_err(fail)
+        }
+    };
+    outcome.err().unwrap_or(ExitCode::SUCCESS)
 }

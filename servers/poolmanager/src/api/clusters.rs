@@ -5,7 +5,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::auth::{AdminAuth, UserAuth};
-use super::dto::{ClusterDto, ClusterListDto, NewClusterDto, NodeTargetDto};
+use super::dto::{ClusterDto, ClusterListDto, NewClusterDto, NodeTargetDto, RenewDto};
 use super::error::{ApiError, ApiResult};
 use super::Deleted;
 use super::{optional_json, Tag};
@@ -127,6 +127,22 @@ impl ClustersApi {
     #[oai(path = "/clusters/:id/stop", method = "post")]
     async fn stop(&self, _auth: UserAuth, id: Path<String>, body: poem::Body) -> ApiResult<Json<ClusterDto>> {
         self.control(&id, NodeAction::Stop, body).await
+    }
+
+    /// Extend the lease of an applied cluster to `ttl_seconds` from now (the server's
+    /// default when left out, at most its maximum). With `user_id`, only if the
+    /// cluster is applied to that user (else 409).
+    #[oai(path = "/clusters/:id/renew", method = "post")]
+    async fn renew(
+        &self,
+        _auth: UserAuth,
+        id: Path<String>,
+        body: poem::Body,
+    ) -> ApiResult<Json<ClusterDto>> {
+        let renew: RenewDto = optional_json(body).await?.unwrap_or_default();
+        let ttl = renew.ttl_seconds.map(std::time::Duration::from_secs);
+        let cluster = self.pool.renew(&id, renew.user_id.as_deref(), ttl).await?;
+        Ok(Json(cluster.into()))
     }
 
     /// Restart the cluster, or one node with body `{"node": name}`.

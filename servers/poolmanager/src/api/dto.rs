@@ -429,6 +429,16 @@ pub struct NodeTargetDto {
     pub node: Option<String>,
 }
 
+/// A lease renewal; every field may be left out.
+#[derive(Debug, Clone, Default, Object, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewDto {
+    /// New lease length in seconds, from now; the server's default when missing.
+    pub ttl_seconds: Option<u64>,
+    /// Renew only if the cluster is applied to this user.
+    pub user_id: Option<String>,
+}
+
 /// An apply.
 #[derive(Debug, Clone, Object)]
 pub struct ApplyDto {
@@ -671,4 +681,88 @@ pub struct HealthDto {
     pub status: String,
     /// Server version.
     pub version: String,
+}
+
+/// One change of the pool's state, as sent on `GET /api/v1/events`. The SSE `event:`
+/// field repeats `kind`; which other fields are set depends on it.
+#[derive(Debug, Clone, Object)]
+pub struct EventDto {
+    /// `host`, `host_deleted`, `cluster`, `cluster_deleted`, `applied`, `released`,
+    /// `operation`, or `lagged` when this subscriber fell behind and missed `missed`
+    /// events.
+    pub kind: String,
+    /// When the server sent it.
+    pub at: DateTime<Utc>,
+    /// The host, for `host`.
+    pub host: Option<HostDto>,
+    /// The cluster, for `cluster`, `applied` and `released`.
+    pub cluster: Option<ClusterDto>,
+    /// The operation, for `operation`.
+    pub operation: Option<OperationDto>,
+    /// Id of what was removed, for `host_deleted` and `cluster_deleted`.
+    pub id: Option<String>,
+    /// Who held the cluster, for `released`.
+    pub user_id: Option<String>,
+    /// Why it was released (`release`, `expired`, `deleted`), for `released`.
+    pub reason: Option<String>,
+    /// Events missed, for `lagged`.
+    pub missed: Option<u64>,
+}
+
+impl EventDto {
+    fn of_kind(kind: &str) -> Self {
+        EventDto {
+            kind: kind.to_owned(),
+            at: Utc::now(),
+            host: None,
+            cluster: None,
+            operation: None,
+            id: None,
+            user_id: None,
+            reason: None,
+            missed: None,
+        }
+    }
+
+    /// The event telling a subscriber it missed `missed` events.
+    pub fn lagged(missed: u64) -> Self {
+        EventDto {
+            missed: Some(missed),
+            ..Self::of_kind("lagged")
+        }
+    }
+}
+
+impl From<poolcore::Event> for EventDto {
+    fn from(e: poolcore::Event) -> Self {
+        use poolcore::Event;
+        let base = EventDto::of_kind(e.name());
+        match e {
+            Event::Host(host) => EventDto {
+                host: Some(host.into()),
+                ..base
+            },
+            Event::HostDeleted { id } | Event::ClusterDeleted { id } => EventDto { id: Some(id), ..base },
+            Event::Cluster(cluster) | Event::Applied(cluster) => EventDto {
+                cluster: Some(cluster.into()),
+                ..base
+            },
+            Event::Released {
+                cluster,
+                user_id,
+                reason,
+            } => EventDto {
+                cluster: Some(cluster.into()),
+                user_id: Some(user_id),
+                reason: Some(reason.to_owned()),
+                ..base
+            },
+            Event::Operation(op) => EventDto {
+                operation: Some(op.into()),
+                ..base
+            },
+            // A kind this server does not know yet: sent by name only.
+            _ => base,
+        }
+    }
 }

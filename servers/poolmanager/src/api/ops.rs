@@ -1,12 +1,18 @@
 //! Health, stats, lease history and operations.
 
+use std::time::Duration;
+
+use futures::stream::{BoxStream, StreamExt};
+use poem::web::sse::Event;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::types::ToJSON;
 use poem_openapi::OpenApi;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::AdminAuth;
 use super::clusters::page;
-use super::dto::{HealthDto, LeaseListDto, OperationDto, StatsDto};
+use super::dto::{EventDto, HealthDto, LeaseListDto, OperationDto, StatsDto};
 use super::error::ApiResult;
 use super::Tag;
 use poolcore::Pool;
@@ -56,6 +62,25 @@ impl PoolApi {
             items: listing.items.into_iter().map(Into::into).collect(),
             total: listing.total,
         }))
+    }
+
+    /// Every change of the pool's state made by this server, as Server-Sent Events:
+    /// host status, cluster status and health, applies, releases and operation
+    /// progress. The `event:` field is the event's `kind`; a comment is sent every 15 s
+    /// to keep idle connections open.
+    #[oai(path = "/events", method = "get")]
+    async fn events(&self, _auth: AdminAuth) -> EventStream<BoxStream<'static, EventDto>> {
+        let events = futures::stream::unfold(self.pool.events(), |mut rx| async move {
+            let event = match rx.recv().await {
+                Ok(event) => EventDto::from(event),
+                Err(RecvError::Lagged(missed)) => EventDto::lagged(missed),
+                Err(RecvError::Closed) => return None,
+            };
+            Some((event, rx))
+        });
+        EventStream::new(events.boxed())
+            .keep_alive(Duration::from_secs(15))
+            .to_event(|event| Event::message(event.to_json_string()).event_type(event.kind))
     }
 
     /// Progress of a fill, clean or reset.

@@ -57,12 +57,18 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on a fresh SQLite file; `None` when no engine is there.
     pub async fn start() -> Option<TestServer> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with the config changed by `adjust` first.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Option<TestServer> {
         let endpoint = engine().await?;
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config {
+        let mut config = Config {
             database: format!("sqlite://{}", dir.path().join("pool.db").display()),
             ..Config::default()
         };
+        adjust(&mut config);
         let pool = poolmanager::build_pool(&config).await.expect("pool");
         let tokens = Tokens {
             admin: ADMIN.into(),
@@ -123,6 +129,11 @@ impl TestServer {
 
     /// Adds the test engine as a host; returns its id.
     pub async fn add_host(&self, capacity: u32, autofill: bool) -> String {
+        self.add_host_at(&self.endpoint, capacity, autofill).await
+    }
+
+    /// Adds the engine at `endpoint` as a host; returns its id.
+    pub async fn add_host_at(&self, endpoint: &str, capacity: u32, autofill: bool) -> String {
         let (status, host) = self
             .admin(
                 Method::POST,
@@ -130,7 +141,7 @@ impl TestServer {
                 Some(json!({
                     "name": unique("host"),
                     "kind": "docker",
-                    "endpoint": self.endpoint,
+                    "endpoint": endpoint,
                     "capacity": capacity,
                     "autofill": autofill,
                 })),
@@ -248,4 +259,20 @@ pub async fn http_get(url: &str) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{url} never answered: {last_err:?}");
+}
+
+/// Runs `docker -H <endpoint> args...` and returns its stdout; panics when it fails.
+pub fn docker(endpoint: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .arg("-H")
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .expect("the docker CLI runs (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
