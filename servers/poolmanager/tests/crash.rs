@@ -1,0 +1,327 @@
+//! Crash safety with real processes: `kill -9` a `poolmanager serve` in the middle of a
+//! fill and of a release, then one `poolmanager reconcile --once` pass restores
+//! everything. Also: of several processes on one store, one reconciles at a time, and
+//! a dead holder's lock is taken over.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use poolcore::{ClusterFilter, ClusterStatus, Connector, Health, NodeState, Page, Store};
+use poolcore_docker::DockerConnector;
+use poolcore_sqlite::SqliteStore;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use common::{engine, image, unique};
+
+const TOKEN: &str = "crash-test-token";
+
+/// A `poolmanager` command on the database `db`.
+fn poolmanager(db: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_poolmanager"));
+    cmd.env("POOLMANAGER_DATABASE", format!("sqlite://{}", db.display()))
+        .env("POOLMANAGER_ADMIN_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied());
+    cmd
+}
+
+/// A running `poolmanager serve`; killed with SIGKILL when dropped.
+struct Serve {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Serve {
+    async fn start(db: &Path, env: &[(&str, &str)]) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = poolmanager(db, env)
+            .env("POOLMANAGER_LISTEN", &listen)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("poolmanager serve starts");
+        let serve = Serve {
+            child,
+            base: format!("http://{listen}/api/v1"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while serve
+            .http
+            .get(format!("{}/health", serve.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the server never answered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        serve
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// SIGKILL: no graceful shutdown, no clean-up.
+    fn kill_9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `poolmanager reconcile --once`.
+fn reconcile_once(db: &Path) -> Output {
+    poolmanager(db, &[("POOLMANAGER_RECONCILE_TRANSITION_TIMEOUT", "0")])
+        .args(["reconcile", "--once"])
+        .output()
+        .expect("poolmanager reconcile runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Adds the engine as a host and a blueprint of `nodes` nodes; returns the host id.
+async fn setup(serve: &Serve, endpoint: &str, capacity: u32, nodes: usize) -> (String, String) {
+    let (status, host) = serve
+        .call(
+            Method::POST,
+            "/hosts",
+            Some(
+                json!({"name": unique("host"), "kind": "docker", "endpoint": endpoint,
+                        "capacity": capacity, "autofill": false}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{host}");
+    let bp = unique("bp");
+    let nodes: Vec<Value> = (0..nodes)
+        .map(|i| json!({"name": format!("vp{i}"), "image": image(), "ports": {"web": "80/tcp"}}))
+        .collect();
+    let (status, body) = serve
+        .call(
+            Method::POST,
+            "/blueprints",
+            Some(json!({"name": bp, "nodes": nodes})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (host["id"].as_str().expect("host id").to_owned(), bp)
+}
+
+/// Asserts the store and the engine agree: `capacity` clusters, all ready and
+/// healthy, each with every node running, nothing else on the engine.
+async fn assert_whole(store: &SqliteStore, host_id: &str, capacity: usize) {
+    let clusters = store
+        .list_clusters(&ClusterFilter::default(), Page::ALL)
+        .await
+        .expect("clusters")
+        .items;
+    assert_eq!(clusters.len(), capacity, "the host is filled to capacity");
+    for c in &clusters {
+        assert_eq!(
+            (c.status, c.health),
+            (ClusterStatus::Ready, Health::Ok),
+            "no cluster is stuck: {c:?}"
+        );
+    }
+    let host = store.get_host(host_id).await.expect("host").expect("host exists");
+    let driver = DockerConnector::new().connect(&host).expect("driver");
+    let observed = driver.inspect().await.expect("inspect");
+    let mut on_engine: Vec<&str> = observed.iter().map(|o| o.cluster_id.as_str()).collect();
+    let mut in_store: Vec<&str> = clusters.iter().map(|c| c.id.as_str()).collect();
+    on_engine.sort_unstable();
+    in_store.sort_unstable();
+    assert_eq!(on_engine, in_store, "no orphans, nothing missing");
+    for o in &observed {
+        assert!(o.network, "{o:?}");
+        assert!(o.nodes.values().all(|s| *s == NodeState::Running), "{o:?}");
+    }
+}
+
+async fn remove_everything(store: &SqliteStore, host_id: &str) {
+    let host = store.get_host(host_id).await.expect("host").expect("host exists");
+    let driver = DockerConnector::new().connect(&host).expect("driver");
+    driver.remove_all().await.expect("clean the engine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
+    let Some(endpoint) = engine().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db: PathBuf = dir.path().join("pool.db");
+    let no_reconciler = [
+        ("POOLMANAGER_RECONCILE_INTERVAL", "0"),
+        ("POOLMANAGER_HOST_PARALLELISM", "1"),
+    ];
+    const CAPACITY: usize = 5;
+
+    // Mid-fill: some clusters made, some half made, some not started.
+    let serve = Serve::start(&db, &no_reconciler).await;
+    let (host, bp) = setup(&serve, &endpoint, CAPACITY as u32, 2).await;
+    let (status, op) = serve
+        .call(Method::POST, &format!("/hosts/{host}/fill"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, stats) = serve.call(Method::GET, "/stats", None).await;
+        if stats["clusters"]["ready"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cluster got ready: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serve.kill_9();
+    let store = SqliteStore::open(&db).await.expect("store");
+    let creating = store
+        .list_clusters(
+            &ClusterFilter {
+                status: Some(ClusterStatus::Creating),
+                ..Default::default()
+            },
+            Page::ALL,
+        )
+        .await
+        .expect("clusters")
+        .total;
+    assert!(creating > 0, "the kill came mid-fill");
+
+    let started = Instant::now();
+    let out = reconcile_once(&db);
+    assert!(out.status.success(), "{}", text(&out));
+    eprintln!(
+        "after kill -9 mid-fill ({creating} clusters creating): one pass restored the pool in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_whole(&store, &host, CAPACITY).await;
+
+    // Mid-release: the leases are closed, the clusters not yet recreated.
+    let serve = Serve::start(&db, &no_reconciler).await;
+    let mut leases = Vec::new();
+    for user in ["ann", "ben", "cat"] {
+        let (status, c) = serve
+            .call(
+                Method::POST,
+                "/apply",
+                Some(json!({"user_id": user, "blueprint": bp})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{c}");
+        let (status, released) = serve
+            .call(Method::POST, "/release", Some(json!({"cluster_id": c["id"]})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{released}");
+        leases.push(c["id"].as_str().expect("id").to_owned());
+    }
+    serve.kill_9();
+    let releasing = store
+        .list_clusters(
+            &ClusterFilter {
+                status: Some(ClusterStatus::Releasing),
+                ..Default::default()
+            },
+            Page::ALL,
+        )
+        .await
+        .expect("clusters")
+        .total;
+    let out = reconcile_once(&db);
+    assert!(out.status.success(), "{}", text(&out));
+    eprintln!("after kill -9 mid-release ({releasing} clusters releasing): one pass restored the pool");
+    assert_whole(&store, &host, CAPACITY).await;
+    let history = store.list_leases(None, Page::ALL).await.expect("leases");
+    assert_eq!(
+        history.total, 3,
+        "no lease lost or duplicated: {:?}",
+        history.items
+    );
+    assert!(
+        history.items.iter().all(|l| l.released_at.is_some()),
+        "every lease is closed once: {:?}",
+        history.items
+    );
+    remove_everything(&store, &host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reconciler_at_a_time_and_a_dead_holder_is_taken_over() {
+    if engine().await.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("pool.db");
+    let serve = Serve::start(&db, &[("POOLMANAGER_RECONCILE_INTERVAL", "1")]).await;
+    // Its first pass runs at start and takes the lock for three intervals.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = reconcile_once(&db);
+    assert!(
+        !out.status.success(),
+        "a second reconciler must wait: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("another PoolManager process is reconciling"),
+        "{}",
+        text(&out)
+    );
+
+    serve.kill_9();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(10);
+    loop {
+        let out = reconcile_once(&db);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead server's lock was never taken over: {}",
+            text(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let taken = killed.elapsed();
+    assert!(
+        taken >= Duration::from_secs(2),
+        "the lock held while fresh: {taken:?}"
+    );
+    eprintln!(
+        "reconciler lock of a killed server taken over after {:.1}s",
+        taken.as_secs_f64()
+    );
+}
