@@ -51,8 +51,11 @@ start_private_dockerd() {
   PRIVATE_DIR=$(mktemp -d /tmp/pm-dockerd.XXXXXX)
   local sock="unix://$PRIVATE_DIR/docker.sock"
   log "starting a private dockerd at $sock"
+  # Every cluster is one network: /24 pools give room for 256 of them, where the
+  # engine's default pools run out at 31.
   dockerd --data-root "$PRIVATE_DIR/data" --exec-root "$PRIVATE_DIR/exec" \
-    --pidfile "$PRIVATE_DIR/docker.pid" -H "$sock" >"$PRIVATE_DIR/dockerd.log" 2>&1 &
+    --pidfile "$PRIVATE_DIR/docker.pid" -H "$sock" \
+    --default-address-pool base=10.213.0.0/16,size=24 >"$PRIVATE_DIR/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
   for _ in $(seq 1 120); do
     if answers "$sock"; then ENDPOINT=$sock; return 0; fi

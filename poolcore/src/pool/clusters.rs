@@ -210,7 +210,18 @@ impl Pool {
         let host = self.host(&cluster.host_id).await?;
         let driver = self.driver(&host)?;
         let made = match self.blueprint(&cluster.blueprint).await {
-            Ok(blueprint) => driver.create_cluster(cluster, &blueprint).await,
+            Ok(blueprint) => match driver.create_cluster(cluster, &blueprint).await {
+                // A server killed mid-create may leave objects the engine is still
+                // rolling back; clear the cluster's objects and try once more.
+                Err(e) => {
+                    warn!(error = %e, "creating the cluster failed; clearing it and trying once more");
+                    match driver.delete_cluster(&cluster.id).await {
+                        Ok(()) => driver.create_cluster(cluster, &blueprint).await,
+                        Err(_) => Err(e),
+                    }
+                }
+                made => made,
+            },
             Err(e) => Err(e),
         };
         // The record may have been deleted (with its host) while the engine worked.

@@ -171,10 +171,46 @@ async fn assert_whole(store: &SqliteStore, host_id: &str, capacity: usize) {
     }
 }
 
-async fn remove_everything(store: &SqliteStore, host_id: &str) {
-    let host = store.get_host(host_id).await.expect("host").expect("host exists");
-    let driver = DockerConnector::new().connect(&host).expect("driver");
-    driver.remove_all().await.expect("clean the engine");
+/// Removes everything labelled with a host from the engine when dropped, so a failed
+/// run leaves nothing behind either.
+struct Sweep {
+    endpoint: String,
+    host_id: Option<String>,
+}
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        let Some(host_id) = &self.host_id else {
+            return;
+        };
+        let filter = format!("label=poolmanager.host={host_id}");
+        for (list, remove) in [
+            (["ps", "-aq"], ["rm", "-f"]),
+            (["network", "ls"], ["network", "rm"]),
+        ] {
+            let mut args: Vec<&str> = list.to_vec();
+            if list[0] == "network" {
+                args.push("-q");
+            }
+            args.extend(["--filter", &filter]);
+            let ids = Command::new("docker")
+                .arg("-H")
+                .arg(&self.endpoint)
+                .args(&args)
+                .output();
+            let ids = ids
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for id in ids.split_whitespace() {
+                let _ = Command::new("docker")
+                    .arg("-H")
+                    .arg(&self.endpoint)
+                    .args(remove)
+                    .arg(id)
+                    .output();
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +228,12 @@ async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
 
     // Mid-fill: some clusters made, some half made, some not started.
     let serve = Serve::start(&db, &no_reconciler).await;
+    let mut sweep = Sweep {
+        endpoint: endpoint.clone(),
+        host_id: None,
+    };
     let (host, bp) = setup(&serve, &endpoint, CAPACITY as u32, 2).await;
+    sweep.host_id = Some(host.clone());
     let (status, op) = serve
         .call(Method::POST, &format!("/hosts/{host}/fill"), None)
         .await;
@@ -275,7 +316,14 @@ async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
         "every lease is closed once: {:?}",
         history.items
     );
-    remove_everything(&store, &host).await;
+    drop(sweep);
+    let record = store.get_host(&host).await.expect("host").expect("host exists");
+    let left = DockerConnector::new()
+        .connect(&record)
+        .expect("driver")
+        .inspect()
+        .await;
+    assert_eq!(left.expect("inspect").len(), 0, "the sweep left nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
