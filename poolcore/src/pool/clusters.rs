@@ -1,7 +1,7 @@
 //! Cluster operations: create on a host, get, list, delete, start/stop/restart, and
 //! the background work that provisions and recycles clusters.
 
-use tracing::{info, instrument, warn, Instrument};
+use tracing::{info, instrument, warn};
 
 use super::Pool;
 use crate::error::{Error, Result};
@@ -183,30 +183,15 @@ impl Pool {
 
     /// Creates a `creating` cluster's engine objects in the background.
     pub(super) fn spawn_provision(&self, cluster: Cluster) {
-        let Some(busy) = self.mark_busy(&cluster.id) else {
-            return;
-        };
-        let pool = self.clone();
-        let span = tracing::info_span!("provision", cluster_id = %cluster.id);
-        self.spawn(
-            async move {
-                let _busy = busy;
-                if let Err(e) = pool.provision(&cluster).await {
-                    warn!(error = %e, "provisioning failed");
-                }
-            }
-            .instrument(span),
-        );
+        self.spawn_cluster_work("provision", cluster, |pool, cluster| async move {
+            pool.provision(&cluster).await
+        });
     }
 
     /// Makes the engine objects of a `creating` cluster and marks it `ready`, or
     /// `failed` with the reason. Waits for a slot on the host.
     pub(super) async fn provision(&self, cluster: &Cluster) -> Result<Cluster> {
-        let slots = self.host_slots(&cluster.host_id);
-        let _slot = slots
-            .acquire()
-            .await
-            .map_err(|e| Error::unavailable("host work queue", e))?;
+        let _slot = self.host_slot(&cluster.host_id).await?;
         let host = self.host(&cluster.host_id).await?;
         let driver = self.driver(&host)?;
         let made = match self.blueprint(&cluster.blueprint).await {
@@ -258,20 +243,9 @@ impl Pool {
     /// Destroys a `releasing` cluster's objects and provisions it afresh, same id,
     /// name and host.
     pub(super) fn spawn_recycle(&self, cluster: Cluster) {
-        let Some(busy) = self.mark_busy(&cluster.id) else {
-            return;
-        };
-        let pool = self.clone();
-        let span = tracing::info_span!("recycle", cluster_id = %cluster.id);
-        self.spawn(
-            async move {
-                let _busy = busy;
-                if let Err(e) = pool.recycle(cluster).await {
-                    warn!(error = %e, "recycling failed");
-                }
-            }
-            .instrument(span),
-        );
+        self.spawn_cluster_work("recycle", cluster, |pool, cluster| async move {
+            pool.recycle(cluster).await
+        });
     }
 
     async fn recycle(&self, cluster: Cluster) -> Result<Cluster> {

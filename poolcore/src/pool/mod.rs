@@ -15,8 +15,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::driver::{Connector, HostDriver};
 use crate::error::{Error, Result};
@@ -218,12 +219,17 @@ impl Pool {
         lock(&self.inner.host_slots).remove(host_id);
     }
 
-    /// The semaphore bounding engine work on one host.
-    fn host_slots(&self, host_id: &str) -> Arc<Semaphore> {
-        lock(&self.inner.host_slots)
+    /// Waits for one of the host's [`PoolConfig::host_parallelism`] slots for engine
+    /// work; the slot is free again when the permit drops.
+    async fn host_slot(&self, host_id: &str) -> Result<OwnedSemaphorePermit> {
+        let slots = lock(&self.inner.host_slots)
             .entry(host_id.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.host_parallelism)))
-            .clone()
+            .clone();
+        slots
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::unavailable("host work queue", e))
     }
 
     /// Every change of the pool's state from now on. See [`Event`].
@@ -256,6 +262,29 @@ impl Pool {
 
     fn is_busy(&self, cluster_id: &str) -> bool {
         lock(&self.inner.busy).contains(cluster_id)
+    }
+
+    /// Runs `work` on `cluster` in the background, marked busy while it runs; does
+    /// nothing when this process already works on the cluster. A failure is logged.
+    fn spawn_cluster_work<F, Fut, T>(&self, what: &'static str, cluster: Cluster, work: F)
+    where
+        F: FnOnce(Pool, Cluster) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        let Some(busy) = self.mark_busy(&cluster.id) else {
+            return;
+        };
+        let span = tracing::info_span!("cluster_work", work = what, cluster_id = %cluster.id);
+        let pool = self.clone();
+        self.spawn(
+            async move {
+                let _busy = busy;
+                if let Err(e) = work(pool, cluster).await {
+                    tracing::warn!(error = %e, "{what} failed");
+                }
+            }
+            .instrument(span),
+        );
     }
 
     /// Runs `task` in the background, tracked by [`Pool::wait_idle`].

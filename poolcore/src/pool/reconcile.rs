@@ -451,28 +451,13 @@ impl Pool {
 
     /// Repairs an applied cluster in place in the background, keeping its endpoints.
     fn spawn_repair(&self, cluster: Cluster, blueprint: Blueprint) {
-        let Some(busy) = self.mark_busy(&cluster.id) else {
-            return;
-        };
-        let pool = self.clone();
-        let span = tracing::info_span!("repair", cluster_id = %cluster.id);
-        self.spawn(
-            async move {
-                let _busy = busy;
-                if let Err(e) = pool.repair(&cluster, &blueprint).await {
-                    warn!(error = %e, "repair failed");
-                }
-            }
-            .instrument(span),
-        );
+        self.spawn_cluster_work("repair", cluster, |pool, cluster| async move {
+            pool.repair(&cluster, &blueprint).await
+        });
     }
 
     async fn repair(&self, cluster: &Cluster, blueprint: &Blueprint) -> Result<Cluster> {
-        let slots = self.host_slots(&cluster.host_id);
-        let _slot = slots
-            .acquire()
-            .await
-            .map_err(|e| Error::unavailable("host work queue", e))?;
+        let _slot = self.host_slot(&cluster.host_id).await?;
         let host = self.host(&cluster.host_id).await?;
         let repaired = self.driver(&host)?.repair_cluster(cluster, blueprint).await;
         let mut current = self.cluster(&cluster.id).await?;
@@ -497,20 +482,9 @@ impl Pool {
 
     /// Finishes deleting a cluster in the background.
     fn spawn_remove(&self, cluster: Cluster) {
-        let Some(busy) = self.mark_busy(&cluster.id) else {
-            return;
-        };
-        let pool = self.clone();
-        let span = tracing::info_span!("remove", cluster_id = %cluster.id);
-        self.spawn(
-            async move {
-                let _busy = busy;
-                if let Err(e) = pool.remove_cluster(&cluster).await {
-                    warn!(error = %e, "removing the cluster failed");
-                }
-            }
-            .instrument(span),
-        );
+        self.spawn_cluster_work("remove", cluster, |pool, cluster| async move {
+            pool.remove_cluster(&cluster).await
+        });
     }
 }
 

@@ -113,51 +113,42 @@ fn print_report(report: &ReconcileReport) {
     }
 }
 
+impl Command {
+    /// The config file and flags every command takes.
+    fn config(&self) -> (Option<&Path>, &Overrides) {
+        match self {
+            Command::Serve { config, overrides }
+            | Command::Reconcile {
+                config, overrides, ..
+            } => (config.as_deref(), overrides),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (file, overrides) = cli.command.config();
+    let config = match load(file, overrides) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
     let outcome = match cli.command {
-        Command::Serve { config, overrides } => {
-            let config = match load(config.as_deref(), &overrides) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            poolmanager::run(config, shutdown_signal()).await.map_err(fail)
-        }
-        Command::Reconcile {
-            once: true,
-            config,
-            overrides,
-        } => {
-            let config = match load(config.as_deref(), &overrides) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            match poolmanager::reconcile_once(&config).await {
-                Ok(report) => {
-                    print_report(&report);
-                    if report.errors.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(ExitCode::FAILURE)
-                    }
+        Command::Serve { .. } => poolmanager::run(config, shutdown_signal()).await.map_err(fail),
+        Command::Reconcile { once: true, .. } => match poolmanager::reconcile_once(&config).await {
+            Ok(report) => {
+                print_report(&report);
+                if report.errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(ExitCode::FAILURE)
                 }
-                Err(e) => Err(fail(e)),
             }
-        }
-        Command::Reconcile {
-            once: false,
-            config,
-            overrides,
-        } => {
-            let config = match load(config.as_deref(), &overrides) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            poolmanager::reconcile_forever(&config, shutdown_signal())
-                .await
-                .map_err(fail)
-        }
+            Err(e) => Err(fail(e)),
+        },
+        Command::Reconcile { once: false, .. } => poolmanager::reconcile_forever(&config, shutdown_signal())
+            .await
+            .map_err(fail),
     };
     outcome.err().unwrap_or(ExitCode::SUCCESS)
 }
