@@ -16,23 +16,24 @@ use poolcore::{NodeSpec, NodeState, ObservedCluster};
 /// itself says which port is which.
 const LABEL_PORT_PREFIX: &str = "poolmanager.port.";
 
-/// A label filter for container and network listings; all its labels must match.
+/// A label filter for the engine's listings (containers, networks, services, tasks);
+/// all its labels must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LabelFilter(Vec<String>);
+pub struct LabelFilter(Vec<String>);
 
 impl LabelFilter {
     /// Objects of one cluster.
-    pub(crate) fn cluster(cluster_id: &str) -> Self {
+    pub fn cluster(cluster_id: &str) -> Self {
         LabelFilter(vec![format!("{LABEL_CLUSTER}={cluster_id}")])
     }
 
     /// Objects of every cluster of one host.
-    pub(crate) fn host(host_id: &str) -> Self {
+    pub fn host(host_id: &str) -> Self {
         LabelFilter(vec![format!("{LABEL_HOST}={host_id}")])
     }
 
-    /// Narrowed to one node's container, when `node` is given.
-    pub(crate) fn node(mut self, node: Option<&str>) -> Self {
+    /// Narrowed to one node's container or service, when `node` is given.
+    pub fn node(mut self, node: Option<&str>) -> Self {
         if let Some(node) = node {
             self.0.push(format!("{LABEL_NODE}={node}"));
         }
@@ -40,7 +41,7 @@ impl LabelFilter {
     }
 
     /// The `filters` query parameter of the engine's listings.
-    pub(crate) fn to_filters(&self) -> HashMap<&'static str, Vec<String>> {
+    pub fn to_filters(&self) -> HashMap<&'static str, Vec<String>> {
         HashMap::from([("label", self.0.clone())])
     }
 }
@@ -58,8 +59,8 @@ pub(crate) fn port_labels(node: &NodeSpec) -> impl Iterator<Item = (String, Stri
         .map(|(name, spec)| (format!("{LABEL_PORT_PREFIX}{name}"), spec.to_string()))
 }
 
-/// The named ports recorded in a container's labels: port name → `80/tcp`.
-pub(crate) fn ports_from_labels(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
+/// The named ports recorded in a container's or service's labels: port name → `80/tcp`.
+pub fn ports_from_labels(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
     labels
         .iter()
         .filter_map(|(key, spec)| Some((key.strip_prefix(LABEL_PORT_PREFIX)?.to_owned(), spec.clone())))

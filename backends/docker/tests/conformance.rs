@@ -24,23 +24,7 @@ async fn harness() -> Option<DriverHarness> {
     // and restart cases fast.
     let config = DockerConfig::new().with_stop_timeout(Duration::from_secs(1));
     let connector = Arc::new(DockerConnector::from_config(config));
-    let harness = DriverHarness::new(connector, engine_endpoint());
-    match harness.probe_engine().await {
-        Ok(_) => Some(harness),
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!(
-                "CI=true but no Docker engine answers at {}: {e}",
-                harness.endpoint()
-            )
-        }
-        Err(e) => {
-            eprintln!(
-                "skipping: no Docker engine answers at {} ({e}); set POOLMANAGER_TEST_DOCKER",
-                harness.endpoint()
-            );
-            None
-        }
-    }
+    DriverHarness::new(connector, engine_endpoint()).ready().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
