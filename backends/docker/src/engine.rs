@@ -236,7 +236,7 @@ impl Engine {
                 _ => {}
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            pause = (pause * 2).min(Duration::from_millis(250));
         }
     }
 
