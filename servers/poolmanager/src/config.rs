@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use poolcore_swarm::SwarmConfig;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable naming the TOML config file.
@@ -43,6 +44,9 @@ pub struct Config {
     pub default_ttl_seconds: Option<u64>,
     /// Longest lease an apply may ask for.
     pub max_ttl_seconds: Option<u64>,
+    /// How swarm hosts are driven (the `[swarm]` table of the config file): stop grace
+    /// period, how long to wait for nodes to start, restart attempts.
+    pub swarm: SwarmConfig,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             host_parallelism: 4,
             default_ttl_seconds: None,
             max_ttl_seconds: None,
+            swarm: SwarmConfig::default(),
         }
     }
 }
@@ -74,6 +79,7 @@ impl std::fmt::Debug for Config {
             .field("host_parallelism", &self.host_parallelism)
             .field("default_ttl_seconds", &self.default_ttl_seconds)
             .field("max_ttl_seconds", &self.max_ttl_seconds)
+            .field("swarm", &self.swarm)
             .finish()
     }
 }
@@ -149,7 +155,8 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "pm.toml",
-                "listen = \"0.0.0.0:9000\"\ndatabase = \"sqlite://file.db\"\nhost_parallelism = 2",
+                "listen = \"0.0.0.0:9000\"\ndatabase = \"sqlite://file.db\"\nhost_parallelism = 2\n\
+                 [swarm]\nstop_grace_secs = 3",
             )?;
             jail.set_env("POOLMANAGER_DATABASE", "sqlite://env.db");
             let overrides = Overrides {
@@ -161,6 +168,8 @@ mod tests {
             assert_eq!(config.database, "sqlite://env.db", "env beats file");
             assert_eq!(config.host_parallelism, 2, "file beats default");
             assert_eq!(config.log_format, LogFormat::Human, "default stays");
+            assert_eq!(config.swarm.stop_grace_secs, 3, "a table of the file");
+            assert_eq!(config.swarm.start_timeout_secs, 120, "its defaults stay");
             Ok(())
         });
     }

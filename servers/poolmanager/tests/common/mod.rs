@@ -1,4 +1,5 @@
-//! A real server on a real port, on a real SQLite file, driving a real Docker engine.
+//! A real server on a real port, on a real SQLite file, driving a real Docker engine
+//! (as a docker host, or as a swarm manager).
 
 #![allow(dead_code)]
 
@@ -61,6 +62,10 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = Config {
             database: format!("sqlite://{}", dir.path().join("pool.db").display()),
+            // The test image's httpd ignores SIGTERM: a short grace keeps swarm work fast.
+            swarm: poolcore_swarm::SwarmConfig::new()
+                .with_stop_grace(Duration::from_secs(1))
+                .with_start_timeout(Duration::from_secs(60)),
             ..Config::default()
         };
         let pool = poolmanager::build_pool(&config).await.expect("pool");
@@ -121,23 +126,23 @@ impl TestServer {
         self.call(method, path, Some(USER), body).await
     }
 
-    /// Adds the test engine as a host; returns its id.
+    /// Adds the test engine as a docker host; returns its id.
     pub async fn add_host(&self, capacity: u32, autofill: bool) -> String {
-        let (status, host) = self
-            .admin(
-                Method::POST,
-                "/hosts",
-                Some(json!({
-                    "name": unique("host"),
-                    "kind": "docker",
-                    "endpoint": self.endpoint,
-                    "capacity": capacity,
-                    "autofill": autofill,
-                })),
-            )
-            .await;
+        let (status, host) = self.post_host("docker", capacity, autofill).await;
         assert_eq!(status, StatusCode::CREATED, "add host: {host}");
         host["id"].as_str().expect("host id").to_owned()
+    }
+
+    /// Asks to add the test engine as a host of `kind`: status and body.
+    pub async fn post_host(&self, kind: &str, capacity: u32, autofill: bool) -> (StatusCode, Value) {
+        let body = json!({
+            "name": unique("host"),
+            "kind": kind,
+            "endpoint": self.endpoint,
+            "capacity": capacity,
+            "autofill": autofill,
+        });
+        self.admin(Method::POST, "/hosts", Some(body)).await
     }
 
     /// Adds a blueprint of `nodes` httpd nodes, each with port `web` 80/tcp.
@@ -211,10 +216,12 @@ impl TestServer {
         // Work still running on the host's clusters (a recycle after a release) finds
         // their records gone and removes what it made; let it end before the test does.
         self.pool.wait_idle().await;
-        use poolcore::Connector;
-        let driver = poolcore_docker::DockerConnector::new()
-            .connect(&record)
-            .expect("driver");
+        use poolcore::{Connector, HostKind};
+        let driver = match record.kind {
+            HostKind::Docker => poolcore_docker::DockerConnector::new().connect(&record),
+            HostKind::Swarm => poolcore_swarm::SwarmConnector::new().connect(&record),
+        }
+        .expect("driver");
         let left = driver.inspect().await.expect("inspect");
         assert!(
             left.is_empty(),
