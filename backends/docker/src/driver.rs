@@ -11,7 +11,7 @@ use bollard::models::{
     NetworkingConfig, PortBinding,
 };
 use futures::future::{join_all, try_join_all};
-use poolcore::driver::{LABEL_CLUSTER, LABEL_NODE};
+use poolcore::driver::LABEL_NODE;
 use poolcore::{
     object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error, Host, HostDriver,
     HostKind, LogConfig, NodeDeployment, NodeSpec, ObservedCluster, Result,
@@ -20,8 +20,8 @@ use tracing::instrument;
 
 use crate::config::DockerConfig;
 use crate::engine::{
-    cluster_of, env_list, first_error, health_config, label_map, node_labels, ClusterNetwork, Engine,
-    LabelFilter,
+    cluster_of, env_list, first_error, group_clusters, health_config, is_node_of, label_map, node_labels,
+    nothing_of, ClusterNetwork, Engine, LabelFilter,
 };
 use crate::error::DockerError;
 use crate::labels;
@@ -114,9 +114,7 @@ impl DockerDriver {
     async fn adopt(&self, cluster: &Cluster, node: &NodeSpec, name: &str) -> Result<String> {
         let found = self.engine.inspect_container(name).await?;
         let labels = found.config.as_ref().and_then(|c| c.labels.as_ref());
-        let ours = labels.is_some_and(|l| {
-            l.get(LABEL_CLUSTER) == Some(&cluster.id) && l.get(LABEL_NODE) == Some(&node.name)
-        });
+        let ours = is_node_of(labels, &cluster.id, &node.name);
         match found.id {
             Some(id) if ours => Ok(id),
             _ => Err(DockerError::Foreign {
@@ -200,11 +198,10 @@ impl DockerDriver {
             .into_iter()
             .filter_map(|c| c.id)
             .collect();
-        match (ids.is_empty(), node) {
-            (true, Some(node)) => Err(Error::not_found("node", node)),
-            (true, None) => Err(Error::not_found("cluster", &cluster.id)),
-            (false, _) => Ok(ids),
+        if ids.is_empty() {
+            return Err(nothing_of(&cluster.id, node));
         }
+        Ok(ids)
     }
 
     /// Removes every container, then every network, that `filter` finds. Returns the
@@ -342,8 +339,8 @@ impl HostDriver for DockerDriver {
         let filter = LabelFilter::host(&self.host_id);
         let (containers, networks) =
             futures::try_join!(self.engine.containers(&filter), self.engine.networks(&filter))?;
-        Ok(labels::group_clusters(
-            &containers,
+        Ok(group_clusters(
+            labels::container_nodes(&containers),
             networks.into_iter().map(|n| n.labels),
         ))
     }

@@ -23,7 +23,7 @@ use crate::config::Endpoint;
 use crate::error::{engine_noun, map_err, NetworkLingers};
 
 pub use crate::error::{has_status, Action};
-pub use crate::labels::{ports_from_labels, LabelFilter};
+pub use crate::labels::{group_clusters, is_node_of, ports_from_labels, LabelFilter};
 
 /// One Docker engine or swarm manager. Connects, and agrees on the API version, on first
 /// use; every request fails with a [`poolcore::Error`] that names its object.
@@ -247,6 +247,15 @@ impl Engine {
             Err(e) if has_status(&e, 404) => Ok(()),
             other => other.map_err(self.fail(Action::new("remove", "network", id))),
         }
+    }
+}
+
+/// What a control call on a node (`Some`) or a whole cluster finds when nothing of it
+/// is on the engine: [`Error::NotFound`] naming the node, or the cluster.
+pub fn nothing_of(cluster_id: &str, node: Option<&str>) -> Error {
+    match node {
+        Some(node) => Error::not_found("node", node),
+        None => Error::not_found("cluster", cluster_id),
     }
 }
 

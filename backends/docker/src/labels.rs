@@ -116,18 +116,16 @@ pub(crate) fn node_state(summary: &ContainerSummary) -> NodeState {
     }
 }
 
-/// Clusters found in one listing of containers and one of networks, by cluster label.
-pub(crate) fn group_clusters(
-    containers: &[ContainerSummary],
+/// Clusters found in one listing of nodes (containers or services) and one of
+/// networks. `nodes` gives each labelled node's cluster id, node name and state.
+pub fn group_clusters(
+    nodes: impl IntoIterator<Item = (String, String, NodeState)>,
     network_labels: impl IntoIterator<Item = Option<HashMap<String, String>>>,
 ) -> Vec<ObservedCluster> {
     let mut clusters: BTreeMap<String, ObservedCluster> = BTreeMap::new();
-    for summary in containers {
-        let Some(id) = label(summary, LABEL_CLUSTER) else {
-            continue;
-        };
-        let cluster = clusters.entry(id.to_owned()).or_insert_with(|| observed(id));
-        cluster.nodes.insert(node_name(summary), node_state(summary));
+    for (id, node, state) in nodes {
+        let cluster = clusters.entry(id.clone()).or_insert_with(|| observed(&id));
+        cluster.nodes.insert(node, state);
     }
     for labels in network_labels {
         let Some(id) = labels.as_ref().and_then(|l| l.get(LABEL_CLUSTER)) else {
@@ -136,6 +134,25 @@ pub(crate) fn group_clusters(
         clusters.entry(id.clone()).or_insert_with(|| observed(id)).network = true;
     }
     clusters.into_values().collect()
+}
+
+/// Cluster id, node name and state of each listed container that carries a cluster
+/// label, for [`group_clusters`].
+pub(crate) fn container_nodes(
+    containers: &[ContainerSummary],
+) -> impl Iterator<Item = (String, String, NodeState)> + '_ {
+    containers.iter().filter_map(|summary| {
+        let id = label(summary, LABEL_CLUSTER)?;
+        Some((id.to_owned(), node_name(summary), node_state(summary)))
+    })
+}
+
+/// True when `labels` mark an object as node `node` of the cluster `cluster_id`.
+pub fn is_node_of(labels: Option<&HashMap<String, String>>, cluster_id: &str, node: &str) -> bool {
+    labels.is_some_and(|l| {
+        l.get(LABEL_CLUSTER).map(String::as_str) == Some(cluster_id)
+            && l.get(LABEL_NODE).map(String::as_str) == Some(node)
+    })
 }
 
 fn observed(cluster_id: &str) -> ObservedCluster {
@@ -248,7 +265,7 @@ mod tests {
             Some(HashMap::from([(LABEL_CLUSTER.to_owned(), "c3".to_owned())])),
             None,
         ];
-        let found = group_clusters(&containers, networks);
+        let found = group_clusters(container_nodes(&containers), networks);
         let ids: Vec<&str> = found.iter().map(|c| c.cluster_id.as_str()).collect();
         assert_eq!(ids, ["c1", "c2", "c3"]);
         assert!(found[0].network && !found[1].network && found[2].network);
@@ -257,6 +274,18 @@ mod tests {
         // Without a node label the container's own name stands in.
         assert!(found[1].nodes.contains_key("pm-c-vp0-1234"));
         assert!(found[2].nodes.is_empty());
+    }
+
+    #[test]
+    fn ownership_is_read_from_cluster_and_node_labels() {
+        let labels = HashMap::from([
+            (LABEL_CLUSTER.to_owned(), "c1".to_owned()),
+            (LABEL_NODE.to_owned(), "vp0".to_owned()),
+        ]);
+        assert!(is_node_of(Some(&labels), "c1", "vp0"));
+        assert!(!is_node_of(Some(&labels), "c1", "vp1"));
+        assert!(!is_node_of(Some(&labels), "c2", "vp0"));
+        assert!(!is_node_of(None, "c1", "vp0"));
     }
 
     #[test]

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bollard::models::{NodeState as SwarmNodeState, Service, Task};
 use futures::future::{join_all, try_join_all};
-use poolcore::driver::{LABEL_CLUSTER, LABEL_NODE};
 use poolcore::{
     object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error, Host, HostDriver,
     HostKind, LogConfig, NodeDeployment, NodeSpec, ObservedCluster, Result,
 };
-use poolcore_docker::engine::{cluster_of, first_error, ClusterNetwork, LabelFilter};
+use poolcore_docker::engine::{
+    cluster_of, first_error, group_clusters, is_node_of, nothing_of, ClusterNetwork, LabelFilter,
+};
 use tracing::instrument;
 
 use crate::config::SwarmConfig;
@@ -115,10 +116,7 @@ impl SwarmDriver {
     async fn adopt(&self, cluster: &Cluster, node: &NodeSpec, name: &str) -> Result<Service> {
         let found = self.manager.service(name).await?;
         let labels = found.spec.as_ref().and_then(|s| s.labels.as_ref());
-        let ours = labels.is_some_and(|l| {
-            l.get(LABEL_CLUSTER) == Some(&cluster.id) && l.get(LABEL_NODE) == Some(&node.name)
-        });
-        if !ours {
+        if !is_node_of(labels, &cluster.id, &node.name) {
             return Err(SwarmError::Foreign {
                 service: name.to_owned(),
                 node: node.name.clone(),
@@ -136,11 +134,10 @@ impl SwarmDriver {
             .manager
             .services(&LabelFilter::cluster(&cluster.id).node(node))
             .await?;
-        match (services.is_empty(), node) {
-            (true, Some(node)) => Err(Error::not_found("node", node)),
-            (true, None) => Err(Error::not_found("cluster", &cluster.id)),
-            (false, _) => Ok(services),
+        if services.is_empty() {
+            return Err(nothing_of(&cluster.id, node));
         }
+        Ok(services)
     }
 
     /// Starts anew each of `services` that the swarm does not run: stopped (no
@@ -170,10 +167,7 @@ impl SwarmDriver {
             let (services, tasks) =
                 futures::try_join!(self.manager.services(&filter), self.manager.tasks(&filter))?;
             if services.is_empty() {
-                return Err(match node {
-                    Some(node) => Error::not_found("node", node),
-                    None => Error::not_found("cluster", &cluster.id),
-                });
+                return Err(nothing_of(&cluster.id, node));
             }
             let index = TaskIndex::new(&tasks);
             let mut waiting = Vec::new();
@@ -390,28 +384,12 @@ impl HostDriver for SwarmDriver {
             engine.networks(&filter)
         )?;
         let tasks = TaskIndex::new(&tasks);
-        let mut clusters: BTreeMap<String, ObservedCluster> = BTreeMap::new();
-        let observed = |id: &str| ObservedCluster {
-            cluster_id: id.to_owned(),
-            ..Default::default()
-        };
-        for service in &services {
-            let labels = service.spec.as_ref().and_then(|s| s.labels.as_ref());
-            let Some(id) = cluster_of(labels) else { continue };
+        let nodes = services.iter().filter_map(|service| {
+            let id = cluster_of(service.spec.as_ref().and_then(|s| s.labels.as_ref()))?;
             let state = tasks::node_state(service, &tasks.current_generation(service));
-            let cluster = clusters.entry(id.clone()).or_insert_with(|| observed(&id));
-            cluster.nodes.insert(tasks::node_name(service), state);
-        }
-        for network in &networks {
-            let Some(id) = cluster_of(network.labels.as_ref()) else {
-                continue;
-            };
-            clusters
-                .entry(id.clone())
-                .or_insert_with(|| observed(&id))
-                .network = true;
-        }
-        Ok(clusters.into_values().collect())
+            Some((id, tasks::node_name(service), state))
+        });
+        Ok(group_clusters(nodes, networks.into_iter().map(|n| n.labels)))
     }
 
     #[instrument(skip(self), fields(host_id = %self.host_id))]

@@ -13,15 +13,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::FutureExt;
-use poolcore::conformance::driver::{run_all, DriverHarness, TEST_IMAGE};
+use poolcore::conformance::driver::{engine_from_env, run_all, DriverHarness, TEST_IMAGE};
 use poolcore::{Blueprint, Cluster, Error, HealthCheck, NodeSpec, NodeState};
 use poolcore_swarm::{SwarmConfig, SwarmConnector};
-
-fn engine_endpoint() -> String {
-    std::env::var("POOLMANAGER_TEST_DOCKER")
-        .or_else(|_| std::env::var("DOCKER_HOST"))
-        .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
-}
 
 /// A harness for the test swarm, or `None` (with a notice) when no swarm manager
 /// answers outside CI.
@@ -36,7 +30,7 @@ async fn harness() -> Option<DriverHarness> {
     let connector = Arc::new(SwarmConnector::from_config(config));
     // Cases mostly wait for the swarm to act, so more of them run at once than the
     // default.
-    DriverHarness::new(connector, engine_endpoint())
+    DriverHarness::new(connector, engine_from_env())
         .with_parallelism(6)
         .ready()
         .await

@@ -41,6 +41,14 @@ use crate::Error;
 /// HTTP on port 80.
 pub const TEST_IMAGE: &str = "poolmanager/testnode:latest";
 
+/// The engine the tests use: `POOLMANAGER_TEST_DOCKER`, else `DOCKER_HOST`, else the
+/// default local socket.
+pub fn engine_from_env() -> String {
+    std::env::var("POOLMANAGER_TEST_DOCKER")
+        .or_else(|_| std::env::var("DOCKER_HOST"))
+        .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
+}
+
 /// How long a node may take to answer, or to reach a state, before a case fails.
 const PATIENCE: Duration = Duration::from_secs(30);
 

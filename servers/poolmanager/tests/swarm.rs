@@ -6,9 +6,9 @@ mod common;
 use std::time::Instant;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use common::{http_get, TestServer};
+use common::{assert_answers, TestServer};
 
 /// A swarm host added through the API, filled; an applied cluster's service URLs
 /// answer; a release recreates the cluster; deleting the host leaves nothing behind.
@@ -33,21 +33,13 @@ async fn swarm_host_fill_apply_use_release_delete() {
         "fill of 2 two-node clusters on the swarm: {:.1}s",
         filling.elapsed().as_secs_f64()
     );
-    let (status, list) = s
-        .user(
-            Method::GET,
-            &format!("/clusters?host_id={host}&status=ready"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(list["total"], 2, "{list}");
+    assert_eq!(s.ready_clusters(&host).await, 2);
 
     let apply = json!({"user_id": "bob", "blueprint": bp});
     let (status, cluster) = s.user(Method::POST, "/apply", Some(apply)).await;
     assert_eq!(status, StatusCode::OK, "apply: {cluster}");
     let id = cluster["id"].as_str().expect("id").to_owned();
-    assert_answers(&cluster).await;
+    assert_answers(&cluster, &["vp0", "vp1"]).await;
 
     let (status, released) = s
         .user(Method::POST, "/release", Some(json!({"cluster_id": id})))
@@ -67,7 +59,7 @@ async fn swarm_host_fill_apply_use_release_delete() {
             "the recreated cluster has fresh services"
         );
     }
-    assert_answers(&fresh).await;
+    assert_answers(&fresh, &["vp0", "vp1"]).await;
 
     s.remove_host(&host).await;
     let (status, _) = s.admin(Method::GET, &format!("/hosts/{host}"), None).await;
@@ -91,19 +83,4 @@ async fn add_swarm_host(s: &TestServer) -> Option<String> {
     }
     assert_eq!(status, StatusCode::CREATED, "add swarm host: {host}");
     Some(host["id"].as_str().expect("host id").to_owned())
-}
-
-/// Every service URL of `cluster` answers `ok` over plain TCP.
-async fn assert_answers(cluster: &Value) {
-    for node in ["vp0", "vp1"] {
-        let url = cluster["service_urls"][node]["web"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no service url for {node}: {cluster}"));
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        let answer = http_get(url).await;
-        assert!(
-            answer.starts_with("HTTP/1.") && answer.ends_with("ok\n"),
-            "{url} answered {answer:?}"
-        );
-    }
 }

@@ -206,6 +206,14 @@ impl TestServer {
         }
     }
 
+    /// How many clusters of `host` are ready, as a user lists them.
+    pub async fn ready_clusters(&self, host: &str) -> u64 {
+        let path = format!("/clusters?host_id={host}&status=ready");
+        let (status, list) = self.user(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list["total"].as_u64().expect("total")
+    }
+
     /// Removes the host and everything on it.
     pub async fn remove_host(&self, host: &str) {
         let record = self.pool.host(host).await.expect("host exists");
@@ -255,4 +263,20 @@ pub async fn http_get(url: &str) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{url} never answered: {last_err:?}");
+}
+
+/// Asserts that the `web` URL of each of `nodes` of `cluster` is on `127.0.0.1` and
+/// answers `ok` over plain TCP.
+pub async fn assert_answers(cluster: &Value, nodes: &[&str]) {
+    for node in nodes {
+        let url = cluster["service_urls"][node]["web"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no service url for {node}: {cluster}"));
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let answer = http_get(url).await;
+        assert!(
+            answer.starts_with("HTTP/1.") && answer.ends_with("ok\n"),
+            "{url} answered {answer:?}"
+        );
+    }
 }
