@@ -68,7 +68,8 @@ impl Connector for DockerConnector {
 /// The [`HostDriver`] of one Docker engine.
 ///
 /// A cluster is one bridge network and one container per node, each labelled with
-/// [`labels_for`] and named by [`object_name`]. Nodes reach each other by node name.
+/// [`labels_for`](poolcore::labels_for) and named by [`object_name`]. Nodes reach each
+/// other by node name.
 /// Every named port is published on a free host port, read back after each start.
 /// The driver keeps no state of its own: every call finds its objects by label.
 #[derive(Debug)]
