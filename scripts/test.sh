@@ -5,7 +5,8 @@
 # socket, when one answers. Otherwise it installs Debian's docker.io (and
 # busybox-static) if missing, starts a private dockerd with its own data-root,
 # exec-root, pidfile and socket, and stops it at the end. It builds the test image
-# with `docker import` from busybox, then runs `cargo test --workspace`.
+# with `docker import` from busybox, makes the engine a swarm manager (leaving the
+# swarm at the end if it made one), then runs `cargo test --workspace`.
 # Under CI=true a missing engine fails the run; it never silently skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ DOCKERD_PID=""
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 cleanup() {
+  [[ "${SWARM:-}" == initialized ]] && { docker -H "$ENDPOINT" swarm leave --force >/dev/null 2>&1 || true; }
   if [[ -n "$DOCKERD_PID" ]]; then
     log "stopping the private dockerd (pid $DOCKERD_PID)"
     kill "$DOCKERD_PID" 2>/dev/null || true
@@ -83,6 +85,7 @@ if [[ -n "$ENDPOINT" ]]; then
   export POOLMANAGER_TEST_DOCKER=$ENDPOINT POOLMANAGER_TEST_IMAGE=$IMAGE
   log "engine $ENDPOINT ($(docker -H "$ENDPOINT" version --format '{{.Server.Version}}'))"
   scripts/test-image.sh "$ENDPOINT"
+  SWARM=$(scripts/test-swarm.sh "$ENDPOINT")
 fi
 
 # Keep the runner's output, and close with one summary line over every test binary.

@@ -400,6 +400,21 @@ pub struct Cluster {
 pub const STOPPED_BY_REQUEST: &str = "stopped by request";
 
 impl Cluster {
+    /// Host ports the deployment records for `node`'s ports, by port: where a node
+    /// being repaired is published again so that its URLs stay.
+    pub fn recorded_ports(&self, node: &NodeSpec) -> BTreeMap<PortSpec, u16> {
+        let Some(recorded) = self.deployment.nodes.get(&node.name) else {
+            return BTreeMap::new();
+        };
+        node.ports
+            .iter()
+            .filter_map(|(name, spec)| {
+                let (_, port) = recorded.endpoints.get(name)?.rsplit_once(':')?;
+                Some((*spec, port.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// Whether nodes of the cluster were stopped on purpose (and are to stay so).
     pub fn stopped_by_request(&self) -> bool {
         self.health == Health::Failing

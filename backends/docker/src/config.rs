@@ -79,12 +79,8 @@ impl Endpoint {
                 }
                 Ok(Endpoint::Http(with_default_port(authority)))
             }
-            "https" | "tls" => Err(invalid(
-                "TLS endpoints are not supported by the docker driver; use unix:// or tcp://",
-            )),
-            _ => Err(invalid(
-                "the docker driver supports unix:// and tcp:// (or http://) endpoints",
-            )),
+            "https" | "tls" => Err(invalid("TLS endpoints are not supported; use unix:// or tcp://")),
+            _ => Err(invalid("expected a unix:// or tcp:// (or http://) endpoint")),
         }
     }
 }

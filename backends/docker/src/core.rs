@@ -1,105 +1,17 @@
-//! The raw engine: a lazily connected bollard client and the requests the driver makes,
-//! each returning [`poolcore::Error`] that names its object.
+//! The container and image requests of the Docker driver, on the shared [`Engine`].
 
-use std::collections::HashMap;
-
-use bollard::errors::Error as BollardError;
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, Network, NetworkCreateRequest,
-    SystemInfo, SystemVersion,
-};
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::Docker;
 use futures::TryStreamExt;
 use poolcore::{Error, Result};
-use tokio::sync::OnceCell;
 
-use crate::config::{DockerConfig, Endpoint};
-use crate::error::{has_status, map_err, Action};
-use crate::labels::LabelFilter;
-
-/// One Docker engine. Connects, and agrees on the API version, on first use.
-#[derive(Debug)]
-pub(crate) struct Engine {
-    endpoint: Endpoint,
-    /// The endpoint as the host record spells it, for messages.
-    endpoint_text: String,
-    config: DockerConfig,
-    /// Set once the engine answered the version negotiation. bollard speaks a newer API
-    /// than older engines (Docker 20.10 speaks 1.41) and would be refused without it.
-    client: OnceCell<Docker>,
-}
+use crate::engine::{has_status, Action, Engine, LabelFilter};
 
 impl Engine {
-    pub(crate) fn new(endpoint: Endpoint, endpoint_text: &str, config: DockerConfig) -> Self {
-        Engine {
-            endpoint,
-            endpoint_text: endpoint_text.to_owned(),
-            config,
-            client: OnceCell::new(),
-        }
-    }
-
-    /// Seconds a node gets to stop before it is killed.
-    fn stop_timeout(&self) -> i32 {
-        i32::try_from(self.config.stop_timeout_secs).unwrap_or(i32::MAX)
-    }
-
-    /// The client, connected and version-negotiated on first use. A failed attempt is
-    /// not remembered, so the next call tries again.
-    async fn client(&self) -> Result<&Docker> {
-        self.client
-            .get_or_try_init(|| async {
-                let timeout = self.config.request_timeout_secs;
-                let client = match &self.endpoint {
-                    Endpoint::Unix(path) => Docker::connect_with_unix(path, timeout, API_DEFAULT_VERSION),
-                    Endpoint::Http(addr) => Docker::connect_with_http(addr, timeout, API_DEFAULT_VERSION),
-                };
-                let action = || Action::new("negotiate", "API version with", self.endpoint.to_string());
-                let client = client.map_err(|e| self.unavailable(action(), e))?;
-                client
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| self.unavailable(action(), e))
-            })
-            .await
-    }
-
-    /// Any failure to reach the engine, whatever bollard calls it.
-    fn unavailable(&self, action: Action, err: BollardError) -> Error {
-        match map_err(&self.endpoint_text, action, err) {
-            err @ Error::Unavailable { .. } => err,
-            other => Error::unavailable(format!("docker engine at {}", self.endpoint_text), other),
-        }
-    }
-
-    /// Maps an error of `action` (see [`map_err`]).
-    fn fail(&self, action: Action) -> impl FnOnce(BollardError) -> Error + '_ {
-        move |err| map_err(&self.endpoint_text, action, err)
-    }
-
-    /// `GET /info`.
-    pub(crate) async fn info(&self) -> Result<SystemInfo> {
-        let client = self.client().await?;
-        client
-            .info()
-            .await
-            .map_err(self.fail(Action::new("read", "info of", "engine")))
-    }
-
-    /// `GET /version`.
-    pub(crate) async fn version(&self) -> Result<SystemVersion> {
-        let client = self.client().await?;
-        client
-            .version()
-            .await
-            .map_err(self.fail(Action::new("read", "version of", "engine")))
-    }
-
     /// Every container, running or not, carrying the labels of `filter`.
     pub(crate) async fn containers(&self, filter: &LabelFilter) -> Result<Vec<ContainerSummary>> {
         let options = ListContainersOptionsBuilder::new()
@@ -109,33 +21,6 @@ impl Engine {
         let client = self.client().await?;
         let fail = self.fail(Action::new("list", "containers", filter.to_string()));
         client.list_containers(Some(options)).await.map_err(fail)
-    }
-
-    /// Every network carrying the labels of `filter`.
-    pub(crate) async fn networks(&self, filter: &LabelFilter) -> Result<Vec<Network>> {
-        let options = ListNetworksOptionsBuilder::new()
-            .filters(&filter.to_filters())
-            .build();
-        let client = self.client().await?;
-        let fail = self.fail(Action::new("list", "networks", filter.to_string()));
-        client.list_networks(Some(options)).await.map_err(fail)
-    }
-
-    /// Creates a network; returns its id.
-    pub(crate) async fn create_network(&self, request: NetworkCreateRequest) -> Result<String> {
-        let fail = self.fail(Action::new("create", "network", request.name.clone()));
-        let client = self.client().await?;
-        let created = client.create_network(request).await.map_err(fail)?;
-        Ok(created.id)
-    }
-
-    /// Removes a network; one already gone is fine.
-    pub(crate) async fn remove_network(&self, id: &str) -> Result<()> {
-        let client = self.client().await?;
-        match client.remove_network(id).await {
-            Err(e) if has_status(&e, 404) => Ok(()),
-            other => other.map_err(self.fail(Action::new("remove", "network", id))),
-        }
     }
 
     /// Creates a container named `name`; returns its id. One that exists is
@@ -162,19 +47,17 @@ impl Engine {
         client.start_container(id, None).await.map_err(fail)
     }
 
-    /// Stops a container, killing it after the stop timeout; one stopped already is fine.
-    pub(crate) async fn stop_container(&self, id: &str) -> Result<()> {
-        let options = StopContainerOptionsBuilder::new().t(self.stop_timeout()).build();
+    /// Stops a container, killing it after `timeout` seconds; one stopped already is fine.
+    pub(crate) async fn stop_container(&self, id: &str, timeout: i32) -> Result<()> {
+        let options = StopContainerOptionsBuilder::new().t(timeout).build();
         let client = self.client().await?;
         let fail = self.fail(Action::new("stop", "container", id));
         client.stop_container(id, Some(options)).await.map_err(fail)
     }
 
-    /// Restarts a container (starts it, if stopped).
-    pub(crate) async fn restart_container(&self, id: &str) -> Result<()> {
-        let options = RestartContainerOptionsBuilder::new()
-            .t(self.stop_timeout())
-            .build();
+    /// Restarts a container (starts it, if stopped), killing it after `timeout` seconds.
+    pub(crate) async fn restart_container(&self, id: &str, timeout: i32) -> Result<()> {
+        let options = RestartContainerOptionsBuilder::new().t(timeout).build();
         let client = self.client().await?;
         let fail = self.fail(Action::new("restart", "container", id));
         client.restart_container(id, Some(options)).await.map_err(fail)
@@ -197,17 +80,13 @@ impl Engine {
         match client.inspect_image(image).await {
             Ok(_) => Ok(()),
             Err(e) if has_status(&e, 404) => self.pull(client, image).await,
-            Err(e) => Err(map_err(
-                &self.endpoint_text,
-                Action::new("inspect", "image", image),
-                e,
-            )),
+            Err(e) => Err(self.fail(Action::new("inspect", "image", image))(e)),
         }
     }
 
     /// Pulls `image`, draining the progress stream. A failed pull names the image.
     async fn pull(&self, client: &Docker, image: &str) -> Result<()> {
-        tracing::info!(image, endpoint = %self.endpoint_text, "pulling image");
+        tracing::info!(image, endpoint = %self.endpoint(), "pulling image");
         let (repository, tag) = split_image(image);
         let mut options = CreateImageOptionsBuilder::new().from_image(repository);
         if let Some(tag) = tag {
@@ -218,12 +97,10 @@ impl Engine {
             Ok(()) => Ok(()),
             Err(e) => {
                 let reason = e.to_string();
-                Err(
-                    match map_err(&self.endpoint_text, Action::new("pull", "image", image), e) {
-                        engine_down @ Error::Unavailable { .. } => engine_down,
-                        _ => Error::unavailable(format!("image {image:?}"), format!("pull failed: {reason}")),
-                    },
-                )
+                Err(match self.fail(Action::new("pull", "image", image))(e) {
+                    engine_down @ Error::Unavailable { .. } => engine_down,
+                    _ => Error::unavailable(format!("image {image:?}"), format!("pull failed: {reason}")),
+                })
             }
         }
     }
@@ -239,16 +116,6 @@ fn split_image(image: &str) -> (&str, Option<&str>) {
         Some((repository, tag)) if !tag.contains('/') => (repository, Some(tag)),
         _ => (image, Some("latest")),
     }
-}
-
-/// The environment as the engine wants it: `KEY=value`.
-pub(crate) fn env_list(env: &std::collections::BTreeMap<String, String>) -> Vec<String> {
-    env.iter().map(|(k, v)| format!("{k}={v}")).collect()
-}
-
-/// Labels as the engine's models want them.
-pub(crate) fn label_map(labels: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
-    labels.into_iter().collect()
 }
 
 #[cfg(test)]

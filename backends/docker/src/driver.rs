@@ -3,25 +3,31 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig, HostConfig,
-    HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HostConfig, HostConfigLogConfig,
+    NetworkingConfig, PortBinding,
 };
 use futures::future::{join_all, try_join_all};
-use poolcore::driver::{LABEL_CLUSTER, LABEL_NODE};
+use poolcore::driver::LABEL_NODE;
 use poolcore::{
-    labels_for, object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error,
-    HealthCheck, Host, HostDriver, HostKind, LogConfig, NodeDeployment, NodeSpec, NodeState, ObservedCluster,
-    Result,
+    object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error, Host, HostDriver,
+    HostKind, LogConfig, NodeDeployment, NodeSpec, NodeState, ObservedCluster, PortSpec, Result,
 };
 use tracing::{instrument, warn};
 
-use crate::config::{DockerConfig, Endpoint};
-use crate::core::{env_list, label_map, Engine};
+use crate::config::DockerConfig;
+use crate::engine::{
+    cluster_of, env_list, first_error, group_clusters, health_config, is_node_of, label_map, node_labels,
+    nothing_of, ClusterNetwork, Engine, LabelFilter,
+};
 use crate::error::DockerError;
-use crate::labels::{self, LabelFilter};
+use crate::labels;
+
+/// How long a removed container may keep its network in use.
+const NETWORK_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Makes a [`DockerDriver`] for each host of kind [`HostKind::Docker`].
 ///
@@ -62,12 +68,15 @@ impl Connector for DockerConnector {
 /// The [`HostDriver`] of one Docker engine.
 ///
 /// A cluster is one bridge network and one container per node, each labelled with
-/// [`labels_for`] and named by [`object_name`]. Nodes reach each other by node name.
+/// [`labels_for`](poolcore::labels_for) and named by [`object_name`]. Nodes reach each
+/// other by node name.
 /// Every named port is published on a free host port, read back after each start.
 /// The driver keeps no state of its own: every call finds its objects by label.
 #[derive(Debug)]
 pub struct DockerDriver {
     engine: Engine,
+    /// Seconds a node gets to stop before it is killed.
+    stop_timeout: i32,
     host_id: String,
     public_address: String,
     log: Option<LogConfig>,
@@ -78,49 +87,14 @@ impl DockerDriver {
     /// endpoint (else [`Error::Invalid`]). It does not talk to the engine yet: the first
     /// call connects and agrees on the API version.
     pub fn new(host: &Host, config: DockerConfig) -> Result<Self> {
-        let endpoint = Endpoint::parse(&host.endpoint)?;
+        let request_timeout = Duration::from_secs(config.request_timeout_secs);
         Ok(DockerDriver {
-            engine: Engine::new(endpoint, &host.endpoint, config),
+            engine: Engine::new(HostKind::Docker, &host.endpoint, request_timeout)?,
+            stop_timeout: i32::try_from(config.stop_timeout_secs).unwrap_or(i32::MAX),
             host_id: host.id.clone(),
             public_address: host.public_address.clone(),
             log: host.log.clone(),
         })
-    }
-
-    /// The cluster's network: the one labelled with its id and named by [`object_name`]
-    /// when it exists, else a new one. Returns its id.
-    async fn ensure_network(&self, cluster: &Cluster) -> Result<String> {
-        let name = object_name(cluster, None);
-        if let Some(id) = self.find_network(cluster, &name).await? {
-            return Ok(id);
-        }
-        let request = NetworkCreateRequest {
-            name: name.clone(),
-            driver: Some("bridge".to_owned()),
-            labels: Some(label_map(labels_for(cluster, None))),
-            ..Default::default()
-        };
-        match self.engine.create_network(request).await {
-            // Created by a concurrent call since we looked: adopt it.
-            Err(Error::Conflict { .. }) => self
-                .find_network(cluster, &name)
-                .await?
-                .ok_or_else(|| Error::conflict(format!("network {name:?} exists but is not ours"))),
-            created => created,
-        }
-    }
-
-    /// Id of the cluster's network named `name`. Engines before API 1.44 allow several
-    /// networks of one name; the oldest wins, so every caller picks the same one.
-    async fn find_network(&self, cluster: &Cluster, name: &str) -> Result<Option<String>> {
-        let networks = self.engine.networks(&LabelFilter::cluster(&cluster.id)).await?;
-        let mut matching: Vec<_> = networks
-            .into_iter()
-            .filter(|n| n.name.as_deref() == Some(name))
-            .filter_map(|n| Some((n.created.clone().map(|c| c.to_string()), n.id?)))
-            .collect();
-        matching.sort();
-        Ok(matching.into_iter().next().map(|(_, id)| id))
     }
 
     /// The node's container, created (or adopted, if it exists) and started. Returns
@@ -131,7 +105,7 @@ impl DockerDriver {
     /// now, it gets new ones.
     async fn ensure_node(&self, cluster: &Cluster, node: &NodeSpec, network_id: &str) -> Result<String> {
         let name = object_name(cluster, Some(&node.name));
-        let pinned = recorded_ports(cluster, node);
+        let pinned = cluster.recorded_ports(node);
         let id = self
             .create_or_adopt(cluster, node, &name, network_id, &pinned)
             .await?;
@@ -156,7 +130,7 @@ impl DockerDriver {
         node: &NodeSpec,
         name: &str,
         network_id: &str,
-        pinned: &BTreeMap<String, String>,
+        pinned: &BTreeMap<PortSpec, u16>,
     ) -> Result<String> {
         let body = container_body(cluster, node, network_id, self.log.as_ref(), pinned);
         match self.engine.create_container(name, body).await {
@@ -170,9 +144,7 @@ impl DockerDriver {
     async fn adopt(&self, cluster: &Cluster, node: &NodeSpec, name: &str) -> Result<String> {
         let found = self.engine.inspect_container(name).await?;
         let labels = found.config.as_ref().and_then(|c| c.labels.as_ref());
-        let ours = labels.is_some_and(|l| {
-            l.get(LABEL_CLUSTER) == Some(&cluster.id) && l.get(LABEL_NODE) == Some(&node.name)
-        });
+        let ours = is_node_of(labels, &cluster.id, &node.name);
         match found.id {
             Some(id) if ours => Ok(id),
             _ => Err(DockerError::Foreign {
@@ -256,72 +228,33 @@ impl DockerDriver {
             .into_iter()
             .filter_map(|c| c.id)
             .collect();
-        match (ids.is_empty(), node) {
-            (true, Some(node)) => Err(Error::not_found("node", node)),
-            (true, None) => Err(Error::not_found("cluster", &cluster.id)),
-            (false, _) => Ok(ids),
+        if ids.is_empty() {
+            return Err(nothing_of(&cluster.id, node));
         }
+        Ok(ids)
     }
 
     /// Removes every container, then every network, that `filter` finds. Returns the
     /// cluster ids they carried.
     async fn remove_labelled(&self, filter: &LabelFilter) -> Result<BTreeSet<String>> {
-        let mut clusters = BTreeSet::new();
         let containers = self.engine.containers(filter).await?;
-        let cluster_of = |labels: Option<&HashMap<String, String>>| labels?.get(LABEL_CLUSTER).cloned();
-        clusters.extend(containers.iter().filter_map(|c| cluster_of(c.labels.as_ref())));
+        let mut clusters: BTreeSet<String> = containers
+            .iter()
+            .filter_map(|c| cluster_of(c.labels.as_ref()))
+            .collect();
         let ids = containers.iter().filter_map(|c| c.id.as_deref());
         let removed_containers = first_error(join_all(ids.map(|id| self.engine.remove_container(id))).await);
-
-        // Networks go last: the engine refuses to remove one that containers still use,
-        // and a container removed a moment ago may still hold its endpoint, so try a
-        // few times. Every network is tried even when one fails.
-        let networks = self.engine.networks(filter).await?;
-        clusters.extend(networks.iter().filter_map(|n| cluster_of(n.labels.as_ref())));
-        let ids = networks.iter().filter_map(|n| n.id.as_deref());
-        first_error(join_all(ids.map(|id| self.remove_network_patiently(id))).await)?;
+        // Networks go last: the engine refuses to remove one that containers still use.
+        clusters.extend(self.engine.remove_networks(filter, NETWORK_PATIENCE).await?);
         removed_containers?;
         Ok(clusters)
     }
-
-    async fn remove_network_patiently(&self, id: &str) -> Result<()> {
-        let mut attempt = 0;
-        loop {
-            match self.engine.remove_network(id).await {
-                Err(e) if attempt < 5 && !matches!(e, Error::Unavailable { .. }) => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-}
-
-/// The first error of `results`, after all of them ran.
-fn first_error(results: Vec<Result<()>>) -> Result<()> {
-    results.into_iter().collect()
 }
 
 /// Id of the network `name` the container is attached to.
 fn network_id(container: &ContainerInspectResponse, name: &str) -> Option<String> {
     let networks = container.network_settings.as_ref()?.networks.as_ref()?;
     networks.get(name)?.network_id.clone()
-}
-
-/// Host ports `cluster`'s deployment records for `node`, by port spec (`80/tcp`).
-fn recorded_ports(cluster: &Cluster, node: &NodeSpec) -> BTreeMap<String, String> {
-    let Some(recorded) = cluster.deployment.nodes.get(&node.name) else {
-        return BTreeMap::new();
-    };
-    node.ports
-        .iter()
-        .filter_map(|(name, spec)| {
-            let endpoint = recorded.endpoints.get(name)?;
-            let (_, port) = endpoint.rsplit_once(':')?;
-            Some((spec.to_string(), port.to_owned()))
-        })
-        .collect()
 }
 
 /// What the engine needs to create `node`'s container on the network `network_id`,
@@ -332,18 +265,19 @@ fn container_body(
     node: &NodeSpec,
     network_id: &str,
     log: Option<&LogConfig>,
-    pinned: &BTreeMap<String, String>,
+    pinned: &BTreeMap<PortSpec, u16>,
 ) -> ContainerCreateBody {
-    let ports: BTreeSet<String> = node.ports.values().map(ToString::to_string).collect();
+    let specs: BTreeSet<&PortSpec> = node.ports.values().collect();
     // An empty host port lets the engine pick a free one, so clusters never collide.
-    let binding = |spec: &String| {
+    let binding = |spec: &PortSpec| {
         Some(vec![PortBinding {
             host_ip: Some("0.0.0.0".to_owned()),
-            host_port: Some(pinned.get(spec).cloned().unwrap_or_default()),
+            host_port: Some(pinned.get(spec).map(u16::to_string).unwrap_or_default()),
         }])
     };
+    let ports: BTreeSet<String> = specs.iter().map(ToString::to_string).collect();
     let host_config = HostConfig {
-        port_bindings: Some(ports.iter().map(|p| (p.clone(), binding(p))).collect()),
+        port_bindings: Some(specs.iter().map(|p| (p.to_string(), binding(p))).collect()),
         log_config: log.filter(|l| !l.driver.is_empty()).map(|l| HostConfigLogConfig {
             typ: Some(l.driver.clone()),
             config: Some(label_map(l.options.clone())),
@@ -355,32 +289,17 @@ fn container_body(
         aliases: Some(vec![node.name.clone()]),
         ..Default::default()
     };
-    let labels = labels_for(cluster, Some(&node.name))
-        .into_iter()
-        .chain(labels::port_labels(node));
     ContainerCreateBody {
         image: Some(node.image.clone()),
         cmd: (!node.command.is_empty()).then(|| node.command.clone()),
         env: Some(env_list(&node.env)),
-        labels: Some(label_map(labels)),
+        labels: Some(node_labels(cluster, node)),
         exposed_ports: Some(ports.into_iter().collect()),
         healthcheck: node.health.as_ref().map(health_config),
         host_config: Some(host_config),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(network_id.to_owned(), endpoint)])),
         }),
-        ..Default::default()
-    }
-}
-
-/// A blueprint's health check as the engine runs it: through the shell, durations in
-/// nanoseconds.
-fn health_config(check: &HealthCheck) -> HealthConfig {
-    const NANOS_PER_SEC: i64 = 1_000_000_000;
-    HealthConfig {
-        test: Some(vec!["CMD-SHELL".to_owned(), check.command.clone()]),
-        interval: Some(i64::from(check.interval_seconds.max(1)) * NANOS_PER_SEC),
-        retries: Some(i64::from(check.retries)),
         ..Default::default()
     }
 }
@@ -393,26 +312,15 @@ impl HostDriver for DockerDriver {
 
     #[instrument(skip(self), fields(host_id = %self.host_id))]
     async fn probe(&self) -> Result<EngineFacts> {
-        let (version, info) = futures::try_join!(self.engine.version(), self.engine.info())?;
-        let swarm = info.swarm.unwrap_or_default();
-        let count = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-        Ok(EngineFacts {
-            version: version.version.or(info.server_version).unwrap_or_default(),
-            cpus: count(info.ncpu),
-            memory_bytes: count(info.mem_total),
-            containers: count(info.containers),
-            swarm: swarm
-                .local_node_state
-                .map(|s| s.to_string())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "inactive".to_owned()),
-            swarm_manager: swarm.control_available.unwrap_or(false),
-        })
+        self.engine.facts().await
     }
 
     #[instrument(skip_all, fields(host_id = %self.host_id, cluster_id = %cluster.id))]
     async fn create_cluster(&self, cluster: &Cluster, blueprint: &Blueprint) -> Result<Deployment> {
-        let network_id = self.ensure_network(cluster).await?;
+        let network_id = self
+            .engine
+            .ensure_network(cluster, ClusterNetwork::Bridge)
+            .await?;
         let images: BTreeSet<&str> = blueprint.nodes.iter().map(|n| n.image.as_str()).collect();
         for image in images {
             self.engine.ensure_image(image).await?;
@@ -459,15 +367,22 @@ impl HostDriver for DockerDriver {
     #[instrument(skip(self, cluster), fields(host_id = %self.host_id, cluster_id = %cluster.id))]
     async fn stop_cluster(&self, cluster: &Cluster, node: Option<&str>) -> Result<()> {
         let ids = self.container_ids(cluster, node).await?;
-        try_join_all(ids.iter().map(|id| self.engine.stop_container(id)))
-            .await
-            .map(drop)
+        try_join_all(
+            ids.iter()
+                .map(|id| self.engine.stop_container(id, self.stop_timeout)),
+        )
+        .await
+        .map(drop)
     }
 
     #[instrument(skip(self, cluster), fields(host_id = %self.host_id, cluster_id = %cluster.id))]
     async fn restart_cluster(&self, cluster: &Cluster, node: Option<&str>) -> Result<Deployment> {
         let ids = self.container_ids(cluster, node).await?;
-        try_join_all(ids.iter().map(|id| self.engine.restart_container(id))).await?;
+        try_join_all(
+            ids.iter()
+                .map(|id| self.engine.restart_container(id, self.stop_timeout)),
+        )
+        .await?;
         self.read_back(cluster, &ids).await
     }
 
@@ -476,8 +391,8 @@ impl HostDriver for DockerDriver {
         let filter = LabelFilter::host(&self.host_id);
         let (containers, networks) =
             futures::try_join!(self.engine.containers(&filter), self.engine.networks(&filter))?;
-        Ok(labels::group_clusters(
-            &containers,
+        Ok(group_clusters(
+            labels::container_nodes(&containers),
             networks.into_iter().map(|n| n.labels),
         ))
     }

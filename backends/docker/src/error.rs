@@ -1,21 +1,23 @@
 //! The engine's errors, with what the driver was doing, mapped to [`poolcore::Error`].
 
 use bollard::errors::Error as BollardError;
-use poolcore::Error;
+use poolcore::{Error, HostKind};
 
-/// What the driver was doing when the engine answered with an error.
+/// What a driver was doing when the engine answered with an error: it names the object
+/// in the error the caller sees.
 #[derive(Debug, Clone)]
-pub(crate) struct Action {
+pub struct Action {
     /// `create`, `start`, `list`, ...
     verb: &'static str,
-    /// `container`, `network`, `image`, ...
+    /// `container`, `network`, `service`, ...
     kind: &'static str,
     /// Name or id of the object, or the label filter of a listing.
     target: String,
 }
 
 impl Action {
-    pub(crate) fn new(verb: &'static str, kind: &'static str, target: impl Into<String>) -> Self {
+    /// Doing `verb` to the `kind` named `target`: `Action::new("create", "service", name)`.
+    pub fn new(verb: &'static str, kind: &'static str, target: impl Into<String>) -> Self {
         Action {
             verb,
             kind,
@@ -24,16 +26,27 @@ impl Action {
     }
 }
 
-/// The driver's own failures; they reach callers as [`Error::Backend`].
+/// A request the engine refused or failed; reaches callers inside [`Error::Backend`] or
+/// [`Error::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+#[error("{} {} {:?}: {}", .action.verb, .action.kind, .action.target, chain(.source))]
+pub(crate) struct RequestFailed {
+    action: Action,
+    #[source]
+    source: BollardError,
+}
+
+/// A network still listed after every attempt to remove it: something still uses it.
+#[derive(Debug, thiserror::Error)]
+#[error("network {network:?} is still there after {}s of attempts to remove it", .patience.as_secs())]
+pub(crate) struct NetworkLingers {
+    pub(crate) network: String,
+    pub(crate) patience: std::time::Duration,
+}
+
+/// The Docker driver's own failures; they reach callers as [`Error::Backend`].
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DockerError {
-    /// The engine refused or failed a request.
-    #[error("{} {} {:?}: {}", .action.verb, .action.kind, .action.target, chain(.source))]
-    Api {
-        action: Action,
-        #[source]
-        source: BollardError,
-    },
     /// A started node does not publish one of its ports (it exited at once?).
     #[error("container {container:?} publishes no host port for {port} ({state})")]
     PortNotPublished {
@@ -70,8 +83,8 @@ fn chain(err: &BollardError) -> String {
     text
 }
 
-/// True for a response with this HTTP status.
-pub(crate) fn has_status(err: &BollardError, status: u16) -> bool {
+/// True for an engine response with this HTTP status.
+pub fn has_status(err: &BollardError, status: u16) -> bool {
     matches!(err, BollardError::DockerResponseServerError { status_code, .. } if *status_code == status)
 }
 
@@ -87,10 +100,18 @@ fn is_unreachable(err: &BollardError) -> bool {
     )
 }
 
-/// Maps an engine error during `action` on the engine at `endpoint`: 404 is
+/// What an endpoint of `kind` is called in messages.
+pub(crate) fn engine_noun(kind: HostKind) -> &'static str {
+    match kind {
+        HostKind::Docker => "docker engine",
+        HostKind::Swarm => "swarm manager",
+    }
+}
+
+/// Maps an engine error during `action` on the `kind` endpoint `endpoint`: 404 is
 /// [`Error::NotFound`], 409 [`Error::Conflict`], no answer [`Error::Unavailable`],
-/// anything else [`Error::Backend`]; each names the object.
-pub(crate) fn map_err(endpoint: &str, action: Action, err: BollardError) -> Error {
+/// anything else [`Error::Backend`] of the kind's backend; each names the object.
+pub(crate) fn map_err(kind: HostKind, endpoint: &str, action: Action, err: BollardError) -> Error {
     match &err {
         BollardError::DockerResponseServerError { status_code: 404, .. } => {
             Error::not_found(action.kind, action.target)
@@ -103,10 +124,10 @@ pub(crate) fn map_err(endpoint: &str, action: Action, err: BollardError) -> Erro
             action.verb, action.kind, action.target
         )),
         _ if is_unreachable(&err) => Error::unavailable(
-            format!("docker engine at {endpoint}"),
-            DockerError::Api { action, source: err },
+            format!("{} at {endpoint}", engine_noun(kind)),
+            RequestFailed { action, source: err },
         ),
-        _ => DockerError::Api { action, source: err }.into(),
+        _ => Error::backend(kind.as_str(), RequestFailed { action, source: err }),
     }
 }
 
@@ -124,15 +145,25 @@ mod tests {
     #[test]
     fn statuses_map_to_kinds_with_context() {
         let action = || Action::new("create", "container", "pm-c-vp0-1234");
-        let err = map_err("unix:///x.sock", action(), response(404));
+        let map = |err| map_err(HostKind::Docker, "unix:///x.sock", action(), err);
+        let err = map(response(404));
         assert!(matches!(&err, Error::NotFound { kind: "container", id } if id == "pm-c-vp0-1234"));
 
-        let err = map_err("unix:///x.sock", action(), response(409));
+        let err = map(response(409));
         assert_eq!(err.code(), "conflict");
         assert!(err.to_string().contains("pm-c-vp0-1234"), "{err}");
 
-        let err = map_err("unix:///x.sock", action(), response(500));
-        assert_eq!(err.code(), "backend_failure");
+        let err = map(response(500));
+        assert!(
+            matches!(
+                err,
+                Error::Backend {
+                    backend: "docker",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = format!(
             "{err}: {}",
             std::error::Error::source(&err)
@@ -144,8 +175,25 @@ mod tests {
             "{text}"
         );
 
-        let err = map_err("unix:///x.sock", action(), BollardError::RequestTimeoutError);
+        let err = map(BollardError::RequestTimeoutError);
         assert_eq!(err.code(), "unavailable");
-        assert!(err.to_string().contains("unix:///x.sock"), "{err}");
+        assert!(
+            err.to_string().contains("docker engine at unix:///x.sock"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_backend_of_the_host_kind() {
+        let action = Action::new("create", "service", "pm-c-vp0-1234");
+        let err = map_err(HostKind::Swarm, "tcp://m:2375", action.clone(), response(500));
+        assert!(matches!(err, Error::Backend { backend: "swarm", .. }), "{err:?}");
+        let err = map_err(
+            HostKind::Swarm,
+            "tcp://m:2375",
+            action,
+            BollardError::RequestTimeoutError,
+        );
+        assert!(err.to_string().contains("swarm manager at tcp://m:2375"), "{err}");
     }
 }

@@ -16,23 +16,24 @@ use poolcore::{NodeSpec, NodeState, ObservedCluster};
 /// itself says which port is which.
 const LABEL_PORT_PREFIX: &str = "poolmanager.port.";
 
-/// A label filter for container and network listings; all its labels must match.
+/// A label filter for the engine's listings (containers, networks, services, tasks);
+/// all its labels must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LabelFilter(Vec<String>);
+pub struct LabelFilter(Vec<String>);
 
 impl LabelFilter {
     /// Objects of one cluster.
-    pub(crate) fn cluster(cluster_id: &str) -> Self {
+    pub fn cluster(cluster_id: &str) -> Self {
         LabelFilter(vec![format!("{LABEL_CLUSTER}={cluster_id}")])
     }
 
     /// Objects of every cluster of one host.
-    pub(crate) fn host(host_id: &str) -> Self {
+    pub fn host(host_id: &str) -> Self {
         LabelFilter(vec![format!("{LABEL_HOST}={host_id}")])
     }
 
-    /// Narrowed to one node's container, when `node` is given.
-    pub(crate) fn node(mut self, node: Option<&str>) -> Self {
+    /// Narrowed to one node's container or service, when `node` is given.
+    pub fn node(mut self, node: Option<&str>) -> Self {
         if let Some(node) = node {
             self.0.push(format!("{LABEL_NODE}={node}"));
         }
@@ -40,7 +41,7 @@ impl LabelFilter {
     }
 
     /// The `filters` query parameter of the engine's listings.
-    pub(crate) fn to_filters(&self) -> HashMap<&'static str, Vec<String>> {
+    pub fn to_filters(&self) -> HashMap<&'static str, Vec<String>> {
         HashMap::from([("label", self.0.clone())])
     }
 }
@@ -58,8 +59,8 @@ pub(crate) fn port_labels(node: &NodeSpec) -> impl Iterator<Item = (String, Stri
         .map(|(name, spec)| (format!("{LABEL_PORT_PREFIX}{name}"), spec.to_string()))
 }
 
-/// The named ports recorded in a container's labels: port name → `80/tcp`.
-pub(crate) fn ports_from_labels(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
+/// The named ports recorded in a container's or service's labels: port name → `80/tcp`.
+pub fn ports_from_labels(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
     labels
         .iter()
         .filter_map(|(key, spec)| Some((key.strip_prefix(LABEL_PORT_PREFIX)?.to_owned(), spec.clone())))
@@ -115,18 +116,16 @@ pub(crate) fn node_state(summary: &ContainerSummary) -> NodeState {
     }
 }
 
-/// Clusters found in one listing of containers and one of networks, by cluster label.
-pub(crate) fn group_clusters(
-    containers: &[ContainerSummary],
+/// Clusters found in one listing of nodes (containers or services) and one of
+/// networks. `nodes` gives each labelled node's cluster id, node name and state.
+pub fn group_clusters(
+    nodes: impl IntoIterator<Item = (String, String, NodeState)>,
     network_labels: impl IntoIterator<Item = Option<HashMap<String, String>>>,
 ) -> Vec<ObservedCluster> {
     let mut clusters: BTreeMap<String, ObservedCluster> = BTreeMap::new();
-    for summary in containers {
-        let Some(id) = label(summary, LABEL_CLUSTER) else {
-            continue;
-        };
-        let cluster = clusters.entry(id.to_owned()).or_insert_with(|| observed(id));
-        cluster.nodes.insert(node_name(summary), node_state(summary));
+    for (id, node, state) in nodes {
+        let cluster = clusters.entry(id.clone()).or_insert_with(|| observed(&id));
+        cluster.nodes.insert(node, state);
     }
     for labels in network_labels {
         let Some(id) = labels.as_ref().and_then(|l| l.get(LABEL_CLUSTER)) else {
@@ -135,6 +134,25 @@ pub(crate) fn group_clusters(
         clusters.entry(id.clone()).or_insert_with(|| observed(id)).network = true;
     }
     clusters.into_values().collect()
+}
+
+/// Cluster id, node name and state of each listed container that carries a cluster
+/// label, for [`group_clusters`].
+pub(crate) fn container_nodes(
+    containers: &[ContainerSummary],
+) -> impl Iterator<Item = (String, String, NodeState)> + '_ {
+    containers.iter().filter_map(|summary| {
+        let id = label(summary, LABEL_CLUSTER)?;
+        Some((id.to_owned(), node_name(summary), node_state(summary)))
+    })
+}
+
+/// True when `labels` mark an object as node `node` of the cluster `cluster_id`.
+pub fn is_node_of(labels: Option<&HashMap<String, String>>, cluster_id: &str, node: &str) -> bool {
+    labels.is_some_and(|l| {
+        l.get(LABEL_CLUSTER).map(String::as_str) == Some(cluster_id)
+            && l.get(LABEL_NODE).map(String::as_str) == Some(node)
+    })
 }
 
 fn observed(cluster_id: &str) -> ObservedCluster {
@@ -247,7 +265,7 @@ mod tests {
             Some(HashMap::from([(LABEL_CLUSTER.to_owned(), "c3".to_owned())])),
             None,
         ];
-        let found = group_clusters(&containers, networks);
+        let found = group_clusters(container_nodes(&containers), networks);
         let ids: Vec<&str> = found.iter().map(|c| c.cluster_id.as_str()).collect();
         assert_eq!(ids, ["c1", "c2", "c3"]);
         assert!(found[0].network && !found[1].network && found[2].network);
@@ -256,6 +274,18 @@ mod tests {
         // Without a node label the container's own name stands in.
         assert!(found[1].nodes.contains_key("pm-c-vp0-1234"));
         assert!(found[2].nodes.is_empty());
+    }
+
+    #[test]
+    fn ownership_is_read_from_cluster_and_node_labels() {
+        let labels = HashMap::from([
+            (LABEL_CLUSTER.to_owned(), "c1".to_owned()),
+            (LABEL_NODE.to_owned(), "vp0".to_owned()),
+        ]);
+        assert!(is_node_of(Some(&labels), "c1", "vp0"));
+        assert!(!is_node_of(Some(&labels), "c1", "vp1"));
+        assert!(!is_node_of(Some(&labels), "c2", "vp0"));
+        assert!(!is_node_of(None, "c1", "vp0"));
     }
 
     #[test]

@@ -28,6 +28,7 @@
 mod config;
 mod core;
 mod driver;
+pub mod engine;
 mod error;
 mod labels;
 

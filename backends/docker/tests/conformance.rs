@@ -8,14 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use poolcore::conformance::driver::{run_all, DriverHarness};
+use poolcore::conformance::driver::{engine_from_env, run_all, DriverHarness};
 use poolcore_docker::{DockerConfig, DockerConnector};
-
-fn engine_endpoint() -> String {
-    std::env::var("POOLMANAGER_TEST_DOCKER")
-        .or_else(|_| std::env::var("DOCKER_HOST"))
-        .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
-}
 
 /// A harness for the test engine, or `None` (with a notice) when no engine answers
 /// outside CI.
@@ -24,23 +18,7 @@ async fn harness() -> Option<DriverHarness> {
     // and restart cases fast.
     let config = DockerConfig::new().with_stop_timeout(Duration::from_secs(1));
     let connector = Arc::new(DockerConnector::from_config(config));
-    let harness = DriverHarness::new(connector, engine_endpoint());
-    match harness.probe_engine().await {
-        Ok(_) => Some(harness),
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!(
-                "CI=true but no Docker engine answers at {}: {e}",
-                harness.endpoint()
-            )
-        }
-        Err(e) => {
-            eprintln!(
-                "skipping: no Docker engine answers at {} ({e}); set POOLMANAGER_TEST_DOCKER",
-                harness.endpoint()
-            );
-            None
-        }
-    }
+    DriverHarness::new(connector, engine_from_env()).ready().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

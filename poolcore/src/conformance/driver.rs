@@ -32,14 +32,22 @@ use tokio::net::TcpStream;
 
 use crate::driver::{Connector, HostDriver, NodeState, ObservedCluster};
 use crate::model::{
-    new_id, Blueprint, Cluster, Deployment, EngineFacts, HealthCheck, Host, HostStatus, LogConfig, NodeSpec,
-    PortSpec,
+    new_id, Blueprint, Cluster, Deployment, EngineFacts, HealthCheck, Host, HostKind, HostStatus, LogConfig,
+    NodeSpec, PortSpec,
 };
 use crate::Error;
 
 /// The image the cases run unless told otherwise. Its default command serves `ok` over
 /// HTTP on port 80.
 pub const TEST_IMAGE: &str = "poolmanager/testnode:latest";
+
+/// The engine the tests use: `POOLMANAGER_TEST_DOCKER`, else `DOCKER_HOST`, else the
+/// default local socket.
+pub fn engine_from_env() -> String {
+    std::env::var("POOLMANAGER_TEST_DOCKER")
+        .or_else(|_| std::env::var("DOCKER_HOST"))
+        .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
+}
 
 /// How long a node may take to answer, or to reach a state, before a case fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -164,6 +172,31 @@ impl DriverHarness {
     pub async fn probe_engine(&self) -> crate::Result<EngineFacts> {
         let host = self.unregistered_host("probe");
         self.connector.connect(&host)?.probe().await
+    }
+
+    /// The harness, once its engine answers and, for a swarm connector, is a swarm
+    /// manager. Otherwise `None` with a notice on stderr; under `CI=true` a panic instead,
+    /// since in CI a missing engine is a failure, never a skip.
+    pub async fn ready(self) -> Option<Self> {
+        let kind = self.connector.kind();
+        let problem = match self.probe_engine().await {
+            Ok(facts) if kind == HostKind::Swarm && !facts.swarm_manager => {
+                format!("it is not a swarm manager (swarm state: {})", facts.swarm)
+            }
+            Ok(_) => return Some(self),
+            Err(e) => e.to_string(),
+        };
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "CI=true but the engine at {} cannot run {kind} hosts: {problem}",
+                self.endpoint
+            );
+        }
+        eprintln!(
+            "skipping: the engine at {} cannot run {kind} hosts ({problem}); set POOLMANAGER_TEST_DOCKER",
+            self.endpoint
+        );
+        None
     }
 
     /// Removes everything on every host this harness handed out (cases clean up after
@@ -771,7 +804,10 @@ pub async fn unhealthy_node_is_reported(h: &DriverHarness) {
     if !driver.capability().health_checks {
         return;
     }
-    let mut sick = h.web_node("sick");
+    // Without ports: a swarm publishes a node's ports only once its health check passes,
+    // so a node with ports that never gets healthy cannot be created there; reporting
+    // the failing check is what this case is about.
+    let mut sick = h.script_node("sick", "exec httpd -f -p 80");
     sick.health = Some(HealthCheck {
         command: "exit 1".to_owned(),
         interval_seconds: 1,

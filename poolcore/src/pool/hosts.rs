@@ -123,6 +123,26 @@ fn default_public_address(endpoint: &str) -> Result<String> {
     Ok(host.to_owned())
 }
 
+/// Why a swarm host is refused: its engine is no swarm manager, with what to do.
+fn not_a_swarm_manager(endpoint: &str, facts: &EngineFacts) -> Error {
+    let hint = match facts.swarm.as_str() {
+        "inactive" | "" => "it is in no swarm: run `docker swarm init` there, or add it with kind docker",
+        "active" => "it is a swarm worker: add a manager's endpoint instead",
+        _ => "its swarm is not usable now; see `docker info` there",
+    };
+    Error::invalid(
+        "kind",
+        format!(
+            "the engine at {endpoint} is not a swarm manager (swarm state: {}); {hint}",
+            if facts.swarm.is_empty() {
+                "inactive"
+            } else {
+                &facts.swarm
+            }
+        ),
+    )
+}
+
 impl Pool {
     /// Adds a host after probing its engine.
     ///
@@ -163,13 +183,7 @@ impl Pool {
             .map_err(|e| Error::unavailable(format!("host endpoint {}", host.endpoint), e))?;
         if host.kind == HostKind::Swarm && !facts.swarm_manager {
             self.forget_driver(&host.id);
-            return Err(Error::invalid(
-                "kind",
-                format!(
-                    "the engine at {} is not a swarm manager (swarm state: {})",
-                    host.endpoint, facts.swarm
-                ),
-            ));
+            return Err(not_a_swarm_manager(&host.endpoint, &facts));
         }
         host.facts = facts;
         host.last_seen = Some(Utc::now());
@@ -288,5 +302,25 @@ mod tests {
         assert_eq!(default_public_address("tcp://[fd00::1]:2375").unwrap(), "fd00::1");
         assert!(default_public_address("ftp://x").is_err());
         assert!(default_public_address("tcp://:2375").is_err());
+    }
+
+    #[test]
+    fn a_swarm_host_that_is_no_manager_is_refused_with_what_to_do() {
+        let facts = |swarm: &str| EngineFacts {
+            swarm: swarm.to_owned(),
+            ..EngineFacts::default()
+        };
+        let err = not_a_swarm_manager("tcp://10.0.0.1:2375", &facts("inactive"));
+        assert_eq!(err.code(), "invalid_input");
+        let text = err.to_string();
+        assert!(
+            text.contains("tcp://10.0.0.1:2375 is not a swarm manager (swarm state: inactive)")
+                && text.contains("docker swarm init"),
+            "{text}"
+        );
+        let text = not_a_swarm_manager("unix:///w.sock", &facts("active")).to_string();
+        assert!(text.contains("swarm worker"), "{text}");
+        let text = not_a_swarm_manager("unix:///w.sock", &facts("locked")).to_string();
+        assert!(text.contains("swarm state: locked"), "{text}");
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use poolcore_swarm::SwarmConfig;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable naming the TOML config file.
@@ -54,6 +55,9 @@ pub struct Config {
     pub reconcile_transition_timeout: u64,
     /// Hosts probed and inspected at once by a pass.
     pub reconcile_host_concurrency: usize,
+    /// How swarm hosts are driven (the `[swarm]` table of the config file): stop grace
+    /// period, how long to wait for nodes to start, restart attempts.
+    pub swarm: SwarmConfig,
 }
 
 impl Default for Config {
@@ -72,6 +76,7 @@ impl Default for Config {
             reconcile_failed_probes: 3,
             reconcile_transition_timeout: 300,
             reconcile_host_concurrency: 8,
+            swarm: SwarmConfig::default(),
         }
     }
 }
@@ -93,6 +98,7 @@ impl std::fmt::Debug for Config {
             .field("reconcile_failed_probes", &self.reconcile_failed_probes)
             .field("reconcile_transition_timeout", &self.reconcile_transition_timeout)
             .field("reconcile_host_concurrency", &self.reconcile_host_concurrency)
+            .field("swarm", &self.swarm)
             .finish()
     }
 }
@@ -168,7 +174,8 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "pm.toml",
-                "listen = \"0.0.0.0:9000\"\ndatabase = \"sqlite://file.db\"\nhost_parallelism = 2",
+                "listen = \"0.0.0.0:9000\"\ndatabase = \"sqlite://file.db\"\nhost_parallelism = 2\n\
+                 [swarm]\nstop_grace_secs = 3",
             )?;
             jail.set_env("POOLMANAGER_DATABASE", "sqlite://env.db");
             let overrides = Overrides {
@@ -180,6 +187,8 @@ mod tests {
             assert_eq!(config.database, "sqlite://env.db", "env beats file");
             assert_eq!(config.host_parallelism, 2, "file beats default");
             assert_eq!(config.log_format, LogFormat::Human, "default stays");
+            assert_eq!(config.swarm.stop_grace_secs, 3, "a table of the file");
+            assert_eq!(config.swarm.start_timeout_secs, 120, "its defaults stay");
             assert_eq!(config.reconcile_interval, 15, "default stays");
             jail.set_env("POOLMANAGER_RECONCILE_INTERVAL", "3");
             let config = Config::load(Some(Path::new("pm.toml")), &overrides).map_err(|e| e.to_string())?;

@@ -21,6 +21,7 @@ use config::Config;
 use poolcore::{Pool, PoolConfig, ReconcileConfig, ReconcileReport, Store};
 use poolcore_docker::DockerConnector;
 use poolcore_sqlite::SqliteStore;
+use poolcore_swarm::SwarmConnector;
 use tokio_util::sync::CancellationToken;
 
 /// Why the server could not start.
@@ -65,7 +66,8 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartError> {
     )))
 }
 
-/// The pool the config describes: its store and a connector per host kind.
+/// The pool the config describes: its store and a connector per host kind (Docker
+/// engines and Swarm managers).
 pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
     let store = open_store(&config.database).await?;
     let pool_config = PoolConfig::default()
@@ -82,6 +84,7 @@ pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
         );
     Ok(Pool::builder(store)
         .with_connector(DockerConnector::new())
+        .with_connector(SwarmConnector::from_config(config.swarm.clone()))
         .with_config(pool_config)
         .build())
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use common::{http_get, TestServer, ADMIN, USER};
+use common::{assert_answers, http_get, TestServer, ADMIN, USER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn walkthrough_apply_use_release_recreate() {
@@ -22,15 +22,7 @@ async fn walkthrough_apply_use_release_recreate() {
     let bp = s.add_blueprint(2).await;
     s.fill(&host).await;
 
-    let (status, list) = s
-        .user(
-            Method::GET,
-            &format!("/clusters?host_id={host}&status=ready"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(list["total"], 2, "{list}");
+    assert_eq!(s.ready_clusters(&host).await, 2);
 
     let apply = json!({"user_id": "alice", "blueprint": bp, "metadata": {"ticket": "42"}});
     let (status, cluster) = s.user(Method::POST, "/apply", Some(apply.clone())).await;
@@ -39,17 +31,7 @@ async fn walkthrough_apply_use_release_recreate() {
     assert_eq!(cluster["user_id"], "alice");
     assert_eq!(cluster["metadata"]["ticket"], "42");
     let id = cluster["id"].as_str().expect("id").to_owned();
-    for node in ["vp0", "vp1"] {
-        let url = cluster["service_urls"][node]["web"]
-            .as_str()
-            .expect("service url");
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        let answer = http_get(url).await;
-        assert!(
-            answer.starts_with("HTTP/1.") && answer.ends_with("ok\n"),
-            "{url} answered {answer:?}"
-        );
-    }
+    assert_answers(&cluster, &["vp0", "vp1"]).await;
 
     let (_, again) = s.user(Method::POST, "/apply", Some(apply.clone())).await;
     assert_eq!(

@@ -1,4 +1,5 @@
-//! A real server on a real port, on a real SQLite file, driving a real Docker engine.
+//! A real server on a real port, on a real SQLite file, driving a real Docker engine
+//! (as a docker host, or as a swarm manager).
 
 #![allow(dead_code)]
 
@@ -66,6 +67,10 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             database: format!("sqlite://{}", dir.path().join("pool.db").display()),
+            // The test image's httpd ignores SIGTERM: a short grace keeps swarm work fast.
+            swarm: poolcore_swarm::SwarmConfig::new()
+                .with_stop_grace(Duration::from_secs(1))
+                .with_start_timeout(Duration::from_secs(60)),
             ..Config::default()
         };
         adjust(&mut config);
@@ -127,28 +132,39 @@ impl TestServer {
         self.call(method, path, Some(USER), body).await
     }
 
-    /// Adds the test engine as a host; returns its id.
+    /// Adds the test engine as a docker host; returns its id.
     pub async fn add_host(&self, capacity: u32, autofill: bool) -> String {
         self.add_host_at(&self.endpoint, capacity, autofill).await
     }
 
-    /// Adds the engine at `endpoint` as a host; returns its id.
+    /// Adds the engine at `endpoint` as a docker host; returns its id.
     pub async fn add_host_at(&self, endpoint: &str, capacity: u32, autofill: bool) -> String {
-        let (status, host) = self
-            .admin(
-                Method::POST,
-                "/hosts",
-                Some(json!({
-                    "name": unique("host"),
-                    "kind": "docker",
-                    "endpoint": endpoint,
-                    "capacity": capacity,
-                    "autofill": autofill,
-                })),
-            )
-            .await;
+        let (status, host) = self.post_host_at(endpoint, "docker", capacity, autofill).await;
         assert_eq!(status, StatusCode::CREATED, "add host: {host}");
         host["id"].as_str().expect("host id").to_owned()
+    }
+
+    /// Asks to add the test engine as a host of `kind`: status and body.
+    pub async fn post_host(&self, kind: &str, capacity: u32, autofill: bool) -> (StatusCode, Value) {
+        self.post_host_at(&self.endpoint, kind, capacity, autofill).await
+    }
+
+    /// Asks to add the engine at `endpoint` as a `kind` host; returns status and body.
+    pub async fn post_host_at(
+        &self,
+        endpoint: &str,
+        kind: &str,
+        capacity: u32,
+        autofill: bool,
+    ) -> (StatusCode, Value) {
+        let body = json!({
+            "name": unique("host"),
+            "kind": kind,
+            "endpoint": endpoint,
+            "capacity": capacity,
+            "autofill": autofill,
+        });
+        self.admin(Method::POST, "/hosts", Some(body)).await
     }
 
     /// Adds a blueprint of `nodes` httpd nodes, each with port `web` 80/tcp.
@@ -212,6 +228,14 @@ impl TestServer {
         }
     }
 
+    /// How many clusters of `host` are ready, as a user lists them.
+    pub async fn ready_clusters(&self, host: &str) -> u64 {
+        let path = format!("/clusters?host_id={host}&status=ready");
+        let (status, list) = self.user(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list["total"].as_u64().expect("total")
+    }
+
     /// Removes the host and everything on it.
     pub async fn remove_host(&self, host: &str) {
         let record = self.pool.host(host).await.expect("host exists");
@@ -222,10 +246,12 @@ impl TestServer {
         // Work still running on the host's clusters (a recycle after a release) finds
         // their records gone and removes what it made; let it end before the test does.
         self.pool.wait_idle().await;
-        use poolcore::Connector;
-        let driver = poolcore_docker::DockerConnector::new()
-            .connect(&record)
-            .expect("driver");
+        use poolcore::{Connector, HostKind};
+        let driver = match record.kind {
+            HostKind::Docker => poolcore_docker::DockerConnector::new().connect(&record),
+            HostKind::Swarm => poolcore_swarm::SwarmConnector::new().connect(&record),
+        }
+        .expect("driver");
         let left = driver.inspect().await.expect("inspect");
         assert!(
             left.is_empty(),
@@ -275,4 +301,20 @@ pub fn docker(endpoint: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Asserts that the `web` URL of each of `nodes` of `cluster` is on `127.0.0.1` and
+/// answers `ok` over plain TCP.
+pub async fn assert_answers(cluster: &Value, nodes: &[&str]) {
+    for node in nodes {
+        let url = cluster["service_urls"][node]["web"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no service url for {node}: {cluster}"));
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let answer = http_get(url).await;
+        assert!(
+            answer.starts_with("HTTP/1.") && answer.ends_with("ok\n"),
+            "{url} answered {answer:?}"
+        );
+    }
 }

@@ -1,0 +1,345 @@
+//! The Docker Engine API as PoolManager's drivers of Docker-API hosts speak it: one
+//! lazily connected client per host, errors that name their object, label filters, a
+//! cluster's network, and the parts of a node's spec that a container (Docker driver)
+//! and a service (`poolcore-swarm`) share.
+//!
+//! Public so that `poolcore-swarm` builds on the same client rather than a copy of it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{HealthConfig, Network, NetworkCreateRequest, SystemInfo, SystemVersion};
+use bollard::query_parameters::ListNetworksOptionsBuilder;
+use bollard::{Docker, API_DEFAULT_VERSION};
+use futures::future::join_all;
+use poolcore::driver::LABEL_CLUSTER;
+use poolcore::{
+    labels_for, object_name, Cluster, EngineFacts, Error, HealthCheck, HostKind, NodeSpec, Result,
+};
+use tokio::sync::OnceCell;
+
+use crate::config::Endpoint;
+use crate::error::{engine_noun, map_err, NetworkLingers};
+
+pub use crate::error::{has_status, Action};
+pub use crate::labels::{group_clusters, is_node_of, ports_from_labels, LabelFilter};
+
+/// One Docker engine or swarm manager. Connects, and agrees on the API version, on first
+/// use; every request fails with a [`poolcore::Error`] that names its object.
+#[derive(Debug)]
+pub struct Engine {
+    kind: HostKind,
+    endpoint: Endpoint,
+    /// The endpoint as the host record spells it, for messages.
+    endpoint_text: String,
+    request_timeout: Duration,
+    /// Set once the engine answered the version negotiation. bollard speaks a newer API
+    /// than older engines (Docker 20.10 speaks 1.41) and would be refused without it.
+    client: OnceCell<Docker>,
+}
+
+/// The kind of network a cluster's nodes share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterNetwork {
+    /// A bridge network on one engine.
+    Bridge,
+    /// An attachable overlay network spanning a swarm.
+    Overlay,
+}
+
+impl Engine {
+    /// The engine of a `kind` host at `endpoint` (`unix:///path`, `tcp://host:port` or
+    /// `http://host:port`; anything else is [`Error::Invalid`] naming it). `kind` names
+    /// the backend in errors. Each request may take `request_timeout`.
+    pub fn new(kind: HostKind, endpoint: &str, request_timeout: Duration) -> Result<Self> {
+        Ok(Engine {
+            kind,
+            endpoint: Endpoint::parse(endpoint)?,
+            endpoint_text: endpoint.to_owned(),
+            request_timeout: request_timeout.max(Duration::from_secs(1)),
+            client: OnceCell::new(),
+        })
+    }
+
+    /// The endpoint as the host record spells it.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint_text
+    }
+
+    /// The client, connected and version-negotiated on first use. A failed attempt is
+    /// not remembered, so the next call tries again.
+    pub async fn client(&self) -> Result<&Docker> {
+        self.client
+            .get_or_try_init(|| async {
+                let timeout = self.request_timeout.as_secs();
+                let client = match &self.endpoint {
+                    Endpoint::Unix(path) => Docker::connect_with_unix(path, timeout, API_DEFAULT_VERSION),
+                    Endpoint::Http(addr) => Docker::connect_with_http(addr, timeout, API_DEFAULT_VERSION),
+                };
+                let action = || Action::new("negotiate", "API version with", self.endpoint.to_string());
+                let client = client.map_err(|e| self.unavailable(action(), e))?;
+                client
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| self.unavailable(action(), e))
+            })
+            .await
+    }
+
+    /// Any failure to reach the engine, whatever bollard calls it.
+    fn unavailable(&self, action: Action, err: BollardError) -> Error {
+        match self.fail(action)(err) {
+            err @ Error::Unavailable { .. } => err,
+            other => Error::unavailable(
+                format!("{} at {}", engine_noun(self.kind), self.endpoint_text),
+                other,
+            ),
+        }
+    }
+
+    /// Maps an error of `action`: 404 is [`Error::NotFound`], 409 [`Error::Conflict`],
+    /// no answer [`Error::Unavailable`], anything else [`Error::Backend`]; each names
+    /// the object.
+    pub fn fail(&self, action: Action) -> impl FnOnce(BollardError) -> Error + '_ {
+        move |err| map_err(self.kind, &self.endpoint_text, action, err)
+    }
+
+    /// `GET /info`.
+    pub async fn info(&self) -> Result<SystemInfo> {
+        let client = self.client().await?;
+        client
+            .info()
+            .await
+            .map_err(self.fail(Action::new("read", "info of", "engine")))
+    }
+
+    /// `GET /version`.
+    async fn version(&self) -> Result<SystemVersion> {
+        let client = self.client().await?;
+        client
+            .version()
+            .await
+            .map_err(self.fail(Action::new("read", "version of", "engine")))
+    }
+
+    /// What the engine says of itself: version, CPUs, memory, containers, swarm state.
+    pub async fn facts(&self) -> Result<EngineFacts> {
+        let (version, info) = futures::try_join!(self.version(), self.info())?;
+        let swarm = info.swarm.unwrap_or_default();
+        let count = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        Ok(EngineFacts {
+            version: version.version.or(info.server_version).unwrap_or_default(),
+            cpus: count(info.ncpu),
+            memory_bytes: count(info.mem_total),
+            containers: count(info.containers),
+            swarm: swarm
+                .local_node_state
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "inactive".to_owned()),
+            swarm_manager: swarm.control_available.unwrap_or(false),
+        })
+    }
+
+    /// Every network carrying the labels of `filter`.
+    pub async fn networks(&self, filter: &LabelFilter) -> Result<Vec<Network>> {
+        let options = ListNetworksOptionsBuilder::new()
+            .filters(&filter.to_filters())
+            .build();
+        let client = self.client().await?;
+        let fail = self.fail(Action::new("list", "networks", filter.to_string()));
+        client.list_networks(Some(options)).await.map_err(fail)
+    }
+
+    /// The network of `cluster`: the one labelled with its id and named by
+    /// [`object_name`] when it exists, else a new one of `kind`. Returns its id.
+    pub async fn ensure_network(&self, cluster: &Cluster, kind: ClusterNetwork) -> Result<String> {
+        let name = object_name(cluster, None);
+        if let Some(id) = self.find_network(cluster, &name).await? {
+            return Ok(id);
+        }
+        let (driver, attachable) = match kind {
+            ClusterNetwork::Bridge => ("bridge", None),
+            // Attachable, so an operator can run a debugging container beside the nodes.
+            ClusterNetwork::Overlay => ("overlay", Some(true)),
+        };
+        let request = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some(driver.to_owned()),
+            attachable,
+            labels: Some(label_map(labels_for(cluster, None))),
+            ..Default::default()
+        };
+        let client = self.client().await?;
+        let created = client.create_network(request).await;
+        match created.map_err(self.fail(Action::new("create", "network", name.clone()))) {
+            Ok(created) => Ok(created.id),
+            // Created by a concurrent call since we looked: adopt it.
+            Err(Error::Conflict { .. }) => self
+                .find_network(cluster, &name)
+                .await?
+                .ok_or_else(|| Error::conflict(format!("network {name:?} exists but is not ours"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Id of the cluster's network named `name`. Engines before API 1.44 allow several
+    /// networks of one name; the oldest wins, so every caller picks the same one.
+    async fn find_network(&self, cluster: &Cluster, name: &str) -> Result<Option<String>> {
+        let networks = self.networks(&LabelFilter::cluster(&cluster.id)).await?;
+        let mut matching: Vec<_> = networks
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| Some((n.created.clone().map(|c| c.to_string()), n.id?)))
+            .collect();
+        matching.sort();
+        Ok(matching.into_iter().next().map(|(_, id)| id))
+    }
+
+    /// Removes every network `filter` finds, until none is listed any more; returns the
+    /// cluster ids they carried.
+    ///
+    /// The engine refuses to remove a network that containers still use, and a swarm
+    /// keeps listing a removed overlay network until its tasks' containers are gone, so
+    /// this tries again for up to `patience`. Every network is tried each round, even
+    /// when one fails.
+    pub async fn remove_networks(
+        &self,
+        filter: &LabelFilter,
+        patience: Duration,
+    ) -> Result<BTreeSet<String>> {
+        let deadline = Instant::now() + patience;
+        let mut clusters = BTreeSet::new();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let networks = self.networks(filter).await?;
+            clusters.extend(networks.iter().filter_map(|n| cluster_of(n.labels.as_ref())));
+            let Some(first) = networks.first() else {
+                return Ok(clusters);
+            };
+            let name = first.name.clone().unwrap_or_default();
+            let ids = networks.iter().filter_map(|n| n.id.as_deref());
+            let removed = first_error(join_all(ids.map(|id| self.remove_network(id))).await);
+            match removed {
+                Err(e @ Error::Unavailable { .. }) => return Err(e),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Ok(()) if Instant::now() >= deadline => {
+                    return Err(Error::backend(
+                        self.kind.as_str(),
+                        NetworkLingers {
+                            network: name,
+                            patience,
+                        },
+                    ))
+                }
+                _ => {}
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Removes a network; one already gone is fine.
+    async fn remove_network(&self, id: &str) -> Result<()> {
+        let client = self.client().await?;
+        match client.remove_network(id).await {
+            Err(e) if has_status(&e, 404) => Ok(()),
+            other => other.map_err(self.fail(Action::new("remove", "network", id))),
+        }
+    }
+}
+
+/// What a control call on a node (`Some`) or a whole cluster finds when nothing of it
+/// is on the engine: [`Error::NotFound`] naming the node, or the cluster.
+pub fn nothing_of(cluster_id: &str, node: Option<&str>) -> Error {
+    match node {
+        Some(node) => Error::not_found("node", node),
+        None => Error::not_found("cluster", cluster_id),
+    }
+}
+
+/// The first error of `results`, after all of them ran.
+pub fn first_error(results: Vec<Result<()>>) -> Result<()> {
+    results.into_iter().collect()
+}
+
+/// The cluster id in an object's labels.
+pub fn cluster_of(labels: Option<&HashMap<String, String>>) -> Option<String> {
+    labels?.get(LABEL_CLUSTER).cloned()
+}
+
+/// The environment as the engine wants it: `KEY=value`.
+pub fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
+    env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// Labels as the engine's models want them.
+pub fn label_map(labels: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
+    labels.into_iter().collect()
+}
+
+/// The labels of `node`'s container or service: those of [`labels_for`], plus its named
+/// ports, so that start and restart read the endpoints back without the blueprint.
+pub fn node_labels(cluster: &Cluster, node: &NodeSpec) -> HashMap<String, String> {
+    let labels = labels_for(cluster, Some(&node.name));
+    label_map(labels.into_iter().chain(crate::labels::port_labels(node)))
+}
+
+/// A blueprint's health check as the engine runs it: through the shell, durations in
+/// nanoseconds.
+pub fn health_config(check: &HealthCheck) -> HealthConfig {
+    const NANOS_PER_SEC: i64 = 1_000_000_000;
+    HealthConfig {
+        test: Some(vec!["CMD-SHELL".to_owned(), check.command.clone()]),
+        interval: Some(i64::from(check.interval_seconds.max(1)) * NANOS_PER_SEC),
+        retries: Some(i64::from(check.retries)),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poolcore::driver::{LABEL_HOST, LABEL_NODE};
+
+    use super::*;
+
+    #[test]
+    fn node_labels_carry_cluster_node_and_ports() {
+        let cluster = Cluster::new("c", "bp", "h1");
+        let node = NodeSpec {
+            name: "vp0".into(),
+            image: "img".into(),
+            command: vec![],
+            env: Default::default(),
+            ports: [("rest".into(), "7050/tcp".parse().unwrap())].into(),
+            health: None,
+        };
+        let labels = node_labels(&cluster, &node);
+        assert_eq!(labels[LABEL_CLUSTER], cluster.id);
+        assert_eq!(labels[LABEL_HOST], "h1");
+        assert_eq!(labels[LABEL_NODE], "vp0");
+        assert_eq!(ports_from_labels(&labels)["rest"], "7050/tcp");
+        assert_eq!(cluster_of(Some(&labels)), Some(cluster.id.clone()));
+    }
+
+    #[test]
+    fn health_checks_run_in_the_shell_in_nanoseconds() {
+        let check = HealthCheck {
+            command: "nc -z 127.0.0.1 80".into(),
+            interval_seconds: 0,
+            retries: 2,
+        };
+        let config = health_config(&check);
+        assert_eq!(config.test.unwrap(), ["CMD-SHELL", "nc -z 127.0.0.1 80"]);
+        assert_eq!(config.interval, Some(1_000_000_000), "at least a second");
+        assert_eq!(config.retries, Some(2));
+    }
+
+    #[test]
+    fn unusable_endpoints_are_refused_before_any_request() {
+        let err = Engine::new(HostKind::Swarm, "ssh://m", Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
+        assert!(err.to_string().contains("ssh://m"), "{err}");
+    }
+}
