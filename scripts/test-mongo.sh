@@ -15,38 +15,38 @@
 # Under CI=true a server that cannot be started fails; otherwise the Mongo tests
 # are skipped with a notice.
 
-NX_VERSION=0.8.1
+PM_NX_VERSION=0.8.1
 # nx-27017's own dependencies, pinned to the versions the store is tested with.
-NX_PACKAGES=("nx-27017==$NX_VERSION" "neosqlite==1.17.2" "pymongo==4.20.1")
-NX_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/poolmanager/nx-27017-$NX_VERSION"
+PM_NX_PACKAGES=("nx-27017==$PM_NX_VERSION" "neosqlite==1.17.2" "pymongo==4.20.1")
+PM_NX_VENV="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/poolmanager/nx-27017-$PM_NX_VERSION"
 
 _pm_mongo_log() { printf 'test-mongo.sh: %s\n' "$*" >&2; }
 
 _pm_mongo_install() {
-  [[ -f "$NX_VENV/.installed" ]] && return 0
-  _pm_mongo_log "installing ${NX_PACKAGES[*]} into $NX_VENV"
-  rm -rf "$NX_VENV"
-  mkdir -p "$(dirname "$NX_VENV")"
-  python3 -m venv "$NX_VENV" >&2 &&
-    "$NX_VENV/bin/pip" install -q --disable-pip-version-check "${NX_PACKAGES[@]}" >&2 &&
-    touch "$NX_VENV/.installed"
+  [[ -f "$PM_NX_VENV/.installed" ]] && return 0
+  _pm_mongo_log "installing ${PM_NX_PACKAGES[*]} into $PM_NX_VENV"
+  rm -rf "$PM_NX_VENV"
+  mkdir -p "$(dirname "$PM_NX_VENV")"
+  python3 -m venv "$PM_NX_VENV" >&2 &&
+    "$PM_NX_VENV/bin/pip" install -q --disable-pip-version-check "${PM_NX_PACKAGES[@]}" >&2 &&
+    touch "$PM_NX_VENV/.installed"
 }
 
 # Starts nx-27017 and sets PM_MONGO_PID, PM_MONGO_DIR and POOLMANAGER_TEST_MONGO_URL.
 _pm_mongo_start() {
   _pm_mongo_install || { _pm_mongo_log "could not install nx-27017"; return 1; }
   local port
-  port=$("$NX_VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
+  port=$("$PM_NX_VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
     return 1
   PM_MONGO_DIR=$(mktemp -d /tmp/pm-mongo.XXXXXX)
-  "$NX_VENV/bin/nx-27017" --db memory --host 127.0.0.1 -p "$port" \
+  "$PM_NX_VENV/bin/nx-27017" --db memory --host 127.0.0.1 -p "$port" \
     --log-file "$PM_MONGO_DIR/nx.log" --pid-file "$PM_MONGO_DIR/nx.pid" >"$PM_MONGO_DIR/out.log" 2>&1 &
   PM_MONGO_PID=$!
   local ready='import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5)'
   for _ in $(seq 1 100); do
-    if "$NX_VENV/bin/python" -c "$ready" "$port" 2>/dev/null; then
+    if "$PM_NX_VENV/bin/python" -c "$ready" "$port" 2>/dev/null; then
       export POOLMANAGER_TEST_MONGO_URL="mongodb://127.0.0.1:$port/?serverSelectionTimeoutMS=10000"
-      _pm_mongo_log "nx-27017 $NX_VERSION (pid $PM_MONGO_PID) at $POOLMANAGER_TEST_MONGO_URL"
+      _pm_mongo_log "nx-27017 $PM_NX_VERSION (pid $PM_MONGO_PID) at $POOLMANAGER_TEST_MONGO_URL"
       return 0
     fi
     kill -0 "$PM_MONGO_PID" 2>/dev/null || break
