@@ -35,6 +35,20 @@ pub async fn engine() -> Option<String> {
     None
 }
 
+/// The MongoDB server the tests use: `POOLMANAGER_TEST_MONGO_URL`. `None` when it is
+/// not set and CI is not set; under `CI=true` a missing server fails the test.
+pub fn mongo_url() -> Option<String> {
+    const VAR: &str = "POOLMANAGER_TEST_MONGO_URL";
+    if let Some(url) = std::env::var(VAR).ok().filter(|u| !u.is_empty()) {
+        return Some(url);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but {VAR} is not set; scripts/test.sh starts a MongoDB test server");
+    }
+    eprintln!("skipping: {VAR} is not set (run scripts/test.sh or scripts/test-mongo.sh)");
+    None
+}
+
 /// The test image (busybox; serves `ok` on port 80 by default).
 pub fn image() -> String {
     std::env::var("POOLMANAGER_TEST_IMAGE").unwrap_or_else(|_| "poolmanager/testnode:latest".into())
@@ -45,13 +59,26 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &poolcore::model::new_id()[..8])
 }
 
-/// A running server and a client for it.
-pub struct TestServer {
+/// A client for a server's API.
+pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
+}
+
+/// A running server and a client for it.
+pub struct TestServer {
+    pub api: Api,
     pub endpoint: String,
     pub pool: poolcore::Pool,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl TestServer {
@@ -76,15 +103,52 @@ impl TestServer {
         let app = poolmanager::api::app(pool.clone(), tokens);
         tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
         Some(TestServer {
+            api: Api::new(addr),
+            endpoint,
+            pool,
+            _dir: dir,
+        })
+    }
+
+    /// Adds the test engine as a host; returns its id.
+    pub async fn add_host(&self, capacity: u32, autofill: bool) -> String {
+        self.api.add_host(&self.endpoint, capacity, autofill).await
+    }
+
+    /// Removes the host and everything on it.
+    pub async fn remove_host(&self, host: &str) {
+        let record = self.pool.host(host).await.expect("host exists");
+        self.api.delete_host(host).await;
+        // Work still running on the host's clusters (a recycle after a release) finds
+        // their records gone and removes what it made; let it end before the test does.
+        self.pool.wait_idle().await;
+        assert_nothing_left(&record).await;
+    }
+}
+
+/// Asserts that the engine holds nothing of `host`.
+pub async fn assert_nothing_left(host: &poolcore::Host) {
+    use poolcore::Connector;
+    let driver = poolcore_docker::DockerConnector::new()
+        .connect(host)
+        .expect("driver");
+    let left = driver.inspect().await.expect("inspect");
+    assert!(
+        left.is_empty(),
+        "nothing of the host is left on the engine: {left:?}"
+    );
+}
+
+impl Api {
+    /// A client for the server at `addr`.
+    pub fn new(addr: SocketAddr) -> Api {
+        Api {
             base: format!("http://{addr}/api/v1"),
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
                 .build()
                 .expect("client"),
-            endpoint,
-            pool,
-            _dir: dir,
-        })
+        }
     }
 
     /// Sends a request with `token` and returns status and JSON body (`Null` if none).
@@ -121,8 +185,8 @@ impl TestServer {
         self.call(method, path, Some(USER), body).await
     }
 
-    /// Adds the test engine as a host; returns its id.
-    pub async fn add_host(&self, capacity: u32, autofill: bool) -> String {
+    /// Adds the engine at `endpoint` as a host; returns its id.
+    pub async fn add_host(&self, endpoint: &str, capacity: u32, autofill: bool) -> String {
         let (status, host) = self
             .admin(
                 Method::POST,
@@ -130,7 +194,7 @@ impl TestServer {
                 Some(json!({
                     "name": unique("host"),
                     "kind": "docker",
-                    "endpoint": self.endpoint,
+                    "endpoint": endpoint,
                     "capacity": capacity,
                     "autofill": autofill,
                 })),
@@ -201,25 +265,12 @@ impl TestServer {
         }
     }
 
-    /// Removes the host and everything on it.
-    pub async fn remove_host(&self, host: &str) {
-        let record = self.pool.host(host).await.expect("host exists");
+    /// Deletes the host with force: its clusters and what they run go too.
+    pub async fn delete_host(&self, host: &str) {
         let (status, body) = self
             .admin(Method::DELETE, &format!("/hosts/{host}?force=true"), None)
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "delete host: {body}");
-        // Work still running on the host's clusters (a recycle after a release) finds
-        // their records gone and removes what it made; let it end before the test does.
-        self.pool.wait_idle().await;
-        use poolcore::Connector;
-        let driver = poolcore_docker::DockerConnector::new()
-            .connect(&record)
-            .expect("driver");
-        let left = driver.inspect().await.expect("inspect");
-        assert!(
-            left.is_empty(),
-            "nothing of the host is left on the engine: {left:?}"
-        );
     }
 }
 
