@@ -43,6 +43,7 @@ use poolcore::{
     Operation, Page, Result, Store,
 };
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tracing::{info, warn, Instrument};
 
 use crate::config::MongoConfig;
@@ -196,7 +197,7 @@ impl MongoStore {
 
     async fn write_missing_open_leases(&self) -> Result<u64, MongoError> {
         let applied = doc! {"status": ClusterStatus::Applied.as_str(), "lease_id": {"$ne": Bson::Null}};
-        let clusters: Vec<Cluster> = find_all(&self.clusters, &documents::CLUSTER, applied).await?;
+        let clusters: Vec<Cluster> = find_all(&self.clusters, &documents::CLUSTER, applied, None).await?;
         let leases: Vec<LeaseRecord> = clusters.iter().filter_map(open_lease_of).collect();
         let existing = self.existing_leases(leases.iter().map(|l| l.id.as_str())).await?;
         let mut written = 0;
@@ -249,8 +250,13 @@ impl MongoStore {
     async fn close_orphaned_leases(&self, now: DateTime<Utc>) -> Result<u64, MongoError> {
         // Read the leases before their clusters: a claim writes its cluster before
         // its lease, so a cluster read afterwards is at least as new as the claim.
-        let open: Vec<LeaseRecord> =
-            find_all(&self.leases, &documents::LEASE, doc! {"released_at": Bson::Null}).await?;
+        let open: Vec<LeaseRecord> = find_all(
+            &self.leases,
+            &documents::LEASE,
+            doc! {"released_at": Bson::Null},
+            None,
+        )
+        .await?;
         let cluster_ids: Vec<&str> = open
             .iter()
             .map(|l| l.cluster_id.as_str())
@@ -261,6 +267,7 @@ impl MongoStore {
             &self.clusters,
             &documents::CLUSTER,
             doc! {"_id": {"$in": cluster_ids}},
+            None,
         )
         .await?;
         let held: HashMap<&str, Option<&str>> = clusters
@@ -395,6 +402,27 @@ impl MongoStore {
             .transpose()
     }
 
+    /// Adds `record`; a taken `_id` or unique name is a conflict naming `name`.
+    async fn insert<T: Serialize>(
+        &self,
+        collection: &Collection<Document>,
+        shape: &Shape,
+        record: &T,
+        name: &str,
+    ) -> Result<(), MongoError> {
+        let doc = encode(shape, record)?;
+        collection
+            .insert_one(doc)
+            .await
+            .map_err(|e| conflict_on_duplicate(e, || format!("{} {name:?} exists", shape.kind)))?;
+        Ok(())
+    }
+
+    /// Removes the document with `id`; returns whether it existed.
+    async fn delete(&self, collection: &Collection<Document>, id: &str) -> Result<bool, MongoError> {
+        Ok(collection.delete_one(doc! {"_id": id}).await?.deleted_count > 0)
+    }
+
     async fn get<T: DeserializeOwned>(
         &self,
         collection: &Collection<Document>,
@@ -517,30 +545,24 @@ fn open_lease_of(cluster: &Cluster) -> Option<LeaseRecord> {
     })
 }
 
-/// Every document of `collection` matching `filter`, as records.
+/// Every document of `collection` matching `filter`, as records, ordered by `sort`
+/// if given.
 async fn find_all<T: DeserializeOwned>(
     collection: &Collection<Document>,
     shape: &Shape,
     filter: Document,
+    sort: Option<Document>,
 ) -> Result<Vec<T>, MongoError> {
-    let docs: Vec<Document> = collection.find(filter).await?.try_collect().await?;
-    Ok(docs
-        .into_iter()
-        .map(|doc| decode(shape, doc))
-        .collect::<Result<_, _>>()?)
+    let mut find = collection.find(filter);
+    if let Some(sort) = sort {
+        find = find.sort(sort);
+    }
+    let docs: Vec<Document> = find.await?.try_collect().await?;
+    Ok(decode_all(shape, docs)?)
 }
 
-/// Every document of `collection`, ordered by `sort`, as records.
-async fn find_sorted<T: DeserializeOwned>(
-    collection: &Collection<Document>,
-    shape: &Shape,
-    sort: Document,
-) -> Result<Vec<T>, MongoError> {
-    let docs: Vec<Document> = collection.find(doc! {}).sort(sort).await?.try_collect().await?;
-    Ok(docs
-        .into_iter()
-        .map(|doc| decode(shape, doc))
-        .collect::<Result<_, _>>()?)
+fn decode_all<T: DeserializeOwned>(shape: &Shape, docs: Vec<Document>) -> Result<Vec<T>, CodecError> {
+    docs.into_iter().map(|doc| decode(shape, doc)).collect()
 }
 
 /// One page of the documents matching `filter`, ordered by `sort`, and their total.
@@ -565,11 +587,10 @@ async fn list_page<T: DeserializeOwned>(
         Ok::<_, MongoError>(docs)
     };
     let (total, docs) = tokio::try_join!(async { Ok(count.await?) }, items)?;
-    let items = docs
-        .into_iter()
-        .map(|doc| decode(shape, doc))
-        .collect::<Result<_, _>>()?;
-    Ok(Listing { items, total })
+    Ok(Listing {
+        items: decode_all(shape, docs)?,
+        total,
+    })
 }
 
 fn cluster_filter(filter: &ClusterFilter) -> Document {
@@ -595,14 +616,10 @@ fn cluster_filter(filter: &ClusterFilter) -> Document {
 #[async_trait]
 impl Store for MongoStore {
     async fn insert_host(&self, host: &Host) -> Result<()> {
-        run("insert host", async {
-            let doc = encode(&documents::HOST, host)?;
-            self.hosts
-                .insert_one(doc)
-                .await
-                .map_err(|e| conflict_on_duplicate(e, || format!("host {:?} exists", host.name)))?;
-            Ok(())
-        })
+        run(
+            "insert host",
+            self.insert(&self.hosts, &documents::HOST, host, &host.name),
+        )
         .await
     }
 
@@ -613,7 +630,7 @@ impl Store for MongoStore {
     async fn list_hosts(&self) -> Result<Vec<Host>> {
         run(
             "list hosts",
-            find_sorted(&self.hosts, &documents::HOST, doc! {"name": 1}),
+            find_all(&self.hosts, &documents::HOST, doc! {}, Some(doc! {"name": 1})),
         )
         .await
     }
@@ -635,21 +652,19 @@ impl Store for MongoStore {
     }
 
     async fn delete_host(&self, id: &str) -> Result<bool> {
-        run("delete host", async {
-            Ok(self.hosts.delete_one(doc! {"_id": id}).await?.deleted_count > 0)
-        })
-        .await
+        run("delete host", self.delete(&self.hosts, id)).await
     }
 
     async fn insert_blueprint(&self, blueprint: &Blueprint) -> Result<()> {
-        run("insert blueprint", async {
-            let doc = encode(&documents::BLUEPRINT, blueprint)?;
-            self.blueprints
-                .insert_one(doc)
-                .await
-                .map_err(|e| conflict_on_duplicate(e, || format!("blueprint {:?} exists", blueprint.name)))?;
-            Ok(())
-        })
+        run(
+            "insert blueprint",
+            self.insert(
+                &self.blueprints,
+                &documents::BLUEPRINT,
+                blueprint,
+                &blueprint.name,
+            ),
+        )
         .await
     }
 
@@ -664,32 +679,25 @@ impl Store for MongoStore {
     async fn list_blueprints(&self) -> Result<Vec<Blueprint>> {
         run(
             "list blueprints",
-            find_sorted(&self.blueprints, &documents::BLUEPRINT, doc! {"_id": 1}),
+            find_all(
+                &self.blueprints,
+                &documents::BLUEPRINT,
+                doc! {},
+                Some(doc! {"_id": 1}),
+            ),
         )
         .await
     }
 
     async fn delete_blueprint(&self, name: &str) -> Result<bool> {
-        run("delete blueprint", async {
-            Ok(self
-                .blueprints
-                .delete_one(doc! {"_id": name})
-                .await?
-                .deleted_count
-                > 0)
-        })
-        .await
+        run("delete blueprint", self.delete(&self.blueprints, name)).await
     }
 
     async fn insert_cluster(&self, cluster: &Cluster) -> Result<()> {
-        run("insert cluster", async {
-            let doc = encode(&documents::CLUSTER, cluster)?;
-            self.clusters
-                .insert_one(doc)
-                .await
-                .map_err(|e| conflict_on_duplicate(e, || format!("cluster {:?} exists", cluster.name)))?;
-            Ok(())
-        })
+        run(
+            "insert cluster",
+            self.insert(&self.clusters, &documents::CLUSTER, cluster, &cluster.name),
+        )
         .await
     }
 
