@@ -1,31 +1,4 @@
 //! [`MongoStore`]: the [`Store`] on MongoDB, its connection and its queries.
-//!
-//! # Atomicity without transactions
-//!
-//! Every change of a cluster is one single-document write whose filter carries the
-//! condition: the claim is one `findOneAndUpdate` on the ready-cluster filter, and
-//! every other change filters on `{_id, version}` (compare-and-set). MongoDB applies
-//! a single-document write atomically, so concurrent writers, in one process or
-//! many, never overwrite each other. No multi-document transaction is used.
-//!
-//! # Leases: two writes, and why none is lost
-//!
-//! A claim writes the cluster first and the lease record second; a release writes
-//! the cluster first and closes the lease second. A crash between the two writes
-//! must not lose or duplicate a lease, so:
-//!
-//! - the claimed cluster carries every field of its lease (lease id, user,
-//!   metadata, applied_at): the lease record can always be rebuilt from it;
-//! - the released cluster keeps the closed lease record in an extra field,
-//!   `last_release`, written by the same write that releases it;
-//! - the lease record's `_id` is the lease id, so writing it twice is harmless;
-//! - [`MongoStore::repair_leases`], run whenever a store connects, writes the lease
-//!   records a crash left missing or open.
-//!
-//! A claim whose lease write fails hands the cluster back (conditional on the
-//! version it wrote) before it reports the error. A release whose lease write fails
-//! still succeeds: the cluster is released, and its `last_release` closes the lease
-//! at the next repair.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -78,10 +51,35 @@ const LAST_RELEASE: &str = "last_release";
 /// A [`Store`] in one MongoDB database, shared by any number of PoolManager servers.
 ///
 /// Open it with [`MongoStore::from_url`] or [`MongoStore::with_config`]; both check
-/// that the server answers, create the indexes and repair the lease records (see
-/// the module docs of `store.rs`: no multi-document transaction is needed).
-///
+/// that the server answers, create the indexes and repair the lease records.
 /// Timestamps are kept as BSON dates, to the millisecond.
+///
+/// # Atomicity without transactions
+///
+/// Every change of a cluster is one single-document write whose filter carries the
+/// condition: the claim is one `findOneAndUpdate` on the ready-cluster filter, and
+/// every other change filters on `{_id, version}` (compare-and-set). MongoDB applies
+/// a single-document write atomically, so concurrent writers, in one process or
+/// many, never overwrite each other. No multi-document transaction is used.
+///
+/// # Leases: two writes, and why none is lost
+///
+/// A claim writes the cluster first and the lease record second; a release writes
+/// the cluster first and closes the lease second. A crash between the two writes
+/// must not lose or duplicate a lease, so:
+///
+/// - the claimed cluster carries every field of its lease (lease id, user,
+///   metadata, applied_at): the lease record can always be rebuilt from it;
+/// - the released cluster keeps the closed lease record in an extra field,
+///   `last_release`, written by the same write that releases it;
+/// - the lease record's `_id` is the lease id, so writing it twice is harmless;
+/// - [`MongoStore::repair_leases`], run whenever a store connects, writes the lease
+///   records a crash left missing or open.
+///
+/// A claim whose lease write fails hands the cluster back (conditional on the
+/// version it wrote) before it reports the error. A release whose lease write fails
+/// still succeeds: the cluster is released, and its `last_release` closes the lease
+/// at the next repair.
 pub struct MongoStore {
     config: MongoConfig,
     db: Database,
