@@ -48,6 +48,17 @@ async fn claimed(store: &MongoStore) -> (Cluster, Claim) {
     (got, req)
 }
 
+/// A cluster claimed, then released at `at`; returns it with the claim.
+async fn released(store: &MongoStore, at: chrono::DateTime<Utc>) -> (Cluster, Claim) {
+    let (cluster, req) = claimed(store).await;
+    store
+        .release_cluster(&cluster.id, at)
+        .await
+        .expect("release")
+        .expect("released");
+    (cluster, req)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_cut_short_gets_its_lease_back() {
     let Some(store) = common::fresh_store().await else {
@@ -109,13 +120,8 @@ async fn a_release_cut_short_closes_its_lease_at_the_release_time() {
     let leases = collection(&store, "leases");
 
     // Crash after the release's cluster write: the lease record is still open.
-    let (open_case, open_claim) = claimed(&store).await;
     let released_at = Utc::now() - Duration::minutes(5);
-    store
-        .release_cluster(&open_case.id, released_at)
-        .await
-        .expect("release")
-        .expect("released");
+    let (open_case, open_claim) = released(&store, released_at).await;
     leases
         .update_one(
             doc! {"_id": &open_claim.lease_id},
@@ -126,12 +132,7 @@ async fn a_release_cut_short_closes_its_lease_at_the_release_time() {
 
     // Crash after the claim's cluster write and again after the release's: the
     // lease record was never written.
-    let (missing_case, missing_claim) = claimed(&store).await;
-    store
-        .release_cluster(&missing_case.id, released_at)
-        .await
-        .expect("release")
-        .expect("released");
+    let (missing_case, missing_claim) = released(&store, released_at).await;
     leases
         .delete_one(doc! {"_id": &missing_claim.lease_id})
         .await
