@@ -88,6 +88,7 @@ if [[ -n "$ENDPOINT" ]]; then
   SWARM=$(scripts/test-swarm.sh "$ENDPOINT")
 fi
 
+source scripts/test-mongo.sh # MongoDB for the Mongo store's tests: sets POOLMANAGER_TEST_MONGO_URL
 # Keep the runner's output, and close with one summary line over every test binary.
 OUTPUT=$(mktemp)
 trap 'rm -f "$OUTPUT"; cleanup' EXIT

@@ -26,8 +26,8 @@ use crate::engine::{
 use crate::error::DockerError;
 use crate::labels;
 
-/// How long a removed container may keep its network in use.
-const NETWORK_PATIENCE: Duration = Duration::from_secs(5);
+/// A busy engine may take many seconds to tear a bridge network down.
+const NETWORK_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Makes a [`DockerDriver`] for each host of kind [`HostKind::Docker`].
 ///

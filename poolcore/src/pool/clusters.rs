@@ -192,6 +192,11 @@ impl Pool {
     /// `failed` with the reason. Waits for a slot on the host.
     pub(super) async fn provision(&self, cluster: &Cluster) -> Result<Cluster> {
         let _slot = self.host_slot(&cluster.host_id).await?;
+        self.make(cluster).await
+    }
+
+    /// [`Pool::provision`] on a host slot the caller holds.
+    async fn make(&self, cluster: &Cluster) -> Result<Cluster> {
         let host = self.host(&cluster.host_id).await?;
         let driver = self.driver(&host)?;
         let made = match self.blueprint(&cluster.blueprint).await {
@@ -249,6 +254,8 @@ impl Pool {
     }
 
     async fn recycle(&self, cluster: Cluster) -> Result<Cluster> {
+        // One slot for the removal and the creation: both load the engine.
+        let _slot = self.host_slot(&cluster.host_id).await?;
         let host = self.host(&cluster.host_id).await?;
         self.driver(&host)?.delete_cluster(&cluster.id).await?;
         let mut fresh = cluster;
@@ -258,7 +265,7 @@ impl Pool {
         fresh.health_reason = None;
         fresh.deployment = Deployment::default();
         let fresh = self.save_cluster(&fresh).await?;
-        self.provision(&fresh).await
+        self.make(&fresh).await
     }
 }
 

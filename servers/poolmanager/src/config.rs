@@ -28,11 +28,14 @@ pub enum LogFormat {
 pub struct Config {
     /// Address to listen on.
     pub listen: String,
-    /// Store URL: `sqlite://./poolmanager.db`, `sqlite:///abs/path.db`, `sqlite::memory:`.
+    /// Store URL: `sqlite://./poolmanager.db`, `sqlite:///abs/path.db`,
+    /// `sqlite::memory:`, or `mongodb://HOST[:PORT]/DATABASE[?OPTIONS]` for a
+    /// MongoDB database that several servers share.
     pub database: String,
     /// Token for every endpoint; generated and kept in `admin_token_file` when unset.
+    /// Required with a MongoDB database unless `admin_token_file` is set.
     pub admin_token: Option<String>,
-    /// Where a generated admin token is kept; beside the database when unset.
+    /// Where a generated admin token is kept; beside a SQLite database when unset.
     pub admin_token_file: Option<PathBuf>,
     /// Token for the user endpoints (apply, release, clusters).
     pub user_token: Option<String>,
@@ -86,7 +89,7 @@ impl std::fmt::Debug for Config {
         let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("database", &self.database)
+            .field("database", &redact_database(&self.database))
             .field("admin_token", &redacted(&self.admin_token))
             .field("admin_token_file", &self.admin_token_file)
             .field("user_token", &redacted(&self.user_token))
@@ -144,23 +147,57 @@ impl Config {
             .map_err(Box::new)
     }
 
-    /// The directory of a SQLite database file, where a generated token is kept.
-    fn data_dir(&self) -> PathBuf {
+    /// The directory of a SQLite database file (the working directory for one in
+    /// memory), where a generated token is kept; `None` for other stores.
+    fn data_dir(&self) -> Option<PathBuf> {
         let path = self
             .database
             .strip_prefix("sqlite://")
-            .or_else(|| self.database.strip_prefix("sqlite:"))
-            .filter(|p| !p.starts_with(':'));
-        path.and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+            .or_else(|| self.database.strip_prefix("sqlite:"))?;
+        let dir = Some(path)
+            .filter(|p| !p.starts_with(':'))
+            .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
             .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("."))
+            .unwrap_or_else(|| PathBuf::from("."));
+        Some(dir)
     }
 
-    /// Where the generated admin token is kept.
-    pub fn admin_token_path(&self) -> PathBuf {
+    /// Where the generated admin token is kept: `admin_token_file`, else beside a
+    /// SQLite database; `None` for a store that several servers share.
+    pub fn admin_token_path(&self) -> Option<PathBuf> {
         self.admin_token_file
             .clone()
-            .unwrap_or_else(|| self.data_dir().join("poolmanager.admin-token"))
+            .or_else(|| Some(self.data_dir()?.join("poolmanager.admin-token")))
+    }
+}
+
+/// The kinds of store a database URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `sqlite://PATH`, `sqlite::memory:`.
+    Sqlite,
+    /// `mongodb://...`, `mongodb+srv://...`.
+    Mongo,
+}
+
+impl StoreKind {
+    /// The kind of store `url` names, by its scheme; `None` for an unknown one.
+    pub fn of(url: &str) -> Option<StoreKind> {
+        if url.starts_with("sqlite:") {
+            Some(StoreKind::Sqlite)
+        } else if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+            Some(StoreKind::Mongo)
+        } else {
+            None
+        }
+    }
+}
+
+/// `url` with any password in it replaced: safe for logs and error messages.
+pub fn redact_database(url: &str) -> String {
+    match StoreKind::of(url) {
+        Some(StoreKind::Mongo) => poolcore_mongo::MongoConfig::new(url).redacted_url(),
+        _ => url.to_owned(),
     }
 }
 
@@ -209,14 +246,50 @@ mod tests {
             database: "sqlite:///var/lib/pm/pool.db".into(),
             ..Config::default()
         };
-        assert_eq!(
-            config.admin_token_path(),
-            Path::new("/var/lib/pm/poolmanager.admin-token")
-        );
+        let path = |c: &Config| c.admin_token_path().expect("a token file");
+        assert_eq!(path(&config), Path::new("/var/lib/pm/poolmanager.admin-token"));
         config.database = "sqlite://./poolmanager.db".into();
-        assert_eq!(config.admin_token_path(), Path::new("./poolmanager.admin-token"));
+        assert_eq!(path(&config), Path::new("./poolmanager.admin-token"));
         config.database = "sqlite::memory:".into();
-        assert_eq!(config.admin_token_path(), Path::new("./poolmanager.admin-token"));
+        assert_eq!(path(&config), Path::new("./poolmanager.admin-token"));
+    }
+
+    #[test]
+    fn a_shared_database_keeps_no_token_beside_a_server() {
+        let mut config = Config {
+            database: "mongodb://db1,db2/pool?replicaSet=rs0".into(),
+            ..Config::default()
+        };
+        assert_eq!(config.admin_token_path(), None);
+        config.admin_token_file = Some("/shared/pm.token".into());
+        assert_eq!(
+            config.admin_token_path().as_deref(),
+            Some(Path::new("/shared/pm.token"))
+        );
+    }
+
+    #[test]
+    fn store_kinds_come_from_the_scheme() {
+        assert_eq!(StoreKind::of("sqlite://x.db"), Some(StoreKind::Sqlite));
+        assert_eq!(StoreKind::of("sqlite::memory:"), Some(StoreKind::Sqlite));
+        assert_eq!(StoreKind::of("mongodb://h/pool"), Some(StoreKind::Mongo));
+        assert_eq!(
+            StoreKind::of("mongodb+srv://c.example.net/pool"),
+            Some(StoreKind::Mongo)
+        );
+        assert_eq!(StoreKind::of("postgres://h/pool"), None);
+        assert_eq!(StoreKind::of("./pool.db"), None);
+    }
+
+    #[test]
+    fn database_passwords_stay_out_of_debug() {
+        let config = Config {
+            database: "mongodb://pm:s3cret@db1/pool".into(),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("mongodb://pm:<redacted>@db1/pool"), "{shown}");
     }
 
     #[test]

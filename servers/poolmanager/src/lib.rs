@@ -20,6 +20,7 @@ use api::auth::Tokens;
 use config::Config;
 use poolcore::{Pool, PoolConfig, ReconcileConfig, ReconcileReport, Store};
 use poolcore_docker::DockerConnector;
+use poolcore_mongo::MongoStore;
 use poolcore_sqlite::SqliteStore;
 use poolcore_swarm::SwarmConnector;
 use tokio_util::sync::CancellationToken;
@@ -50,20 +51,22 @@ pub enum StartError {
     },
 }
 
-/// Opens the store named by `url`.
+/// Opens the store named by `url`: a SQLite database (`sqlite://PATH`,
+/// `sqlite::memory:`) or a MongoDB one (`mongodb://HOST[:PORT]/DATABASE`,
+/// `mongodb+srv://...`), which several servers may share.
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartError> {
-    if url.starts_with("sqlite:") {
-        let store = SqliteStore::from_url(url)
-            .await
-            .map_err(|source| StartError::Store {
-                url: url.to_owned(),
-                source,
-            })?;
-        return Ok(Arc::new(store));
+    let failed = |source| StartError::Store {
+        url: config::redact_database(url),
+        source,
+    };
+    match config::StoreKind::of(url) {
+        Some(config::StoreKind::Sqlite) => Ok(Arc::new(SqliteStore::from_url(url).await.map_err(failed)?)),
+        Some(config::StoreKind::Mongo) => Ok(Arc::new(MongoStore::from_url(url).await.map_err(failed)?)),
+        None => Err(StartError::Config(format!(
+            "database {:?} is not supported: use sqlite://PATH, sqlite::memory: or mongodb://HOST/DATABASE",
+            config::redact_database(url)
+        ))),
     }
-    Err(StartError::Config(format!(
-        "database {url:?} is not supported: use sqlite://PATH or sqlite::memory:"
-    )))
 }
 
 /// The pool the config describes: its store and a connector per host kind (Docker
@@ -91,13 +94,28 @@ pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
 
 /// The tokens from the config; without an admin token, the one kept in the token
 /// file, made (0600) on first start.
+///
+/// A MongoDB store is shared by several servers, each with its own disk, so a token
+/// generated beside one of them would not open the others: there the admin token
+/// must be given (`admin_token`), or the token file named (`admin_token_file`, on
+/// storage the servers share).
 pub fn tokens(config: &Config) -> Result<Tokens, StartError> {
     let admin = match &config.admin_token {
         Some(token) if token.trim().is_empty() => {
             return Err(StartError::Config("admin_token must not be empty".into()))
         }
         Some(token) => token.clone(),
-        None => load_or_make_token(&config.admin_token_path())?,
+        None => {
+            let path = config.admin_token_path().ok_or_else(|| {
+                StartError::Config(
+                    "a MongoDB database is shared by several servers: set admin_token \
+                     (POOLMANAGER_ADMIN_TOKEN) to the token they all accept, or admin_token_file \
+                     (POOLMANAGER_ADMIN_TOKEN_FILE) to keep a generated one on storage they share"
+                        .into(),
+                )
+            })?;
+            load_or_make_token(&path)?
+        }
     };
     let user = config.user_token.clone().filter(|t| !t.trim().is_empty());
     Ok(Tokens { admin, user })
@@ -171,7 +189,8 @@ pub async fn run(
         .first()
         .and_then(|a| a.as_socket_addr().copied())
     {
-        info!(%addr, database = %config.database, "PoolManager listening; Swagger UI at http://{addr}/docs");
+        let database = config::redact_database(&config.database);
+        info!(%addr, %database, "PoolManager listening; Swagger UI at http://{addr}/docs");
     }
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
@@ -245,4 +264,34 @@ pub async fn reconcile_forever(
     }
     finish_background_work(&pool).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_database_needs_a_given_admin_token() {
+        let mut config = Config {
+            database: "mongodb://db1/pool".into(),
+            ..Config::default()
+        };
+        let err = tokens(&config).expect_err("no token, no token file");
+        assert!(err.to_string().contains("POOLMANAGER_ADMIN_TOKEN"), "{err}");
+        config.admin_token = Some("shared-secret".into());
+        assert_eq!(tokens(&config).expect("given token").admin, "shared-secret");
+    }
+
+    #[tokio::test]
+    async fn unknown_databases_are_refused_without_their_password() {
+        let err = open_store("postgres://pm:s3cret@db/pool")
+            .await
+            .expect_err("not supported");
+        assert!(matches!(err, StartError::Config(_)), "{err}");
+        let err = open_store("mongodb://pm:s3cret@127.0.0.1:9/pool?serverSelectionTimeoutMS=200")
+            .await
+            .expect_err("nothing listens on port 9");
+        let text = err.to_string();
+        assert!(text.contains("unavailable") && !text.contains("s3cret"), "{text}");
+    }
 }

@@ -195,7 +195,7 @@ async fn an_unreachable_engine_goes_inactive_and_comes_back() {
     }
     let proxy = EngineProxy::start(&server.endpoint).await;
     let bp = server.add_blueprint(1).await;
-    let far = server.add_host_at(&proxy.endpoint, 1, false).await;
+    let far = server.api.add_host(&proxy.endpoint, 1, false).await;
     let near = server.add_host(1, false).await;
     server.fill(&far).await;
     server.fill(&near).await;

@@ -36,6 +36,20 @@ pub async fn engine() -> Option<String> {
     None
 }
 
+/// The MongoDB server the tests use: `POOLMANAGER_TEST_MONGO_URL`. `None` when it is
+/// not set and CI is not set; under `CI=true` a missing server fails the test.
+pub fn mongo_url() -> Option<String> {
+    const VAR: &str = "POOLMANAGER_TEST_MONGO_URL";
+    if let Some(url) = std::env::var(VAR).ok().filter(|u| !u.is_empty()) {
+        return Some(url);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but {VAR} is not set; scripts/test.sh starts a MongoDB test server");
+    }
+    eprintln!("skipping: {VAR} is not set (run scripts/test.sh or scripts/test-mongo.sh)");
+    None
+}
+
 /// The test image (busybox; serves `ok` on port 80 by default).
 pub fn image() -> String {
     std::env::var("POOLMANAGER_TEST_IMAGE").unwrap_or_else(|_| "poolmanager/testnode:latest".into())
@@ -46,13 +60,26 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &poolcore::model::new_id()[..8])
 }
 
-/// A running server and a client for it.
-pub struct TestServer {
+/// A client for a server's API.
+pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
+}
+
+/// A running server and a client for it.
+pub struct TestServer {
+    pub api: Api,
     pub endpoint: String,
     pub pool: poolcore::Pool,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl TestServer {
@@ -87,15 +114,59 @@ impl TestServer {
         let app = poolmanager::api::app(pool.clone(), tokens);
         tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
         Some(TestServer {
+            api: Api::new(addr),
+            endpoint,
+            pool,
+            _dir: dir,
+        })
+    }
+
+    /// Adds the test engine as a docker host; returns its id.
+    pub async fn add_host(&self, capacity: u32, autofill: bool) -> String {
+        self.api.add_host(&self.endpoint, capacity, autofill).await
+    }
+
+    /// Asks to add the test engine as a host of `kind`: status and body.
+    pub async fn post_host(&self, kind: &str, capacity: u32, autofill: bool) -> (StatusCode, Value) {
+        self.api.post_host(&self.endpoint, kind, capacity, autofill).await
+    }
+
+    /// Removes the host and everything on it.
+    pub async fn remove_host(&self, host: &str) {
+        let record = self.pool.host(host).await.expect("host exists");
+        self.api.delete_host(host).await;
+        // Work still running on the host's clusters (a recycle after a release) finds
+        // their records gone and removes what it made; let it end before the test does.
+        self.pool.wait_idle().await;
+        assert_nothing_left(&record).await;
+    }
+}
+
+/// Asserts that the engine holds nothing of `host`.
+pub async fn assert_nothing_left(host: &poolcore::Host) {
+    use poolcore::{Connector, HostKind};
+    let driver = match host.kind {
+        HostKind::Docker => poolcore_docker::DockerConnector::new().connect(host),
+        HostKind::Swarm => poolcore_swarm::SwarmConnector::new().connect(host),
+    }
+    .expect("driver");
+    let left = driver.inspect().await.expect("inspect");
+    assert!(
+        left.is_empty(),
+        "nothing of the host is left on the engine: {left:?}"
+    );
+}
+
+impl Api {
+    /// A client for the server at `addr`.
+    pub fn new(addr: SocketAddr) -> Api {
+        Api {
             base: format!("http://{addr}/api/v1"),
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
                 .build()
                 .expect("client"),
-            endpoint,
-            pool,
-            _dir: dir,
-        })
+        }
     }
 
     /// Sends a request with `token` and returns status and JSON body (`Null` if none).
@@ -132,25 +203,15 @@ impl TestServer {
         self.call(method, path, Some(USER), body).await
     }
 
-    /// Adds the test engine as a docker host; returns its id.
-    pub async fn add_host(&self, capacity: u32, autofill: bool) -> String {
-        self.add_host_at(&self.endpoint, capacity, autofill).await
-    }
-
     /// Adds the engine at `endpoint` as a docker host; returns its id.
-    pub async fn add_host_at(&self, endpoint: &str, capacity: u32, autofill: bool) -> String {
-        let (status, host) = self.post_host_at(endpoint, "docker", capacity, autofill).await;
+    pub async fn add_host(&self, endpoint: &str, capacity: u32, autofill: bool) -> String {
+        let (status, host) = self.post_host(endpoint, "docker", capacity, autofill).await;
         assert_eq!(status, StatusCode::CREATED, "add host: {host}");
         host["id"].as_str().expect("host id").to_owned()
     }
 
-    /// Asks to add the test engine as a host of `kind`: status and body.
-    pub async fn post_host(&self, kind: &str, capacity: u32, autofill: bool) -> (StatusCode, Value) {
-        self.post_host_at(&self.endpoint, kind, capacity, autofill).await
-    }
-
     /// Asks to add the engine at `endpoint` as a `kind` host; returns status and body.
-    pub async fn post_host_at(
+    pub async fn post_host(
         &self,
         endpoint: &str,
         kind: &str,
@@ -236,27 +297,12 @@ impl TestServer {
         list["total"].as_u64().expect("total")
     }
 
-    /// Removes the host and everything on it.
-    pub async fn remove_host(&self, host: &str) {
-        let record = self.pool.host(host).await.expect("host exists");
+    /// Deletes the host with force: its clusters and what they run go too.
+    pub async fn delete_host(&self, host: &str) {
         let (status, body) = self
             .admin(Method::DELETE, &format!("/hosts/{host}?force=true"), None)
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "delete host: {body}");
-        // Work still running on the host's clusters (a recycle after a release) finds
-        // their records gone and removes what it made; let it end before the test does.
-        self.pool.wait_idle().await;
-        use poolcore::{Connector, HostKind};
-        let driver = match record.kind {
-            HostKind::Docker => poolcore_docker::DockerConnector::new().connect(&record),
-            HostKind::Swarm => poolcore_swarm::SwarmConnector::new().connect(&record),
-        }
-        .expect("driver");
-        let left = driver.inspect().await.expect("inspect");
-        assert!(
-            left.is_empty(),
-            "nothing of the host is left on the engine: {left:?}"
-        );
     }
 }
 
