@@ -20,7 +20,7 @@ use poolcore::{
 use tokio::sync::OnceCell;
 
 use crate::config::Endpoint;
-use crate::error::{engine_noun, map_err, NetworkLingers};
+use crate::error::{engine_noun, is_out_of_address_pools, map_err, NetworkLingers, NoAddressPool};
 
 pub use crate::error::{has_status, Action};
 pub use crate::labels::{group_clusters, is_node_of, ports_from_labels, LabelFilter};
@@ -173,6 +173,14 @@ impl Engine {
         };
         let client = self.client().await?;
         let created = client.create_network(request).await;
+        if let Err(e) = &created {
+            if is_out_of_address_pools(e) {
+                return Err(Error::backend(
+                    self.kind.as_str(),
+                    NoAddressPool { network: name },
+                ));
+            }
+        }
         match created.map_err(self.fail(Action::new("create", "network", name.clone()))) {
             Ok(created) => Ok(created.id),
             // Created by a concurrent call since we looked: adopt it.

@@ -44,6 +44,25 @@ pub(crate) struct NetworkLingers {
     pub(crate) patience: std::time::Duration,
 }
 
+/// The engine has no address range left for another network (its default pools give
+/// about 30 bridge networks). Engines answer this with 404, which would read as
+/// "not found".
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the engine has no free address pool for network {network:?}: every cluster takes one network; \
+     give dockerd a larger --default-address-pool (such as base=10.213.0.0/16,size=24) or lower the \
+     host's capacity"
+)]
+pub(crate) struct NoAddressPool {
+    pub(crate) network: String,
+}
+
+/// True when the engine refused a network because its address pools are used up.
+pub(crate) fn is_out_of_address_pools(err: &BollardError) -> bool {
+    matches!(err, BollardError::DockerResponseServerError { message, .. }
+        if message.contains("non-overlapping") && message.contains("address pool"))
+}
+
 /// The Docker driver's own failures; they reach callers as [`Error::Backend`].
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DockerError {
@@ -140,6 +159,24 @@ mod tests {
             status_code,
             message: "engine says no".into(),
         }
+    }
+
+    #[test]
+    fn used_up_address_pools_are_told_apart_from_a_missing_network() {
+        // What a 20.10 engine answers when its default pools are used up.
+        let full = BollardError::DockerResponseServerError {
+            status_code: 404,
+            message: "could not find an available, non-overlapping IPv4 address pool among the defaults \
+                      to assign to the network"
+                .into(),
+        };
+        assert!(is_out_of_address_pools(&full));
+        assert!(!is_out_of_address_pools(&response(404)));
+        let text = NoAddressPool {
+            network: "pm-c".into(),
+        }
+        .to_string();
+        assert!(text.contains("--default-address-pool"), "{text}");
     }
 
     #[test]
