@@ -171,11 +171,6 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let pool = build_pool(&config).await?;
     let tokens = tokens(&config)?;
-    let stop_reconciler = CancellationToken::new();
-    let reconciler = (config.reconcile_interval > 0).then(|| {
-        let (pool, stop) = (pool.clone(), stop_reconciler.clone());
-        tokio::spawn(async move { pool.run_reconciler(stop).await })
-    });
     let acceptor = TcpListener::bind(config.listen.clone())
         .into_acceptor()
         .await
@@ -192,6 +187,7 @@ pub async fn run(
         let database = config::redact_database(&config.database);
         info!(%addr, %database, "PoolManager listening; Swagger UI at http://{addr}/docs");
     }
+    let reconciler = (config.reconcile_interval > 0).then(|| Reconciler::start(&pool));
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             api::app(pool.clone(), tokens),
@@ -204,14 +200,34 @@ pub async fn run(
             path: config.listen.clone(),
             source,
         })?;
-    stop_reconciler.cancel();
     if let Some(reconciler) = reconciler {
-        if let Err(e) = reconciler.await {
-            warn!(error = %e, "the reconciler ended abnormally");
-        }
+        reconciler.stop().await;
     }
     finish_background_work(&pool).await;
     Ok(())
+}
+
+/// The reconciler loop of a pool, on its own task.
+struct Reconciler {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reconciler {
+    fn start(pool: &Pool) -> Reconciler {
+        let stop = CancellationToken::new();
+        let (pool, token) = (pool.clone(), stop.clone());
+        let task = tokio::spawn(async move { pool.run_reconciler(token).await });
+        Reconciler { stop, task }
+    }
+
+    /// Ends the loop after its current pass and gives the lock back.
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Err(e) = self.task.await {
+            warn!(error = %e, "the reconciler ended abnormally");
+        }
+    }
 }
 
 async fn finish_background_work(pool: &Pool) {
@@ -252,16 +268,9 @@ pub async fn reconcile_forever(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
     let pool = build_pool(config).await?;
-    let stop = CancellationToken::new();
-    let reconciler = tokio::spawn({
-        let (pool, stop) = (pool.clone(), stop.clone());
-        async move { pool.run_reconciler(stop).await }
-    });
+    let reconciler = Reconciler::start(&pool);
     shutdown.await;
-    stop.cancel();
-    if let Err(e) = reconciler.await {
-        warn!(error = %e, "the reconciler ended abnormally");
-    }
+    reconciler.stop().await;
     finish_background_work(&pool).await;
     Ok(())
 }

@@ -6,94 +6,29 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use poolcore::{ClusterFilter, ClusterStatus, Connector, Health, NodeState, Page, Store};
 use poolcore_docker::DockerConnector;
 use poolcore_sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use common::{engine, image, unique};
-
-const TOKEN: &str = "crash-test-token";
+use common::engine;
+use common::serve::ServeProcess;
 
 /// A `poolmanager` command on the database `db`.
 fn poolmanager(db: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_poolmanager"));
-    cmd.env("POOLMANAGER_DATABASE", format!("sqlite://{}", db.display()))
-        .env("POOLMANAGER_ADMIN_TOKEN", TOKEN)
+    cmd.env("POOLMANAGER_DATABASE", sqlite_url(db))
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied());
     cmd
 }
 
-/// A running `poolmanager serve`; killed with SIGKILL when dropped.
-struct Serve {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Serve {
-    async fn start(db: &Path, env: &[(&str, &str)]) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let child = poolmanager(db, env)
-            .env("POOLMANAGER_LISTEN", &listen)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("poolmanager serve starts");
-        let serve = Serve {
-            child,
-            base: format!("http://{listen}/api/v1"),
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while serve
-            .http
-            .get(format!("{}/health", serve.base))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "the server never answered");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        serve
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// SIGKILL: no graceful shutdown, no clean-up.
-    fn kill_9(mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn sqlite_url(db: &Path) -> String {
+    format!("sqlite://{}", db.display())
 }
 
 /// Runs `poolmanager reconcile --once`.
@@ -111,34 +46,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// Adds the engine as a host and a blueprint of `nodes` nodes; returns the host id.
-async fn setup(serve: &Serve, endpoint: &str, capacity: u32, nodes: usize) -> (String, String) {
-    let (status, host) = serve
-        .call(
-            Method::POST,
-            "/hosts",
-            Some(
-                json!({"name": unique("host"), "kind": "docker", "endpoint": endpoint,
-                        "capacity": capacity, "autofill": false}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{host}");
-    let bp = unique("bp");
-    let nodes: Vec<Value> = (0..nodes)
-        .map(|i| json!({"name": format!("vp{i}"), "image": image(), "ports": {"web": "80/tcp"}}))
-        .collect();
-    let (status, body) = serve
-        .call(
-            Method::POST,
-            "/blueprints",
-            Some(json!({"name": bp, "nodes": nodes})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    (host["id"].as_str().expect("host id").to_owned(), bp)
 }
 
 /// Asserts the store and the engine agree: `capacity` clusters, all ready and
@@ -227,27 +134,28 @@ async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
     const CAPACITY: usize = 5;
 
     // Mid-fill: some clusters made, some half made, some not started.
-    let serve = Serve::start(&db, &no_reconciler).await;
+    let serve = ServeProcess::start(&sqlite_url(&db), &no_reconciler).await;
     let mut sweep = Sweep {
         endpoint: endpoint.clone(),
         host_id: None,
     };
-    let (host, bp) = setup(&serve, &endpoint, CAPACITY as u32, 2).await;
+    let host = serve.add_host(&endpoint, CAPACITY as u32, false).await;
+    let bp = serve.add_blueprint(2).await;
     sweep.host_id = Some(host.clone());
     let (status, op) = serve
-        .call(Method::POST, &format!("/hosts/{host}/fill"), None)
+        .admin(Method::POST, &format!("/hosts/{host}/fill"), None)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{op}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, stats) = serve.call(Method::GET, "/stats", None).await;
+        let (_, stats) = serve.admin(Method::GET, "/stats", None).await;
         if stats["clusters"]["ready"].as_u64().unwrap_or(0) >= 1 {
             break;
         }
         assert!(Instant::now() < deadline, "no cluster got ready: {stats}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    serve.kill_9();
+    serve.kill_9().await;
     let store = SqliteStore::open(&db).await.expect("store");
     let creating = store
         .list_clusters(
@@ -272,11 +180,10 @@ async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
     assert_whole(&store, &host, CAPACITY).await;
 
     // Mid-release: the leases are closed, the clusters not yet recreated.
-    let serve = Serve::start(&db, &no_reconciler).await;
-    let mut leases = Vec::new();
+    let serve = ServeProcess::start(&sqlite_url(&db), &no_reconciler).await;
     for user in ["ann", "ben", "cat"] {
         let (status, c) = serve
-            .call(
+            .user(
                 Method::POST,
                 "/apply",
                 Some(json!({"user_id": user, "blueprint": bp})),
@@ -284,12 +191,11 @@ async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
             .await;
         assert_eq!(status, StatusCode::OK, "{c}");
         let (status, released) = serve
-            .call(Method::POST, "/release", Some(json!({"cluster_id": c["id"]})))
+            .user(Method::POST, "/release", Some(json!({"cluster_id": c["id"]})))
             .await;
         assert_eq!(status, StatusCode::OK, "{released}");
-        leases.push(c["id"].as_str().expect("id").to_owned());
     }
-    serve.kill_9();
+    serve.kill_9().await;
     let releasing = store
         .list_clusters(
             &ClusterFilter {
@@ -301,6 +207,7 @@ async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
         .await
         .expect("clusters")
         .total;
+    assert!(releasing > 0, "the kill came mid-release");
     let out = reconcile_once(&db);
     assert!(out.status.success(), "{}", text(&out));
     eprintln!("after kill -9 mid-release ({releasing} clusters releasing): one pass restored the pool");
@@ -333,7 +240,7 @@ async fn one_reconciler_at_a_time_and_a_dead_holder_is_taken_over() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("pool.db");
-    let serve = Serve::start(&db, &[("POOLMANAGER_RECONCILE_INTERVAL", "1")]).await;
+    let serve = ServeProcess::start(&sqlite_url(&db), &[("POOLMANAGER_RECONCILE_INTERVAL", "1")]).await;
     // Its first pass runs at start and takes the lock for three intervals.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let out = reconcile_once(&db);
@@ -348,7 +255,7 @@ async fn one_reconciler_at_a_time_and_a_dead_holder_is_taken_over() {
         text(&out)
     );
 
-    serve.kill_9();
+    serve.kill_9().await;
     let killed = Instant::now();
     let deadline = killed + Duration::from_secs(10);
     loop {

@@ -3,16 +3,14 @@
 //! releases through either recreate each cluster exactly once. Once on one SQLite
 //! file, once on one MongoDB database; a real Docker engine runs the clusters.
 //!
-//! Each cluster has a bridge network of its own, and an engine with Docker's default
-//! address pools holds only about 30 such networks, shared with whatever else runs
-//! on it: so the pool holds 20 clusters, and the two cases take turns.
+//! Each cluster has a bridge network of its own, so the engine needs address pools
+//! for 30 of them (scripts/test.sh gives its engine room for 256); the two cases take
+//! turns on it.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::SocketAddr;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::panic::AssertUnwindSafe;
@@ -25,16 +23,18 @@ use poolcore_docker::DockerConnector;
 use poolcore_mongo::{MongoConfig, MongoStore};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-use common::{Api, ADMIN, USER};
+use common::serve::ServeProcess;
+use common::Api;
 
 /// Ready clusters in the pool: one network each, so the engine needs address pools
 /// for 30 networks (scripts/test.sh gives its engine 256).
 const CLUSTERS: usize = 30;
 /// Concurrent applies, split over both servers.
 const APPLIES: usize = 300;
+
+/// Each server creates and recycles up to 8 clusters at once on the host.
+const HOST_PARALLELISM: &[(&str, &str)] = &[("POOLMANAGER_HOST_PARALLELISM", "8")];
 
 /// Held by the case using the engine.
 static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -84,7 +84,10 @@ async fn two_servers_share_one_pool(endpoint: &str, database: &str) {
 
 async fn exercise(endpoint: &str, database: &str, store: &Arc<dyn Store>) {
     let started = Instant::now();
-    let (a, b) = tokio::join!(Server::start(database), Server::start(database));
+    let (a, b) = tokio::join!(
+        ServeProcess::start(database, HOST_PARALLELISM),
+        ServeProcess::start(database, HOST_PARALLELISM)
+    );
 
     let host = a.add_host(endpoint, CLUSTERS as u32, false).await;
     let blueprint = b.add_blueprint(1).await;
@@ -133,7 +136,7 @@ async fn exercise(endpoint: &str, database: &str, store: &Arc<dyn Store>) {
         recycled - applies_done,
         started.elapsed()
     );
-    tokio::join!(a.stop(), b.stop());
+    tokio::join!(a.kill_9(), b.kill_9());
 }
 
 /// Fills `host` through one server and watches the operation through the other.
@@ -299,96 +302,4 @@ async fn container_creates(endpoint: &str, host: &str, since: &str, until: &str)
 fn unix_time() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970");
     format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
-}
-
-/// A `poolmanager serve` process and a client for it. Its log is kept, and shown if
-/// the test fails while it runs.
-struct Server {
-    api: Api,
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl std::ops::Deref for Server {
-    type Target = Api;
-
-    fn deref(&self) -> &Api {
-        &self.api
-    }
-}
-
-impl Server {
-    /// Starts the binary on a free port of 127.0.0.1 with `database`.
-    async fn start(database: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_poolmanager"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--database", database])
-            .env("POOLMANAGER_ADMIN_TOKEN", ADMIN)
-            .env("POOLMANAGER_USER_TOKEN", USER)
-            .env("POOLMANAGER_HOST_PARALLELISM", "8")
-            .env("RUST_LOG", "info")
-            .env_remove("POOLMANAGER_CONFIG_FILE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start poolmanager");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let listening = async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let addr = listening_on(&line);
-                log.lock().expect("log").push(line);
-                if addr.is_some() {
-                    return addr;
-                }
-            }
-            None
-        };
-        let addr = tokio::time::timeout(Duration::from_secs(60), listening)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("poolmanager did not start: {:#?}", log.lock().expect("log")));
-        let keep = Arc::clone(&log);
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                keep.lock().expect("log").push(line);
-            }
-        });
-        Server {
-            api: Api::new(addr),
-            child,
-            log,
-        }
-    }
-
-    async fn stop(mut self) {
-        self.child.kill().await.expect("stop poolmanager");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-            let tail = &log[log.len().saturating_sub(40)..];
-            eprintln!(
-                "--- log of the server at {} ---\n{}",
-                self.api.base,
-                tail.join("\n")
-            );
-        }
-    }
-}
-
-/// The address in the server's "listening" log line, if `line` is that one.
-fn listening_on(line: &str) -> Option<SocketAddr> {
-    let entry: Value = serde_json::from_str(line).ok()?;
-    let fields = &entry["fields"];
-    if !fields["message"].as_str()?.starts_with("PoolManager listening") {
-        return None;
-    }
-    fields["addr"].as_str()?.parse().ok()
 }
