@@ -7,8 +7,8 @@
 # ${XDG_CACHE_HOME:-~/.cache}/poolmanager, so later runs start in about a second.
 #
 #   source scripts/test-mongo.sh          from another script (scripts/test.sh):
-#                                         exports the URL; the server stops when
-#                                         that script exits.
+#                                         exports the URL; that script calls
+#                                         _pm_mongo_stop when it ends.
 #   scripts/test-mongo.sh CMD [ARGS...]   runs CMD with the URL set, then stops it.
 #   scripts/test-mongo.sh                 prints the URL and serves until Ctrl-C.
 #
@@ -83,16 +83,8 @@ _pm_mongo_ensure() {
 }
 
 if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
-  # Sourced: stop the server when the sourcing script's process ends, whatever
-  # traps it sets itself.
+  # Sourced: the sourcing script stops the server in its own clean-up.
   _pm_mongo_ensure || exit 1
-  if [[ -n "${PM_MONGO_PID:-}" ]]; then
-    (
-      trap - EXIT
-      while kill -0 $$ 2>/dev/null; do sleep 1; done
-      _pm_mongo_stop
-    ) >/dev/null 2>&1 &
-  fi
 else
   set -euo pipefail
   trap _pm_mongo_stop EXIT

@@ -18,6 +18,7 @@ DOCKERD_PID=""
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 cleanup() {
+  declare -F _pm_mongo_stop >/dev/null && _pm_mongo_stop
   [[ "${SWARM:-}" == initialized ]] && { docker -H "$ENDPOINT" swarm leave --force >/dev/null 2>&1 || true; }
   if [[ -n "$DOCKERD_PID" ]]; then
     log "stopping the private dockerd (pid $DOCKERD_PID)"

@@ -29,7 +29,9 @@ use super::{lock, Pool};
 use crate::driver::{HostDriver, NodeState, ObservedCluster};
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::model::{new_id, Blueprint, Cluster, ClusterStatus, Health, Host, HostStatus};
+use crate::model::{
+    new_id, Blueprint, Cluster, ClusterFilter, ClusterStatus, Health, Host, HostStatus, Page,
+};
 
 /// Name of the store lock the reconciler runs under.
 pub const RECONCILER_LOCK: &str = "reconciler";
@@ -234,11 +236,11 @@ impl Pool {
     async fn expire_leases(&self) -> Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
         let now = Utc::now();
-        let applied = crate::model::ClusterFilter {
+        let applied = ClusterFilter {
             status: Some(ClusterStatus::Applied),
             ..Default::default()
         };
-        let clusters = self.clusters(&applied, crate::model::Page::ALL).await?.items;
+        let clusters = self.clusters(&applied, Page::ALL).await?.items;
         for cluster in clusters.iter().filter(|c| c.expires_at.is_some_and(|t| t <= now)) {
             match self.release_one(cluster, "expired").await {
                 Ok(Some(released)) => {
