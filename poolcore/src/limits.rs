@@ -37,8 +37,9 @@ pub const LABEL_VALUE_PATTERN: &str = "^[ -~]{0,253}$";
 pub const METADATA_MAX: usize = 32;
 /// Longest metadata value (and log option value), in characters.
 pub const TEXT_VALUE_MAX: usize = 1024;
-/// Metadata and log option values: any text without control characters.
-pub const TEXT_VALUE_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f]{0,1024}$";
+/// Metadata and log option values: any text without control characters (C0, DEL and
+/// C1, as [`char::is_control`]).
+pub const TEXT_VALUE_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]{0,1024}$";
 
 /// Most nodes in a blueprint.
 pub const NODES_MAX: usize = 64;
@@ -59,8 +60,10 @@ pub const ENV_MAX: usize = 64;
 pub const ENV_KEY_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_.]{0,254}$";
 /// Most named ports of a node.
 pub const PORTS_MAX: usize = 16;
-/// Ports: `80`, `80/tcp` or `53/udp`.
-pub const PORT_PATTERN: &str = "^[0-9]{1,5}(/(tcp|udp))?$";
+/// Ports: `80`, `80/tcp` or `53/udp`, the number from 1 to 65535 (leading zeros
+/// allowed, as [`PortSpec`](crate::PortSpec) reads it).
+pub const PORT_PATTERN: &str =
+    "^0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])(/(tcp|udp))?$";
 /// Longest interval between health checks, in seconds.
 pub const HEALTH_INTERVAL_MAX: u32 = 3600;
 /// Most failed health checks in a row before a node is unhealthy.

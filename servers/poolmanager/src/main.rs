@@ -41,6 +41,9 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Print the OpenAPI spec of the REST API, as served at /api/v1/openapi.json
+    /// (`docs/openapi.json` is this output).
+    Openapi,
 }
 
 fn init_logs(format: LogFormat) {
@@ -114,13 +117,14 @@ fn print_report(report: &ReconcileReport) {
 }
 
 impl Command {
-    /// The config file and flags every command takes.
-    fn config(&self) -> (Option<&Path>, &Overrides) {
+    /// The config file and flags of the commands that take them.
+    fn config(&self) -> Option<(Option<&Path>, &Overrides)> {
         match self {
             Command::Serve { config, overrides }
             | Command::Reconcile {
                 config, overrides, ..
-            } => (config.as_deref(), overrides),
+            } => Some((config.as_deref(), overrides)),
+            Command::Openapi => None,
         }
     }
 }
@@ -128,7 +132,10 @@ impl Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (file, overrides) = cli.command.config();
+    let Some((file, overrides)) = cli.command.config() else {
+        println!("{}", poolmanager::api::spec());
+        return ExitCode::SUCCESS;
+    };
     let config = match load(file, overrides) {
         Ok(config) => config,
         Err(code) => return code,
@@ -149,6 +156,7 @@ async fn main() -> ExitCode {
         Command::Reconcile { once: false, .. } => poolmanager::reconcile_forever(&config, shutdown_signal())
             .await
             .map_err(fail),
+        Command::Openapi => Ok(()),
     };
     outcome.err().unwrap_or(ExitCode::SUCCESS)
 }

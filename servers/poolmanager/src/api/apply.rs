@@ -4,8 +4,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
 
 use super::auth::UserAuth;
-use super::dto::{ApplyDto, ClusterDto, ReleaseDto, ReleasedDto};
-use super::error::ApiResult;
+use super::dto::clusters::{Apply, Cluster, Release, Released};
+use super::error::{Errors, BODY, CONFLICT, FORBIDDEN, NOT_FOUND, UNAVAILABLE, USER};
 use super::Tag;
 use poolcore::Pool;
 
@@ -22,24 +22,33 @@ impl ApplyApi {
 
 #[OpenApi(tag = "Tag::Apply")]
 impl ApplyApi {
-    /// Get a dedicated, running cluster at once. When nothing matching is ready the
-    /// answer is 503 with code `pool_exhausted` and a `Retry-After` header.
-    #[oai(path = "/apply", method = "post")]
-    async fn apply(&self, _auth: UserAuth, body: Json<ApplyDto>) -> ApiResult<Json<ClusterDto>> {
-        let cluster = self.pool.apply(body.0.into()).await?;
-        Ok(Json(cluster.into()))
+    /// Get a dedicated, running cluster at once. Without `allow_multiple`, a user who
+    /// holds a matching cluster gets it back, and one who holds a cluster of another
+    /// blueprint from such an apply is refused with 409. An unknown blueprint (or no
+    /// blueprint with the labels) is 404. When nothing matching is ready the answer is
+    /// 503 `pool_exhausted` with `Retry-After`. A TTL above the server's maximum is 400.
+    /// User token.
+    #[oai(path = "/apply", method = "post", operation_id = "apply")]
+    async fn apply(
+        &self,
+        _auth: UserAuth,
+        body: Json<Apply>,
+    ) -> Result<Json<Cluster>, Errors<{ USER | BODY | NOT_FOUND | CONFLICT | UNAVAILABLE }>> {
+        Ok(Json(self.pool.apply(body.0.into()).await?.into()))
     }
 
-    /// Give back one cluster (`cluster_id`) or all of a user's (`user_id`). Answers at
-    /// once; each cluster is destroyed and recreated fresh behind the answer.
-    #[oai(path = "/release", method = "post")]
-    async fn release(&self, auth: UserAuth, body: Json<ReleaseDto>) -> ApiResult<Json<ReleasedDto>> {
-        let target: poolcore::ReleaseTarget = body.0.clone().try_into()?;
-        let owner = match &target {
-            poolcore::ReleaseTarget::Cluster(_) => body.0.user_id.as_deref(),
-            poolcore::ReleaseTarget::User(_) => None,
-        };
-        let released = self.pool.release(target, auth.0.actor(owner)?).await?;
-        Ok(Json(ReleasedDto { released }))
+    /// Give back one cluster (`cluster_id`) or every cluster of a user (`user_id`).
+    /// Answers at once; each cluster is destroyed and recreated fresh behind the
+    /// answer. A cluster that is not applied is 409. User token: with `cluster_id`,
+    /// `user_id` is required and must be the user it is applied to (403 otherwise).
+    #[oai(path = "/release", method = "post", operation_id = "release")]
+    async fn release(
+        &self,
+        auth: UserAuth,
+        body: Json<Release>,
+    ) -> Result<Json<Released>, Errors<{ USER | FORBIDDEN | BODY | NOT_FOUND | CONFLICT }>> {
+        let (target, owner) = body.0.target()?;
+        let released = self.pool.release(target, auth.0.actor(owner.as_deref())?).await?;
+        Ok(Json(Released { released }))
     }
 }

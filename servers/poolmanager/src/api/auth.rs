@@ -70,25 +70,13 @@ fn role_of(req: &Request, bearer: &Bearer) -> Result<Role, poem::Error> {
     {
         return Ok(Role::User);
     }
-    Err(
-        ApiError::Unauthorized(poem_openapi::payload::Json(super::error::ErrorBody {
-            code: "unauthorized".into(),
-            message: "the bearer token is not valid".into(),
-        }))
-        .into(),
-    )
+    Err(ApiError::unauthorized("the bearer token is not valid").into())
 }
 
 async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<Role> {
     match role_of(req, &bearer)? {
         Role::Admin => Ok(Role::Admin),
-        Role::User => Err(
-            ApiError::Forbidden(poem_openapi::payload::Json(super::error::ErrorBody {
-                code: "forbidden".into(),
-                message: "this endpoint needs the admin token".into(),
-            }))
-            .into(),
-        ),
+        Role::User => Err(ApiError::forbidden("this endpoint needs the admin token").into()),
     }
 }
 

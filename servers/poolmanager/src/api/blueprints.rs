@@ -1,14 +1,14 @@
 //! `/blueprints`: create, list, get, delete.
 
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::auth::{AdminAuth, UserAuth};
-use super::dto::{BlueprintDto, NewBlueprintDto};
-use super::error::ApiResult;
-use super::Deleted;
-use super::Tag;
+use super::dto::blueprints::{Blueprint, BlueprintPage, NewBlueprint};
+use super::dto::{default_limit, no_offset, page, Limit, Offset};
+use super::error::{Errors, ADMIN, BAD_REQUEST, BODY, CONFLICT, NOT_FOUND, USER};
+use super::{Deleted, Tag};
 use poolcore::Pool;
 
 /// Blueprints.
@@ -24,36 +24,65 @@ impl BlueprintsApi {
 
 #[derive(ApiResponse)]
 enum BlueprintCreated {
-    /// Added.
+    /// Added; autofill hosts with room start filling.
     #[oai(status = 201)]
-    Created(Json<BlueprintDto>),
+    Created(Json<Blueprint>),
 }
 
 #[OpenApi(tag = "Tag::Blueprints")]
 impl BlueprintsApi {
-    /// Add a blueprint.
-    #[oai(path = "/blueprints", method = "post")]
-    async fn create(&self, _auth: AdminAuth, body: Json<NewBlueprintDto>) -> ApiResult<BlueprintCreated> {
+    /// Add a blueprint. Node names must be unique and `api_port` must name a port of a
+    /// node (else 400); a taken name is 409.
+    #[oai(path = "/blueprints", method = "post", operation_id = "create_blueprint")]
+    async fn create(
+        &self,
+        _auth: AdminAuth,
+        body: Json<NewBlueprint>,
+    ) -> Result<BlueprintCreated, Errors<{ ADMIN | BODY | CONFLICT }>> {
         let blueprint = self.pool.create_blueprint(body.0.try_into()?).await?;
         Ok(BlueprintCreated::Created(Json(blueprint.into())))
     }
 
-    /// List blueprints by name.
-    #[oai(path = "/blueprints", method = "get")]
-    async fn list(&self, _auth: UserAuth) -> ApiResult<Json<Vec<BlueprintDto>>> {
-        let blueprints = self.pool.blueprints().await?;
-        Ok(Json(blueprints.into_iter().map(Into::into).collect()))
+    /// List blueprints by name, a page at a time. User token.
+    #[oai(path = "/blueprints", method = "get", operation_id = "list_blueprints")]
+    async fn list(
+        &self,
+        _auth: UserAuth,
+        /// Most blueprints to return (1-1000).
+        #[oai(default = "default_limit")]
+        limit: Query<Limit>,
+        /// Blueprints to skip.
+        #[oai(default = "no_offset")]
+        offset: Query<Offset>,
+    ) -> Result<Json<BlueprintPage>, Errors<{ USER | BAD_REQUEST }>> {
+        let page = page(limit.0, offset.0);
+        Ok(Json(BlueprintPage::of(
+            self.pool.blueprints_page(page).await?,
+            page,
+        )))
     }
 
-    /// One blueprint.
-    #[oai(path = "/blueprints/:name", method = "get")]
-    async fn get(&self, _auth: UserAuth, name: Path<String>) -> ApiResult<Json<BlueprintDto>> {
+    /// One blueprint. User token.
+    #[oai(path = "/blueprints/:name", method = "get", operation_id = "get_blueprint")]
+    async fn get(
+        &self,
+        _auth: UserAuth,
+        name: Path<String>,
+    ) -> Result<Json<Blueprint>, Errors<{ USER | NOT_FOUND }>> {
         Ok(Json(self.pool.blueprint(&name).await?.into()))
     }
 
-    /// Delete a blueprint; refused while clusters use it.
-    #[oai(path = "/blueprints/:name", method = "delete")]
-    async fn delete(&self, _auth: AdminAuth, name: Path<String>) -> ApiResult<Deleted> {
+    /// Delete a blueprint; refused with 409 while clusters use it.
+    #[oai(
+        path = "/blueprints/:name",
+        method = "delete",
+        operation_id = "delete_blueprint"
+    )]
+    async fn delete(
+        &self,
+        _auth: AdminAuth,
+        name: Path<String>,
+    ) -> Result<Deleted, Errors<{ ADMIN | NOT_FOUND | CONFLICT }>> {
         self.pool.delete_blueprint(&name).await?;
         Ok(Deleted::NoContent)
     }

@@ -1,18 +1,20 @@
-//! `/clusters`: create on a host, list, get, delete, start/stop/restart.
+//! `/clusters`: create on a host, list, get, delete, start/stop/restart, renew.
 
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::auth::{AdminAuth, Role, UserAuth};
-use super::dto::{ClusterDto, ClusterListDto, NewClusterDto, NodeTargetDto, RenewDto};
-use super::error::{ApiError, ApiResult};
-use super::Deleted;
-use super::{optional_json, Tag};
-use poolcore::{ClusterFilter, NodeAction, Page, Pool};
+use super::dto::clusters::{Cluster, ClusterPage, ClusterStatus, NewCluster, NodeTarget, Renewal};
+use super::dto::rules::{Name, Text};
+use super::dto::{default_limit, no_offset, page, Limit, Offset};
+use super::error::{Errors, ADMIN, BAD_REQUEST, BODY, CONFLICT, ENGINE, FORBIDDEN, NOT_FOUND, USER};
+use super::http::OptionalJson;
+use super::{Deleted, Tag};
+use poolcore::{ClusterFilter, NodeAction, Pool};
 
-/// Most clusters one page may hold.
-pub const MAX_PAGE: u64 = 1000;
+/// What starting, stopping or restarting a cluster can answer.
+type ControlErrors = Errors<{ USER | FORBIDDEN | BODY | NOT_FOUND | CONFLICT | ENGINE }>;
 
 /// Clusters.
 pub struct ClustersApi {
@@ -29,13 +31,14 @@ impl ClustersApi {
         role: Role,
         id: &str,
         action: NodeAction,
-        body: poem::Body,
-    ) -> ApiResult<Json<ClusterDto>> {
-        let target: NodeTargetDto = optional_json(body).await?.unwrap_or_default();
-        let actor = role.actor(target.user_id.as_deref())?;
+        target: OptionalJson<NodeTarget>,
+    ) -> Result<Json<Cluster>, ControlErrors> {
+        let target = target.or_default();
+        let user = target.user_id.as_ref().map(Text::as_str);
+        let node = target.node.as_ref().map(Name::as_str);
         let cluster = self
             .pool
-            .control_cluster(id, action, target.node.as_deref(), actor)
+            .control_cluster(id, action, node, role.actor(user)?)
             .await?;
         Ok(Json(cluster.into()))
     }
@@ -45,114 +48,141 @@ impl ClustersApi {
 enum ClusterAccepted {
     /// The record exists (`creating`); the engine work runs behind.
     #[oai(status = 202)]
-    Accepted(Json<ClusterDto>),
-}
-
-/// Checks `limit`/`offset` query values.
-pub fn page(limit: Option<u64>, offset: Option<u64>) -> Result<Page, ApiError> {
-    let limit = limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::invalid(format!(
-            "limit {limit} is not between 1 and {MAX_PAGE}"
-        )));
-    }
-    Ok(Page {
-        offset: offset.unwrap_or(0),
-        limit,
-    })
+    Accepted(Json<Cluster>),
 }
 
 #[OpenApi(tag = "Tag::Clusters")]
 impl ClustersApi {
-    /// Create a cluster of a blueprint on a chosen host.
-    #[oai(path = "/clusters", method = "post")]
-    async fn create(&self, _auth: AdminAuth, body: Json<NewClusterDto>) -> ApiResult<ClusterAccepted> {
+    /// Create a cluster of a blueprint on a chosen host. A full host or a taken name is
+    /// 409.
+    #[oai(path = "/clusters", method = "post", operation_id = "create_cluster")]
+    async fn create(
+        &self,
+        _auth: AdminAuth,
+        body: Json<NewCluster>,
+    ) -> Result<ClusterAccepted, Errors<{ ADMIN | BODY | NOT_FOUND | CONFLICT }>> {
         let b = body.0;
+        let name = b.name.as_ref().map(Name::as_str);
         let cluster = self
             .pool
-            .create_cluster(&b.host_id, &b.blueprint, b.name.as_deref())
+            .create_cluster(&b.host_id, b.blueprint.as_str(), name)
             .await?;
         Ok(ClusterAccepted::Accepted(Json(cluster.into())))
     }
 
-    /// List clusters, by name, filtered and paged (`limit` 1-1000, default 100).
-    #[oai(path = "/clusters", method = "get")]
+    /// List clusters by name, filtered, a page at a time. User token.
+    #[oai(path = "/clusters", method = "get", operation_id = "list_clusters")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
         _auth: UserAuth,
-        status: Query<Option<String>>,
+        /// Only in this status.
+        status: Query<Option<ClusterStatus>>,
+        /// Only on this host.
         host_id: Query<Option<String>>,
+        /// Only applied to this user.
         user_id: Query<Option<String>>,
+        /// Only of this blueprint.
         blueprint: Query<Option<String>>,
-        limit: Query<Option<u64>>,
-        offset: Query<Option<u64>>,
-    ) -> ApiResult<Json<ClusterListDto>> {
+        /// Most clusters to return (1-1000).
+        #[oai(default = "default_limit")]
+        limit: Query<Limit>,
+        /// Clusters to skip.
+        #[oai(default = "no_offset")]
+        offset: Query<Offset>,
+    ) -> Result<Json<ClusterPage>, Errors<{ USER | BAD_REQUEST }>> {
         let filter = ClusterFilter {
-            status: status.0.as_deref().map(str::parse).transpose()?,
+            status: status.0.map(Into::into),
             host_id: host_id.0,
             user_id: user_id.0,
             blueprints: blueprint.0.map(|b| vec![b]),
         };
-        let listing = self.pool.clusters(&filter, page(limit.0, offset.0)?).await?;
-        Ok(Json(ClusterListDto {
-            items: listing.items.into_iter().map(Into::into).collect(),
-            total: listing.total,
-        }))
+        let page = page(limit.0, offset.0);
+        Ok(Json(ClusterPage::of(
+            self.pool.clusters(&filter, page).await?,
+            page,
+        )))
     }
 
-    /// One cluster, with its service URLs.
-    #[oai(path = "/clusters/:id", method = "get")]
-    async fn get(&self, _auth: UserAuth, id: Path<String>) -> ApiResult<Json<ClusterDto>> {
+    /// One cluster, with its service URLs. User token.
+    #[oai(path = "/clusters/:id", method = "get", operation_id = "get_cluster")]
+    async fn get(
+        &self,
+        _auth: UserAuth,
+        id: Path<String>,
+    ) -> Result<Json<Cluster>, Errors<{ USER | NOT_FOUND }>> {
         Ok(Json(self.pool.cluster(&id).await?.into()))
     }
 
-    /// Delete a cluster. Refused while it is applied unless `force=true`.
-    #[oai(path = "/clusters/:id", method = "delete")]
+    /// Delete a cluster from its engine and the pool. Refused with 409 while it is
+    /// applied, unless `force` (its lease is then closed).
+    #[oai(path = "/clusters/:id", method = "delete", operation_id = "delete_cluster")]
     async fn delete(
         &self,
         _auth: AdminAuth,
         id: Path<String>,
-        force: Query<Option<bool>>,
-    ) -> ApiResult<Deleted> {
-        self.pool.delete_cluster(&id, force.0.unwrap_or(false)).await?;
+        /// Delete even while applied.
+        #[oai(default)]
+        force: Query<bool>,
+    ) -> Result<Deleted, Errors<{ ADMIN | BAD_REQUEST | NOT_FOUND | CONFLICT | ENGINE }>> {
+        self.pool.delete_cluster(&id, force.0).await?;
         Ok(Deleted::NoContent)
     }
 
-    /// Start the cluster, or one node with body `{"node": name}`.
-    #[oai(path = "/clusters/:id/start", method = "post")]
-    async fn start(&self, auth: UserAuth, id: Path<String>, body: poem::Body) -> ApiResult<Json<ClusterDto>> {
+    /// Start the cluster, or one node. A stopped free cluster becomes `ready`. User
+    /// token: with `user_id`, the user the cluster is applied to (403 otherwise). 409
+    /// unless the cluster is ready, applied or stopped.
+    #[oai(path = "/clusters/:id/start", method = "post", operation_id = "start_cluster")]
+    async fn start(
+        &self,
+        auth: UserAuth,
+        id: Path<String>,
+        body: OptionalJson<NodeTarget>,
+    ) -> Result<Json<Cluster>, ControlErrors> {
         self.control(auth.0, &id, NodeAction::Start, body).await
     }
 
-    /// Stop the cluster, or one node with body `{"node": name}`.
-    #[oai(path = "/clusters/:id/stop", method = "post")]
-    async fn stop(&self, auth: UserAuth, id: Path<String>, body: poem::Body) -> ApiResult<Json<ClusterDto>> {
+    /// Stop the cluster, or one node; nodes stopped on purpose stay stopped. A free
+    /// cluster stopped whole becomes `stopped`. User token as for `start_cluster`.
+    #[oai(path = "/clusters/:id/stop", method = "post", operation_id = "stop_cluster")]
+    async fn stop(
+        &self,
+        auth: UserAuth,
+        id: Path<String>,
+        body: OptionalJson<NodeTarget>,
+    ) -> Result<Json<Cluster>, ControlErrors> {
         self.control(auth.0, &id, NodeAction::Stop, body).await
     }
 
-    /// Extend the lease of an applied cluster to `ttl_seconds` from now (the server's
-    /// default when left out, at most its maximum). With `user_id`, only if the
-    /// cluster is applied to that user (else 409).
-    #[oai(path = "/clusters/:id/renew", method = "post")]
-    async fn renew(&self, auth: UserAuth, id: Path<String>, body: poem::Body) -> ApiResult<Json<ClusterDto>> {
-        let renew: RenewDto = optional_json(body).await?.unwrap_or_default();
-        let ttl = renew.ttl_seconds.map(std::time::Duration::from_secs);
-        let cluster = self
-            .pool
-            .renew(&id, auth.0.actor(renew.user_id.as_deref())?, ttl)
-            .await?;
-        Ok(Json(cluster.into()))
-    }
-
-    /// Restart the cluster, or one node with body `{"node": name}`.
-    #[oai(path = "/clusters/:id/restart", method = "post")]
+    /// Restart the cluster, or one node; endpoints are read back. User token as for
+    /// `start_cluster`.
+    #[oai(
+        path = "/clusters/:id/restart",
+        method = "post",
+        operation_id = "restart_cluster"
+    )]
     async fn restart(
         &self,
         auth: UserAuth,
         id: Path<String>,
-        body: poem::Body,
-    ) -> ApiResult<Json<ClusterDto>> {
+        body: OptionalJson<NodeTarget>,
+    ) -> Result<Json<Cluster>, ControlErrors> {
         self.control(auth.0, &id, NodeAction::Restart, body).await
+    }
+
+    /// Extend the lease of an applied cluster to `ttl_seconds` from now (the server's
+    /// default when left out, at most its maximum; 400 when the server has neither).
+    /// 409 when the cluster is not applied. User token: with `user_id`, the user the
+    /// cluster is applied to (403 otherwise).
+    #[oai(path = "/clusters/:id/renew", method = "post", operation_id = "renew_lease")]
+    async fn renew(
+        &self,
+        auth: UserAuth,
+        id: Path<String>,
+        body: OptionalJson<Renewal>,
+    ) -> Result<Json<Cluster>, Errors<{ USER | FORBIDDEN | BODY | NOT_FOUND | CONFLICT }>> {
+        let renewal = body.or_default();
+        let actor = auth.0.actor(renewal.user_id.as_ref().map(Text::as_str))?;
+        Ok(Json(self.pool.renew(&id, actor, renewal.ttl()).await?.into()))
     }
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod http;
 
 mod apply;
 mod blueprints;
@@ -10,13 +11,13 @@ mod clusters;
 mod hosts;
 mod ops;
 
+use std::sync::Arc;
+
 use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, Route};
-use poem_openapi::{OpenApiService, Tags};
-use serde::de::DeserializeOwned;
+use poem_openapi::{ApiResponse, OpenApiService, Tags};
 
 use self::auth::Tokens;
-use self::error::ApiError;
 use poolcore::Pool;
 
 /// API groups in the Swagger UI.
@@ -30,31 +31,67 @@ pub enum Tag {
     Clusters,
     /// Handing clusters to users and taking them back.
     Apply,
-    /// Health, stats, lease history and long-running operations.
+    /// Health, stats, lease history, operations and events.
     Pool,
 }
 
-/// The whole HTTP app: the API under `/api/v1`, its spec at `/api/v1/openapi.json`
-/// and Swagger UI at `/docs`.
-pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
-    let api = (
+/// Every API of the service.
+pub type Apis = (
+    hosts::HostsApi,
+    blueprints::BlueprintsApi,
+    clusters::ClustersApi,
+    apply::ApplyApi,
+    ops::PoolApi,
+);
+
+const DESCRIPTION: &str = "A pool of ready, running multi-container clusters. Apply to get a \
+     dedicated cluster at once; release it to have it recreated fresh.\n\n\
+     Absent values are left out of responses, never sent as `null`. Request bodies refuse \
+     unknown fields and are at most 1 MiB. Errors are an `Error` body whose `code` is an \
+     `ErrorCode`; each operation lists the statuses it can answer, and any may answer 500 \
+     `internal_error` when the server's own store fails.\n\n\
+     The admin token opens every operation; the user token (for the service that calls on \
+     behalf of users) opens `list_blueprints`, `get_blueprint`, `list_clusters`, \
+     `get_cluster`, `apply`, `release`, `renew_lease` and `start_cluster`, \
+     `stop_cluster`, `restart_cluster`. With the user token, an operation on one cluster \
+     needs `user_id`, the user the cluster is applied to (400 without it, 403 for another \
+     user).";
+
+/// The OpenAPI service on `pool`: every operation, served under `/api/v1`.
+pub fn service(pool: Pool) -> OpenApiService<Apis, ()> {
+    let apis = (
         hosts::HostsApi::new(pool.clone()),
         blueprints::BlueprintsApi::new(pool.clone()),
         clusters::ClustersApi::new(pool.clone()),
         apply::ApplyApi::new(pool.clone()),
         ops::PoolApi::new(pool),
     );
-    let service = OpenApiService::new(api, "PoolManager", env!("CARGO_PKG_VERSION"))
-        .description(
-            "A pool of ready, running multi-container clusters. Apply to get a dedicated \
-             cluster at once; release it to have it recreated fresh.",
-        )
-        .server("/api/v1");
+    OpenApiService::new(apis, "PoolManager", env!("CARGO_PKG_VERSION"))
+        .description(DESCRIPTION)
+        .server("/api/v1")
+}
+
+/// The OpenAPI spec, as served at `/api/v1/openapi.json` (`poolmanager openapi`).
+pub fn spec() -> String {
+    let pool = Pool::builder(Arc::new(poolcore::MemStore::new())).build();
+    service(pool).spec()
+}
+
+/// The whole HTTP app: the API under `/api/v1`, its spec at `/api/v1/openapi.json`
+/// and Swagger UI at `/docs`.
+pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
+    let service = service(pool);
+    let paths = serde_json::from_str(&service.spec()).unwrap_or_default();
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     Route::new()
         .at("/api/v1/openapi.json", spec)
-        .nest("/api/v1", service)
+        .nest(
+            "/api/v1",
+            service
+                .with(http::BodyLimit)
+                .with(http::AllowMethods::from_spec(&paths)),
+        )
         .nest("/docs", docs)
         .data(tokens)
         .catch_all_error(error::json_errors)
@@ -62,23 +99,9 @@ pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
 }
 
 /// Answer of every delete.
-#[derive(poem_openapi::ApiResponse)]
+#[derive(ApiResponse)]
 pub enum Deleted {
     /// Removed.
     #[oai(status = 204)]
     NoContent,
-}
-
-/// Parses an optional JSON body: empty means `None`.
-async fn optional_json<T: DeserializeOwned>(body: poem::Body) -> Result<Option<T>, ApiError> {
-    let bytes = body
-        .into_bytes()
-        .await
-        .map_err(|e| ApiError::invalid(format!("could not read the body: {e}")))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON for this request: {e}")))
 }

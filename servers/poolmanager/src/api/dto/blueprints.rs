@@ -1,0 +1,173 @@
+//! Blueprints: the kinds of cluster users can apply for.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Object;
+use poolcore::limits;
+
+use super::rules::{
+    ArgRule, Bounded, CommandRule, EnvRule, ImageRule, Labels, Map, Name, PortRefRule, PortsRule, Text,
+};
+use crate::api::error::ApiError;
+
+/// Seconds between health checks.
+pub type HealthInterval = Bounded<1, { limits::HEALTH_INTERVAL_MAX as u64 }>;
+/// Failed health checks in a row before a node is unhealthy.
+pub type HealthRetries = Bounded<1, { limits::HEALTH_RETRIES_MAX as u64 }>;
+
+fn default_interval() -> HealthInterval {
+    HealthInterval::new(u64::from(poolcore::HealthCheck::default_interval_seconds()))
+}
+
+fn default_retries() -> HealthRetries {
+    HealthRetries::new(u64::from(poolcore::HealthCheck::default_retries()))
+}
+
+/// A health check run in a node's container by the engine's shell.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "HealthCheck", deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Shell command; exit 0 is healthy.
+    pub command: Text<CommandRule>,
+    /// Seconds between checks (default 10).
+    #[oai(default = "default_interval")]
+    pub interval_seconds: HealthInterval,
+    /// Failures in a row before unhealthy (default 3).
+    #[oai(default = "default_retries")]
+    pub retries: HealthRetries,
+}
+
+/// One node (container or Swarm service) of a blueprint. `env` is its `Env`, `ports`
+/// its named `Ports` (each published on a free port of the host), `health` its
+/// optional `HealthCheck`.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "NodeSpec", skip_serializing_if_is_none, deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Node name, unique in the blueprint.
+    pub name: Name,
+    /// Image to run: `name[:tag][@digest]`.
+    pub image: Text<ImageRule>,
+    /// Command and arguments; the image's default when missing or empty. At most 64.
+    #[oai(validator(max_items = 64))]
+    pub command: Option<Vec<Text<ArgRule>>>,
+    // Environment.
+    pub env: Option<Map<EnvRule>>,
+    // Named ports.
+    pub ports: Option<Map<PortsRule>>,
+    // Health check.
+    pub health: Option<HealthCheck>,
+}
+
+impl TryFrom<NodeSpec> for poolcore::NodeSpec {
+    type Error = ApiError;
+    fn try_from(d: NodeSpec) -> Result<Self, ApiError> {
+        let ports = d
+            .ports
+            .map(Map::into_inner)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, spec)| Ok((name, spec.parse()?)))
+            .collect::<Result<_, poolcore::Error>>()?;
+        Ok(poolcore::NodeSpec {
+            name: d.name.into_inner(),
+            image: d.image.into_inner(),
+            command: d
+                .command
+                .unwrap_or_default()
+                .into_iter()
+                .map(Text::into_inner)
+                .collect(),
+            env: d.env.map(Map::into_inner).unwrap_or_default(),
+            ports,
+            health: d.health.map(|h| poolcore::HealthCheck {
+                command: h.command.into_inner(),
+                interval_seconds: h.interval_seconds.get_u32(),
+                retries: h.retries.get_u32(),
+            }),
+        })
+    }
+}
+
+impl From<poolcore::NodeSpec> for NodeSpec {
+    fn from(n: poolcore::NodeSpec) -> Self {
+        NodeSpec {
+            name: Text::from_pool(n.name),
+            image: Text::from_pool(n.image),
+            command: Some(n.command.into_iter().map(Text::from_pool).collect()),
+            env: Some(Map::from_pool(n.env)),
+            ports: Some(Map::from_pool(
+                n.ports.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
+            )),
+            health: n.health.map(|h| HealthCheck {
+                command: Text::from_pool(h.command),
+                interval_seconds: HealthInterval::new(u64::from(h.interval_seconds)),
+                retries: HealthRetries::new(u64::from(h.retries)),
+            }),
+        }
+    }
+}
+
+/// A blueprint to add: 1 to 64 `NodeSpec`s with unique names, and the `Labels` users
+/// filter on.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "NewBlueprint", deny_unknown_fields)]
+pub struct NewBlueprint {
+    /// Unique name.
+    pub name: Name,
+    // Labels users filter on.
+    pub labels: Option<Labels>,
+    /// The nodes, with unique names.
+    #[oai(validator(min_items = 1, max_items = 64))]
+    pub nodes: Vec<NodeSpec>,
+    /// `NODE.PORT` whose URL is a cluster's API URL; the first named port of the first
+    /// node that has one when missing. Must name a port of a node.
+    pub api_port: Option<Text<PortRefRule>>,
+}
+
+impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
+    type Error = ApiError;
+    fn try_from(d: NewBlueprint) -> Result<Self, ApiError> {
+        Ok(poolcore::NewBlueprint {
+            name: d.name.into_inner(),
+            labels: d.labels.map(Map::into_inner).unwrap_or_default(),
+            nodes: d
+                .nodes
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            api_port: d.api_port.map(|p| p.as_str().parse()).transpose()?,
+        })
+    }
+}
+
+/// A kind of cluster: its `Labels` and `NodeSpec`s.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Blueprint", skip_serializing_if_is_none)]
+pub struct Blueprint {
+    /// Unique name.
+    pub name: String,
+    // Labels users filter on.
+    pub labels: Labels,
+    /// The nodes.
+    pub nodes: Vec<NodeSpec>,
+    /// `NODE.PORT` whose URL is a cluster's API URL, when one was chosen.
+    pub api_port: Option<String>,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<poolcore::Blueprint> for Blueprint {
+    fn from(b: poolcore::Blueprint) -> Self {
+        Blueprint {
+            name: b.name,
+            labels: Map::from_pool(b.labels),
+            nodes: b.nodes.into_iter().map(Into::into).collect(),
+            api_port: b.api_port.map(|p| p.to_string()),
+            created_at: b.created_at,
+        }
+    }
+}
+
+super::page_of!(
+    /// A page of blueprints, by name.
+    BlueprintPage("BlueprintPage") of Blueprint
+);
