@@ -2,11 +2,12 @@
 //! driver's calls change it, and the [`SimEngine`] handle tests use to inject faults
 //! and read counters.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use poolcore::driver::LABEL_NODE;
 use poolcore::{
     labels_for, Blueprint, Cluster, Deployment, EngineFacts, Error, Labels, NodeDeployment, NodeSpec,
     NodeState, ObservedCluster, PortSpec, Result,
@@ -134,7 +135,7 @@ impl SimEngine {
             clusters: HashMap::new(),
             by_host: HashMap::new(),
             ports: Ports::new(config.serve_ports),
-            next_id: 0,
+            last_id: 0,
             nodes: 0,
             counters: SimCounters::default(),
         };
@@ -310,8 +311,8 @@ pub(crate) struct State {
     /// Host id → ids of its clusters: `inspect` and `remove_all` visit only these.
     by_host: HashMap<String, BTreeSet<String>>,
     ports: Ports,
-    /// Last container or network id handed out.
-    next_id: u64,
+    /// Number in the last container or network id handed out.
+    last_id: u64,
     /// Nodes on the engine, of every host.
     nodes: u64,
     counters: SimCounters,
@@ -341,11 +342,6 @@ impl State {
         Duration::from_millis(ms)
     }
 
-    fn new_id(&mut self, kind: &str) -> String {
-        self.next_id += 1;
-        format!("sim-{kind}-{:012x}", self.next_id)
-    }
-
     /// What the engine is and holds.
     pub(crate) fn facts(&mut self) -> EngineFacts {
         self.counters.probes += 1;
@@ -369,34 +365,42 @@ impl State {
         public_address: &str,
         mode: Mode,
     ) -> Result<Deployment> {
-        let outcome = self.create_nodes(cluster, blueprint, mode);
+        let outcome = self.create_nodes(cluster, blueprint, public_address, mode);
         let counter = match (&outcome, mode) {
             (Err(_), _) => &mut self.counters.create_failures,
-            (Ok(()), Mode::Create) => &mut self.counters.creates,
-            (Ok(()), Mode::Repair) => &mut self.counters.repairs,
+            (Ok(_), Mode::Create) => &mut self.counters.creates,
+            (Ok(_), Mode::Repair) => &mut self.counters.repairs,
         };
         *counter += 1;
-        outcome?;
-        let record = self.record(&cluster.id)?;
-        let names = blueprint.nodes.iter().map(|n| n.name.as_str());
-        Ok(record.deployment(names, public_address))
+        outcome
     }
 
-    fn create_nodes(&mut self, cluster: &Cluster, blueprint: &Blueprint, mode: Mode) -> Result<()> {
-        if !self.clusters.contains_key(&cluster.id) {
-            let network_id = self.new_id("net");
-            self.by_host
-                .entry(cluster.host_id.clone())
-                .or_default()
-                .insert(cluster.id.clone());
-            let record = ClusterRecord {
-                host_id: cluster.host_id.clone(),
-                network_id,
-                labels: labels_for(cluster, None),
-                nodes: BTreeMap::new(),
-            };
-            self.clusters.insert(cluster.id.clone(), record);
-        }
+    fn create_nodes(
+        &mut self,
+        cluster: &Cluster,
+        blueprint: &Blueprint,
+        public_address: &str,
+        mode: Mode,
+    ) -> Result<Deployment> {
+        let State {
+            clusters,
+            by_host,
+            ports,
+            counters,
+            last_id,
+            nodes,
+            rng,
+            failure_rate,
+            ..
+        } = self;
+        let record = match clusters.entry(cluster.id.clone()) {
+            hash_map::Entry::Occupied(found) => found.into_mut(),
+            hash_map::Entry::Vacant(missing) => {
+                let ids = by_host.entry(cluster.host_id.clone()).or_default();
+                ids.insert(cluster.id.clone());
+                missing.insert(ClusterRecord::new(cluster, new_id(last_id, "net")))
+            }
+        };
         // The network comes first, as on a real engine: a failed pull leaves it behind,
         // for the next create (or a delete) to deal with.
         if let Some(node) = blueprint
@@ -404,49 +408,33 @@ impl State {
             .iter()
             .find(|n| n.image.contains(MISSING_IMAGE_MARK))
         {
-            return Err(SimError::PullFailed {
-                image: node.image.clone(),
-            }
-            .into());
+            let image = node.image.clone();
+            return Err(SimError::PullFailed { image }.into());
         }
-        if self.failure_rate > 0.0 && self.rng.unit() < self.failure_rate {
-            return Err(SimError::CreateFault {
-                cluster_id: cluster.id.clone(),
-                rate: self.failure_rate,
-            }
-            .into());
+        if *failure_rate > 0.0 && rng.unit() < *failure_rate {
+            let cluster_id = cluster.id.clone();
+            let rate = *failure_rate;
+            return Err(SimError::CreateFault { cluster_id, rate }.into());
         }
         for spec in &blueprint.nodes {
-            self.ensure_node(cluster, spec, mode)?;
-        }
-        Ok(())
-    }
-
-    /// Makes `spec`'s node if it is missing, and runs it if it does not.
-    fn ensure_node(&mut self, cluster: &Cluster, spec: &NodeSpec, mode: Mode) -> Result<()> {
-        let exists = self
-            .clusters
-            .get(&cluster.id)
-            .is_some_and(|r| r.nodes.contains_key(&spec.name));
-        if !exists {
-            let node = NodeRecord {
-                id: self.new_id("node"),
-                image: spec.image.clone(),
-                labels: labels_for(cluster, Some(&spec.name)),
-                ports: spec.ports.clone(),
-                run: Run::Created,
+            let at = match record.nodes.iter().position(|(name, _)| *name == spec.name) {
+                Some(at) => at,
+                None => {
+                    *nodes += 1;
+                    counters.nodes_created += 1;
+                    let node = NodeRecord::new(new_id(last_id, "node"), spec);
+                    record.nodes.push((spec.name.clone(), node));
+                    record.nodes.len() - 1
+                }
             };
-            self.nodes += 1;
-            self.counters.nodes_created += 1;
-            self.record_mut(&cluster.id)?
-                .nodes
-                .insert(spec.name.clone(), node);
+            let node = &mut record.nodes[at].1;
+            if mode == Mode::Repair {
+                node.heal();
+            }
+            node.start(ports, &spec.name, &cluster.recorded_ports(spec))?;
         }
-        let (ports, node) = self.node_mut(&cluster.id, &spec.name)?;
-        if mode == Mode::Repair {
-            node.heal();
-        }
-        node.start(ports, &spec.name, &cluster.recorded_ports(spec))
+        let names = blueprint.nodes.iter().map(|n| n.name.as_str());
+        Ok(record.deployment(names, public_address))
     }
 
     /// Runs the cluster's nodes, or one; returns their endpoints.
@@ -503,7 +491,7 @@ impl State {
             .get_mut(cluster_id)
             .filter(|r| !r.nodes.is_empty())
             .ok_or_else(|| nothing_of(cluster_id, node))?;
-        if let Some(unknown) = node.filter(|n| !record.nodes.contains_key(*n)) {
+        if let Some(unknown) = node.filter(|n| record.node(n).is_none()) {
             return Err(nothing_of(cluster_id, Some(unknown)));
         }
         for (name, found) in record.nodes.iter_mut() {
@@ -524,7 +512,7 @@ impl State {
         let record = self.record(cluster_id)?;
         match node {
             Some(node) => Ok(record.deployment([node], public_address)),
-            None => Ok(record.deployment(record.nodes.keys().map(String::as_str), public_address)),
+            None => Ok(record.deployment(record.node_names(), public_address)),
         }
     }
 
@@ -591,16 +579,9 @@ impl State {
             .get_mut(cluster_id)
             .ok_or_else(|| nothing_of(cluster_id, None))?;
         let found = record
-            .nodes
-            .get_mut(node)
+            .node_mut(node)
             .ok_or_else(|| nothing_of(cluster_id, Some(node)))?;
         Ok((ports, found))
-    }
-
-    fn record_mut(&mut self, cluster_id: &str) -> Result<&mut ClusterRecord> {
-        self.clusters
-            .get_mut(cluster_id)
-            .ok_or_else(|| nothing_of(cluster_id, None))
     }
 
     fn record(&self, cluster_id: &str) -> Result<&ClusterRecord> {
@@ -610,20 +591,48 @@ impl State {
     }
 }
 
-/// One cluster: its network and nodes.
+/// One cluster: its network and nodes. Lists, not maps, for the few labels and nodes
+/// of a cluster: a map costs a kilobyte or more, which adds up over 100,000 clusters.
 struct ClusterRecord {
     host_id: String,
     network_id: String,
-    labels: Labels,
-    nodes: BTreeMap<String, NodeRecord>,
+    /// The network's labels, from [`labels_for`].
+    labels: Vec<(String, String)>,
+    /// Node name and node, in the order they were made.
+    nodes: Vec<(String, NodeRecord)>,
 }
 
 impl ClusterRecord {
+    /// The record of `cluster`'s network `network_id`, without nodes yet.
+    fn new(cluster: &Cluster, network_id: String) -> Self {
+        ClusterRecord {
+            host_id: cluster.host_id.clone(),
+            network_id,
+            labels: labels_for(cluster, None).into_iter().collect(),
+            nodes: Vec::new(),
+        }
+    }
+
+    fn node(&self, name: &str) -> Option<&NodeRecord> {
+        self.nodes.iter().find(|(n, _)| n == name).map(|(_, node)| node)
+    }
+
+    fn node_mut(&mut self, name: &str) -> Option<&mut NodeRecord> {
+        self.nodes
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, node)| node)
+    }
+
+    fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|(name, _)| name.as_str())
+    }
+
     /// The deployment of the nodes `names` (those the cluster has).
     fn deployment<'a>(&self, names: impl IntoIterator<Item = &'a str>, public_address: &str) -> Deployment {
         let nodes = names
             .into_iter()
-            .filter_map(|name| Some((name.to_owned(), self.nodes.get(name)?.deployment(public_address))))
+            .filter_map(|name| Some((name.to_owned(), self.node(name)?.deployment(public_address))))
             .collect();
         Deployment {
             network_id: self.network_id.clone(),
@@ -631,16 +640,24 @@ impl ClusterRecord {
         }
     }
 
+    /// A node's labels: those of [`labels_for`] with the node, which are the network's
+    /// and the node's name (kept once per cluster, to keep big engines small).
+    fn node_labels(&self, node: &str) -> Labels {
+        let mut labels: Labels = self.labels.iter().cloned().collect();
+        labels.insert(LABEL_NODE.to_owned(), node.to_owned());
+        labels
+    }
+
     fn describe(&self, cluster_id: &str) -> SimCluster {
         SimCluster {
             cluster_id: cluster_id.to_owned(),
             host_id: self.host_id.clone(),
             network_id: self.network_id.clone(),
-            labels: self.labels.clone(),
+            labels: self.labels.iter().cloned().collect(),
             nodes: self
                 .nodes
                 .iter()
-                .map(|(name, node)| (name.clone(), node.describe()))
+                .map(|(name, node)| (name.clone(), node.describe(self.node_labels(name))))
                 .collect(),
         }
     }
@@ -650,9 +667,8 @@ impl ClusterRecord {
 struct NodeRecord {
     id: String,
     image: String,
-    labels: Labels,
     /// Its named ports, from the blueprint it was made from.
-    ports: BTreeMap<String, PortSpec>,
+    ports: Vec<(String, PortSpec)>,
     run: Run,
 }
 
@@ -683,6 +699,20 @@ impl Run {
 }
 
 impl NodeRecord {
+    /// A container `id` for `spec`, made but not started.
+    fn new(id: String, spec: &NodeSpec) -> Self {
+        NodeRecord {
+            id,
+            image: spec.image.clone(),
+            ports: spec
+                .ports
+                .iter()
+                .map(|(name, spec)| (name.clone(), *spec))
+                .collect(),
+            run: Run::Created,
+        }
+    }
+
     /// Runs the node if it does not, publishing `name`'s ports on `pins` where free.
     fn start(&mut self, ports: &mut Ports, name: &str, pins: &BTreeMap<PortSpec, u16>) -> Result<()> {
         if !matches!(self.run, Run::Running { .. }) {
@@ -710,18 +740,20 @@ impl NodeRecord {
         }
     }
 
-    fn published_ports(&self) -> BTreeMap<String, u16> {
-        match &self.run {
-            Run::Running { published, .. } => published.ports.clone(),
-            _ => BTreeMap::new(),
-        }
+    /// Port name and host port of each published port; none while it does not run.
+    fn published_ports(&self) -> impl Iterator<Item = (&String, u16)> {
+        let published = match &self.run {
+            Run::Running { published, .. } => Some(published.host_ports()),
+            _ => None,
+        };
+        let names = self.ports.iter().map(|(name, _)| name);
+        names.zip(published.into_iter().flatten())
     }
 
     fn deployment(&self, public_address: &str) -> NodeDeployment {
         let endpoints = self
             .published_ports()
-            .into_iter()
-            .map(|(name, port)| (name, format!("{public_address}:{port}")))
+            .map(|(name, port)| (name.clone(), format!("{public_address}:{port}")))
             .collect();
         NodeDeployment {
             id: self.id.clone(),
@@ -729,15 +761,24 @@ impl NodeRecord {
         }
     }
 
-    fn describe(&self) -> SimNode {
+    fn describe(&self, labels: Labels) -> SimNode {
         SimNode {
             id: self.id.clone(),
             image: self.image.clone(),
-            labels: self.labels.clone(),
+            labels,
             state: self.run.state(),
-            ports: self.published_ports(),
+            ports: self
+                .published_ports()
+                .map(|(name, port)| (name.clone(), port))
+                .collect(),
         }
     }
+}
+
+/// The next container or network id: `sim-net-00000000002a`.
+fn new_id(last: &mut u64, kind: &str) -> String {
+    *last += 1;
+    format!("sim-{kind}-{last:012x}")
 }
 
 /// A small, fast random generator (SplitMix64) whose sequence depends on its seed

@@ -246,7 +246,16 @@ mod tests {
     #[tokio::test]
     async fn connect_refuses_other_endpoints_naming_them() {
         let err = quiet().connect(&host("h", "tcp://10.0.0.1:2375")).unwrap_err();
-        assert!(matches!(err, Error::Invalid { field: "endpoint", .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Invalid {
+                    field: "endpoint",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("tcp://10.0.0.1:2375") && err.to_string().contains("sim://NAME"));
     }
 
@@ -259,9 +268,17 @@ mod tests {
         let bp = blueprint(&["vp0", "vp1"]);
         let ca = Cluster::new("ca", "bp", "a");
         da.create_cluster(&ca, &bp).await.unwrap();
-        db.create_cluster(&Cluster::new("cb", "bp", "b"), &bp).await.unwrap();
+        db.create_cluster(&Cluster::new("cb", "bp", "b"), &bp)
+            .await
+            .unwrap();
 
-        let seen: Vec<String> = da.inspect().await.unwrap().into_iter().map(|c| c.cluster_id).collect();
+        let seen: Vec<String> = da
+            .inspect()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.cluster_id)
+            .collect();
         assert_eq!(seen, vec![ca.id.clone()]);
         assert_eq!(db.inspect().await.unwrap().len(), 1);
         assert_eq!(db.probe().await.unwrap().containers, 4, "one engine holds both");
@@ -282,14 +299,20 @@ mod tests {
         let sim = quiet();
         let driver = sim.connect(&host("h", "sim://flaky")).unwrap();
         let cluster = Cluster::new("c", "bp", "h");
-        driver.create_cluster(&cluster, &blueprint(&["vp0"])).await.unwrap();
+        driver
+            .create_cluster(&cluster, &blueprint(&["vp0"]))
+            .await
+            .unwrap();
         let engine = sim.engine("sim://flaky");
 
         engine.set_down(true);
         let outcomes = [
             driver.probe().await.map(drop),
             driver.inspect().await.map(drop),
-            driver.create_cluster(&cluster, &blueprint(&["vp0"])).await.map(drop),
+            driver
+                .create_cluster(&cluster, &blueprint(&["vp0"]))
+                .await
+                .map(drop),
             driver.stop_cluster(&cluster, None).await,
             driver.delete_cluster(&cluster.id).await,
             driver.remove_all().await.map(drop),
@@ -302,7 +325,11 @@ mod tests {
 
         engine.set_down(false);
         let observed = driver.inspect().await.unwrap();
-        assert_eq!(state_of(&observed, &cluster, "vp0"), NodeState::Running, "nodes ran on");
+        assert_eq!(
+            state_of(&observed, &cluster, "vp0"),
+            NodeState::Running,
+            "nodes ran on"
+        );
     }
 
     #[tokio::test]
@@ -317,26 +344,41 @@ mod tests {
         engine.kill_node(&cluster.id, "vp0").unwrap();
         engine.make_unhealthy(&cluster.id, "vp1", "no quorum").unwrap();
         let observed = driver.inspect().await.unwrap();
-        assert_eq!(state_of(&observed, &cluster, "vp0"), NodeState::Exited("killed".into()));
-        assert_eq!(state_of(&observed, &cluster, "vp1"), NodeState::Unhealthy("no quorum".into()));
+        assert_eq!(
+            state_of(&observed, &cluster, "vp0"),
+            NodeState::Exited("killed".into())
+        );
+        assert_eq!(
+            state_of(&observed, &cluster, "vp1"),
+            NodeState::Unhealthy("no quorum".into())
+        );
         assert_eq!(state_of(&observed, &cluster, "vp2"), NodeState::Running);
         let err = engine.make_unhealthy(&cluster.id, "vp0", "x").unwrap_err();
         assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
         assert!(engine.kill_node(&cluster.id, "vp9").unwrap_err().is_not_found());
-        assert!(engine.kill_node("no-such-cluster", "vp0").unwrap_err().is_not_found());
+        assert!(engine
+            .kill_node("no-such-cluster", "vp0")
+            .unwrap_err()
+            .is_not_found());
 
         // A create adopts the unhealthy node as it is; a repair heals it.
         let created = driver.create_cluster(&cluster, &bp).await.unwrap();
         let observed = driver.inspect().await.unwrap();
         assert_eq!(state_of(&observed, &cluster, "vp0"), NodeState::Running);
-        assert!(matches!(state_of(&observed, &cluster, "vp1"), NodeState::Unhealthy(_)));
+        assert!(matches!(
+            state_of(&observed, &cluster, "vp1"),
+            NodeState::Unhealthy(_)
+        ));
         assert_eq!(created.service_urls(), cluster.deployment.service_urls());
 
         engine.kill_node(&cluster.id, "vp0").unwrap();
         let repaired = driver.repair_cluster(&cluster, &bp).await.unwrap();
         assert_eq!(repaired, cluster.deployment, "same ids and endpoints");
         let observed = driver.inspect().await.unwrap();
-        assert!(observed[0].nodes.values().all(|s| *s == NodeState::Running), "{observed:?}");
+        assert!(
+            observed[0].nodes.values().all(|s| *s == NodeState::Running),
+            "{observed:?}"
+        );
     }
 
     #[tokio::test]
@@ -376,11 +418,18 @@ mod tests {
                 .with_serve_ports(false)
                 .with_create_failure_rate(0.5)
                 .with_seed(seed);
-            let driver = SimConnector::from_config(config).connect(&host("h", "sim://dice")).unwrap();
+            let driver = SimConnector::from_config(config)
+                .connect(&host("h", "sim://dice"))
+                .unwrap();
             let mut failed = Vec::new();
             for i in 0..200 {
                 let cluster = Cluster::new(format!("c{i}"), "bp", "h");
-                failed.push(driver.create_cluster(&cluster, &blueprint(&["vp0"])).await.is_err());
+                failed.push(
+                    driver
+                        .create_cluster(&cluster, &blueprint(&["vp0"]))
+                        .await
+                        .is_err(),
+                );
             }
             failed
         };
@@ -388,7 +437,10 @@ mod tests {
         assert_eq!(first, outcomes(7).await, "the same seed fails the same creates");
         assert_ne!(first, outcomes(8).await);
         let failures = first.iter().filter(|f| **f).count();
-        assert!((60..=140).contains(&failures), "{failures} of 200 failed at rate 0.5");
+        assert!(
+            (60..=140).contains(&failures),
+            "{failures} of 200 failed at rate 0.5"
+        );
     }
 
     #[tokio::test]
@@ -405,7 +457,10 @@ mod tests {
         let err = driver.create_cluster(&cluster, &bp).await.unwrap_err();
         assert!(matches!(err, Error::Backend { backend: "sim", .. }), "{err:?}");
         let text = format!("{}", std::error::Error::source(&err).unwrap());
-        assert!(text.contains(&cluster.id) && text.contains("simulated fault"), "{text}");
+        assert!(
+            text.contains(&cluster.id) && text.contains("simulated fault"),
+            "{text}"
+        );
         assert_eq!(engine.counters().create_failures, 1);
 
         engine.set_create_failure_rate(0.0);
@@ -415,7 +470,10 @@ mod tests {
 
         let mut ghost = blueprint(&["vp0"]);
         ghost.nodes[0].image = "poolmanager/does-not-exist:1".to_owned();
-        let err = driver.create_cluster(&Cluster::new("g", "bp", "h"), &ghost).await.unwrap_err();
+        let err = driver
+            .create_cluster(&Cluster::new("g", "bp", "h"), &ghost)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("poolmanager/does-not-exist:1"), "{err}");
     }
 
@@ -431,11 +489,18 @@ mod tests {
         let cluster = Cluster::new("c", "bp", "h");
 
         let started = Instant::now();
-        driver.create_cluster(&cluster, &blueprint(&["vp0"])).await.unwrap();
+        driver
+            .create_cluster(&cluster, &blueprint(&["vp0"]))
+            .await
+            .unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(3));
         let started = Instant::now();
         driver.restart_cluster(&cluster, None).await.unwrap();
-        assert_eq!(started.elapsed(), Duration::from_secs(3), "a restart is a stop and a start");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(3),
+            "a restart is a stop and a start"
+        );
         let started = Instant::now();
         driver.inspect().await.unwrap();
         assert_eq!(started.elapsed(), Duration::ZERO);
@@ -467,7 +532,12 @@ mod tests {
         let mut response = String::new();
         stream.read_to_string(&mut response).await?;
         let status = response.lines().next().unwrap_or_default().to_owned();
-        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().trim().to_owned();
+        let body = response
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         Ok(format!("{status} {body}"))
     }
 
@@ -483,17 +553,29 @@ mod tests {
         assert_eq!(get(&address).await.unwrap(), "HTTP/1.1 200 OK ok");
 
         driver.stop_cluster(&cluster, None).await.unwrap();
-        assert!(get(&address).await.is_err(), "a stopped node's port still answers");
+        assert!(
+            get(&address).await.is_err(),
+            "a stopped node's port still answers"
+        );
         let started = driver.start_cluster(&cluster, None).await.unwrap();
-        assert_eq!(get(&started.nodes["vp0"].endpoints["http"]).await.unwrap(), "HTTP/1.1 200 OK ok");
+        assert_eq!(
+            get(&started.nodes["vp0"].endpoints["http"]).await.unwrap(),
+            "HTTP/1.1 200 OK ok"
+        );
 
         engine.kill_node(&cluster.id, "vp0").unwrap();
         let repaired = driver.repair_cluster(&cluster, &bp).await.unwrap();
-        assert_eq!(repaired.nodes["vp0"].endpoints["http"], address, "repaired on its recorded port");
+        assert_eq!(
+            repaired.nodes["vp0"].endpoints["http"], address,
+            "repaired on its recorded port"
+        );
         assert_eq!(get(&address).await.unwrap(), "HTTP/1.1 200 OK ok");
 
         driver.delete_cluster(&cluster.id).await.unwrap();
-        assert!(get(&address).await.is_err(), "a deleted node's port still answers");
+        assert!(
+            get(&address).await.is_err(),
+            "a deleted node's port still answers"
+        );
     }
 
     #[tokio::test]

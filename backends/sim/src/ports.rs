@@ -39,15 +39,15 @@ pub(crate) struct Ports {
     pub(crate) closing: Vec<JoinHandle<()>>,
 }
 
-/// What one running node publishes.
+/// What one running node publishes: a host port per named port, in the node's order.
 #[derive(Debug, Default)]
-pub(crate) struct Published {
-    /// Port name → host port.
-    pub(crate) ports: BTreeMap<String, u16>,
-    /// Its ports that are numbers only, to hand back.
-    numbers: Vec<u16>,
-    /// The listeners of its served ports.
-    listeners: Vec<Listener>,
+pub(crate) struct Published(Vec<Port>);
+
+impl Published {
+    /// The host ports, in the order of the node's named ports.
+    pub(crate) fn host_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.0.iter().map(Port::number)
+    }
 }
 
 impl Ports {
@@ -70,21 +70,14 @@ impl Ports {
     pub(crate) fn publish(
         &mut self,
         node: &str,
-        specs: &BTreeMap<String, PortSpec>,
+        specs: &[(String, PortSpec)],
         pins: &BTreeMap<PortSpec, u16>,
     ) -> Result<Published, SimError> {
-        let mut published = Published::default();
+        let mut published = Published(Vec::with_capacity(specs.len()));
         for (name, spec) in specs {
             let pin = pins.get(spec).copied();
             match self.publish_one(node, name, *spec, pin) {
-                Ok(Port::Served(listener)) => {
-                    published.ports.insert(name.clone(), listener.port);
-                    published.listeners.push(listener);
-                }
-                Ok(Port::Number(port)) => {
-                    published.ports.insert(name.clone(), port);
-                    published.numbers.push(port);
-                }
+                Ok(port) => published.0.push(port),
                 Err(e) => {
                     self.unpublish(published);
                     return Err(e);
@@ -125,20 +118,31 @@ impl Ports {
     /// Frees what a node published: its numbers at once, its listeners once their
     /// tasks (now in [`Ports::closing`]) end.
     pub(crate) fn unpublish(&mut self, published: Published) {
-        for port in published.numbers {
-            self.numbers.release(port);
+        for port in published.0 {
+            match port {
+                Port::Served(listener) => self.closing.extend(listener.close()),
+                Port::Number(port) => self.numbers.release(port),
+            }
         }
-        self.closing
-            .extend(published.listeners.into_iter().filter_map(Listener::close));
     }
 }
 
 /// One published port.
+#[derive(Debug)]
 enum Port {
     /// Listening for real.
     Served(Listener),
     /// A number only.
     Number(u16),
+}
+
+impl Port {
+    fn number(&self) -> u16 {
+        match self {
+            Port::Served(listener) => listener.port,
+            Port::Number(port) => *port,
+        }
+    }
 }
 
 /// Host port numbers in use on one engine, handed out round-robin like an engine's
