@@ -444,21 +444,26 @@ impl State {
         node: Option<&str>,
         public_address: &str,
     ) -> Result<Deployment> {
-        self.control(cluster_id, node, |ports, name, node| {
-            node.start(ports, name, &BTreeMap::new())
-        })?;
-        self.counters.starts += 1;
+        self.control(
+            cluster_id,
+            node,
+            |c| &mut c.starts,
+            |ports, name, node| node.start(ports, name, &BTreeMap::new()),
+        )?;
         self.deployment_of(cluster_id, node, public_address)
     }
 
     /// Stops the cluster's nodes, or one.
     pub(crate) fn stop(&mut self, cluster_id: &str, node: Option<&str>) -> Result<()> {
-        self.control(cluster_id, node, |ports, _, node| {
-            node.stop(ports, "stopped");
-            Ok(())
-        })?;
-        self.counters.stops += 1;
-        Ok(())
+        self.control(
+            cluster_id,
+            node,
+            |c| &mut c.stops,
+            |ports, _, node| {
+                node.stop(ports, "stopped");
+                Ok(())
+            },
+        )
     }
 
     /// Stops and starts the cluster's nodes, or one, healthy again; returns their
@@ -469,24 +474,35 @@ impl State {
         node: Option<&str>,
         public_address: &str,
     ) -> Result<Deployment> {
-        self.control(cluster_id, node, |ports, name, node| {
-            node.stop(ports, "restarting");
-            node.heal();
-            node.start(ports, name, &BTreeMap::new())
-        })?;
-        self.counters.restarts += 1;
+        self.control(
+            cluster_id,
+            node,
+            |c| &mut c.restarts,
+            |ports, name, node| {
+                node.stop(ports, "restarting");
+                node.heal();
+                node.start(ports, name, &BTreeMap::new())
+            },
+        )?;
         self.deployment_of(cluster_id, node, public_address)
     }
 
-    /// Applies `change` to the cluster's nodes, or to one. An unknown cluster, or
-    /// node, is [`Error::NotFound`].
+    /// Applies `change` to the cluster's nodes, or to one, and counts the call in the
+    /// `counter` it picks when all went well. An unknown cluster, or node, is
+    /// [`Error::NotFound`].
     fn control(
         &mut self,
         cluster_id: &str,
         node: Option<&str>,
+        counter: fn(&mut SimCounters) -> &mut u64,
         mut change: impl FnMut(&mut Ports, &str, &mut NodeRecord) -> Result<()>,
     ) -> Result<()> {
-        let State { clusters, ports, .. } = self;
+        let State {
+            clusters,
+            ports,
+            counters,
+            ..
+        } = self;
         let record = clusters
             .get_mut(cluster_id)
             .filter(|r| !r.nodes.is_empty())
@@ -499,6 +515,7 @@ impl State {
                 change(ports, name, found)?;
             }
         }
+        *counter(counters) += 1;
         Ok(())
     }
 

@@ -188,7 +188,8 @@ mod tests {
     use std::time::Duration;
 
     use chrono::Utc;
-    use poolcore::{EngineFacts, Error, HostStatus, NodeSpec, NodeState};
+    use poolcore::conformance::driver::DriverHarness;
+    use poolcore::{Error, NodeSpec, NodeState};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::time::Instant;
 
@@ -196,23 +197,12 @@ mod tests {
     use crate::config::Latencies;
     use crate::SimCounters;
 
+    /// A host record `id` on `endpoint`, as the driver suite makes them.
     fn host(id: &str, endpoint: &str) -> Host {
+        let harness = DriverHarness::new(Arc::new(quiet()), endpoint);
         Host {
             id: id.to_owned(),
-            name: id.to_owned(),
-            kind: HostKind::Sim,
-            endpoint: endpoint.to_owned(),
-            public_address: "127.0.0.1".to_owned(),
-            capacity: 10,
-            autofill: false,
-            schedulable: true,
-            labels: Default::default(),
-            log: None,
-            status: HostStatus::Active,
-            last_seen: None,
-            last_error: None,
-            facts: EngineFacts::default(),
-            created_at: Utc::now(),
+            ..harness.host(id)
         }
     }
 
