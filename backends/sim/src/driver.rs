@@ -220,6 +220,7 @@ mod tests {
             name: "bp".to_owned(),
             labels: Default::default(),
             nodes: names.iter().map(node).collect(),
+            api_port: None,
             created_at: Utc::now(),
         }
     }

@@ -33,7 +33,12 @@
 //!     ports: BTreeMap::from([("rest".into(), "7050/tcp".parse()?)]),
 //!     health: None,
 //! };
-//! let blueprint = NewBlueprint { name: "fabric".into(), labels: Default::default(), nodes: vec![node] };
+//! let blueprint = NewBlueprint {
+//!     name: "fabric".into(),
+//!     labels: Default::default(),
+//!     nodes: vec![node],
+//!     api_port: None,
+//! };
 //! pool.create_blueprint(blueprint).await?;
 //! let host = NewHost { kind: HostKind::Sim, ..NewHost::docker("demo", "sim://demo", 2) };
 //! pool.add_host(host).await?; // autofill: two clusters are made

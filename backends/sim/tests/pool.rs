@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use poolcore::{
-    ApplyRequest, HostKind, HostStatus, MemStore, NewBlueprint, NewHost, NodeSpec, NodeState, Pool,
+    Actor, ApplyRequest, HostKind, HostStatus, MemStore, NewBlueprint, NewHost, NodeSpec, NodeState, Pool,
     PoolConfig, ReconcileConfig, ReleaseTarget,
 };
 use poolcore_sim::SimConnector;
@@ -43,6 +43,7 @@ async fn the_pool_fills_hands_out_repairs_and_recycles_sim_clusters() {
         name: "fabric".to_owned(),
         labels: Default::default(),
         nodes: vec![node("vp0"), node("vp1")],
+        api_port: None,
     };
     pool.create_blueprint(blueprint).await.unwrap();
     let new_host = NewHost {
@@ -75,7 +76,7 @@ async fn the_pool_fills_hands_out_repairs_and_recycles_sim_clusters() {
 
     // Released, it is destroyed and made anew.
     let before = engine.counters();
-    pool.release(ReleaseTarget::Cluster(cluster.id.clone()))
+    pool.release(ReleaseTarget::Cluster(cluster.id.clone()), Actor::Operator)
         .await
         .unwrap();
     pool.wait_idle().await;
