@@ -67,8 +67,9 @@
 //!   image whose name holds `does-not-exist` fails to pull.
 //! - **Ports**: each named port of a running node is published on a host port of its
 //!   own. With [`SimConfig::serve_ports`] (the default), a TCP port listens on
-//!   `127.0.0.1` and answers every HTTP request with `200 ok`, so service URLs work;
-//!   stopping or killing the node closes it. Without it, ports are numbers from
+//!   `127.0.0.1` and answers every HTTP request with `200 ok`, so service URLs work
+//!   when the host's public address is loopback (the default for `sim://`); stopping
+//!   or killing the node closes it, and a restarted node gets new ports, as on Docker. Without it, ports are numbers from
 //!   1024–65535, distinct per engine: one engine runs out after about 64,000 published
 //!   ports, so spread larger simulations over several endpoints.
 //! - **Processes** are not run: commands, environments and health checks are kept, and
