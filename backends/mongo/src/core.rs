@@ -470,6 +470,14 @@ impl Slots {
     }
 }
 
+/// Why a write of `cluster` over the stored one broke a unique index.
+pub(crate) fn clash(cluster: &Cluster) -> String {
+    format!(
+        "cluster {:?}: its name is taken, or its user holds another single-claimed cluster",
+        cluster.name
+    )
+}
+
 impl MongoStore {
     /// Inserts `cluster` at a free slot of its host below `capacity`; `false` when
     /// there is none. See [`MongoStore`] for why this never exceeds the capacity.
@@ -646,7 +654,7 @@ impl MongoStore {
             .find_one_and_update(doc! {"_id": &next.id, "version": version(read)?}, update)
             .return_document(ReturnDocument::After)
             .await
-            .map_err(|e| conflict_on_duplicate(e, || format!("cluster {:?} exists", next.name)))?;
+            .map_err(|e| conflict_on_duplicate(e, || clash(next)))?;
         Ok(written)
     }
 

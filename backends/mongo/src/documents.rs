@@ -550,6 +550,18 @@ mod tests {
     }
 
     #[test]
+    fn flags_stored_as_numbers_are_read() {
+        let mut cluster = encode(&CLUSTER, &ready_cluster("bp", "h")).expect("encode");
+        cluster.insert("single_apply", 1_i32);
+        let cluster: Cluster = decode(&CLUSTER, cluster).expect("decode");
+        assert!(cluster.single_apply);
+        let mut host = encode(&HOST, &sample_host()).expect("encode");
+        host.insert("schedulable", 0_i64);
+        let host: Host = decode(&HOST, host).expect("decode");
+        assert!(!host.schedulable);
+    }
+
+    #[test]
     fn unknown_escapes_are_kept() {
         let value = unescape_keys(Bson::Document(doc! {"50%": 1, "%zz": 2, "%2": 3}));
         let Bson::Document(doc) = value else {

@@ -12,7 +12,7 @@ use poolcore::{
     LeaseActivity, LeaseRecord, Listing, Operation, OperationFilter, Page, ReleaseReason, Result, Store,
 };
 
-use crate::core::{find_all, list_page, MongoStore, TRIES};
+use crate::core::{clash, find_all, list_page, MongoStore, TRIES};
 use crate::documents::{self, decode, encode, version, whole_number};
 use crate::error::{conflict_on_duplicate, is_duplicate_key, missed_write, run, MongoError};
 
@@ -168,14 +168,10 @@ impl Store for MongoStore {
                 Some(doc) => Ok(decode(&documents::CLUSTER, doc)?),
                 None => {
                     let stored = self.stored_version(&self.clusters, &cluster.id).await?;
-                    let taken = || format!("cluster {:?} exists", cluster.name);
-                    Err(missed_write(
-                        "cluster",
-                        &cluster.id,
-                        cluster.version,
-                        stored,
-                        taken,
-                    ))
+                    let read = cluster.version;
+                    Err(missed_write("cluster", &cluster.id, read, stored, || {
+                        clash(cluster)
+                    }))
                 }
             }
         })

@@ -39,6 +39,64 @@ async fn second_server(store: &MongoStore) -> MongoStore {
         .expect("second connection")
 }
 
+/// Two servers on one fresh database, each with its own client.
+struct Servers {
+    first: MongoStore,
+    second: MongoStore,
+}
+
+impl Servers {
+    async fn start() -> Option<Self> {
+        let first = common::fresh_store().await?;
+        let second = second_server(&first).await;
+        Some(Servers { first, second })
+    }
+
+    /// The server the `i`th of many concurrent calls goes to: each in turn.
+    fn nth(&self, i: usize) -> &MongoStore {
+        if i.is_multiple_of(2) {
+            &self.first
+        } else {
+            &self.second
+        }
+    }
+
+    /// Inserts `clusters` all at once, spread over both servers; returns how many
+    /// went in.
+    async fn insert_all(&self, clusters: &[Cluster], capacity: u32) -> usize {
+        let results = join_all(
+            clusters
+                .iter()
+                .enumerate()
+                .map(|(i, c)| self.nth(i).insert_cluster(c, capacity)),
+        )
+        .await;
+        results
+            .into_iter()
+            .filter(|r| *r.as_ref().expect("insert"))
+            .count()
+    }
+
+    /// Claims with `claims` all at once, spread over both servers.
+    async fn claim_all(&self, claims: &[Claim]) -> Vec<ClaimOutcome> {
+        let results = join_all(
+            claims
+                .iter()
+                .enumerate()
+                .map(|(i, c)| self.nth(i).claim_cluster(c)),
+        )
+        .await;
+        results
+            .into_iter()
+            .map(|r| r.expect("claim does not fail"))
+            .collect()
+    }
+
+    async fn stop(self) {
+        common::drop_database(self.first).await;
+    }
+}
+
 /// Inserts `cluster` on a host with room to spare.
 async fn insert(store: &MongoStore, cluster: &Cluster) {
     assert!(store.insert_cluster(cluster, 100).await.expect("insert"));
@@ -307,102 +365,83 @@ async fn keys_with_dots_and_dollars_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_connections_share_one_pool() {
-    let Some(first) = common::fresh_store().await else {
+    let Some(servers) = Servers::start().await else {
         return;
     };
-    let second = second_server(&first).await;
     let host = new_id();
-    let clusters: Vec<Cluster> = (0..10).map(|_| ready_cluster("bp", &host)).collect();
-    for c in &clusters {
-        insert(&first, c).await;
+    for _ in 0..10 {
+        insert(&servers.first, &ready_cluster("bp", &host)).await;
     }
     let claims: Vec<Claim> = (0..40).map(|i| claim(&format!("u{i}"), "bp", &host)).collect();
-    let results = join_all(claims.iter().enumerate().map(|(i, c)| {
-        let store: &dyn Store = if i % 2 == 0 { &first } else { &second };
-        store.claim_cluster(c)
-    }))
-    .await;
-    let won: Vec<String> = results
+    let won: Vec<String> = servers
+        .claim_all(&claims)
+        .await
         .into_iter()
-        .filter_map(|r| match r.expect("claim does not fail") {
+        .filter_map(|outcome| match outcome {
             ClaimOutcome::Claimed(c) => Some(c.id),
             _ => None,
         })
         .collect();
     let distinct: BTreeSet<&String> = won.iter().collect();
     assert_eq!((won.len(), distinct.len()), (10, 10), "each cluster once");
-    let leases = second.list_leases(None, Page::ALL).await.expect("list");
+    let leases = servers.second.list_leases(None, Page::ALL).await.expect("list");
     assert_eq!(leases.total, 10, "one lease per claimed cluster");
-    common::drop_database(first).await;
+    servers.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_filling_one_host_never_exceed_its_capacity() {
-    let Some(first) = common::fresh_store().await else {
+    let Some(servers) = Servers::start().await else {
         return;
     };
-    let second = second_server(&first).await;
     let host = new_id();
-    for capacity in [7, 3] {
+    let on_host = ClusterFilter {
+        host_id: Some(host.clone()),
+        ..ClusterFilter::default()
+    };
+    // The second round, at a lowered capacity, finds the host full already.
+    for (capacity, expected) in [(7, 7), (3, 0)] {
         let clusters: Vec<Cluster> = (0..30).map(|_| ready_cluster("bp", &host)).collect();
-        let results = join_all(clusters.iter().enumerate().map(|(i, c)| {
-            let store = if i % 2 == 0 { &first } else { &second };
-            store.insert_cluster(c, capacity)
-        }))
-        .await;
-        let inserted = results
-            .into_iter()
-            .filter(|r| *r.as_ref().expect("insert"))
-            .count();
-        let on_host = ClusterFilter {
-            host_id: Some(host.clone()),
-            ..ClusterFilter::default()
-        };
-        let total = first
+        let inserted = servers.insert_all(&clusters, capacity).await;
+        let listing = servers
+            .first
             .list_clusters(&on_host, Page::ALL)
             .await
-            .expect("list")
-            .total;
-        // The second round, at a lowered capacity, finds the host full already.
-        let expected = if capacity == 7 { 7 } else { 0 };
-        assert_eq!((inserted, total), (expected, 7), "capacity {capacity}");
+            .expect("list");
+        assert_eq!((inserted, listing.total), (expected, 7), "capacity {capacity}");
     }
-    common::drop_database(first).await;
+    servers.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lowered_capacity_holds_after_deletes() {
-    let Some(first) = common::fresh_store().await else {
+    let Some(servers) = Servers::start().await else {
         return;
     };
-    let second = second_server(&first).await;
     let host = new_id();
     let clusters: Vec<Cluster> = (0..6).map(|_| ready_cluster("bp", &host)).collect();
-    for c in &clusters {
-        assert!(first.insert_cluster(c, 6).await.expect("insert"));
-    }
+    assert_eq!(servers.insert_all(&clusters, 6).await, 6);
     // Lowered to 4 with slots 0, 4 and 5 left in use: only one more fits.
     for c in &clusters[1..4] {
-        assert!(first.delete_cluster(&c.id, c.version).await.expect("delete"));
+        assert!(servers
+            .first
+            .delete_cluster(&c.id, c.version)
+            .await
+            .expect("delete"));
     }
     let more: Vec<Cluster> = (0..12).map(|_| ready_cluster("bp", &host)).collect();
-    let results = join_all(more.iter().enumerate().map(|(i, c)| {
-        let store = if i % 2 == 0 { &first } else { &second };
-        store.insert_cluster(c, 4)
-    }))
-    .await;
-    let inserted = results
-        .into_iter()
-        .filter(|r| *r.as_ref().expect("insert"))
-        .count();
-    assert_eq!(inserted, 1, "3 clusters left on a host of capacity 4");
-    let slots = slots_of(&first, &host).await;
+    assert_eq!(
+        servers.insert_all(&more, 4).await,
+        1,
+        "3 clusters left on a host of capacity 4"
+    );
+    let slots = slots_of(&servers.first, &host).await;
     assert_eq!(
         slots,
         BTreeSet::from([0, 1, 2, 3]),
         "every cluster moved below the capacity"
     );
-    common::drop_database(first).await;
+    servers.stop().await;
 }
 
 /// The slots the clusters of `host` sit on.
@@ -426,13 +465,12 @@ async fn slots_of(store: &MongoStore, host: &str) -> BTreeSet<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_single_claims_of_one_user_through_two_servers_take_one_cluster() {
-    let Some(first) = common::fresh_store().await else {
+    let Some(servers) = Servers::start().await else {
         return;
     };
-    let second = second_server(&first).await;
     let host = new_id();
     for _ in 0..10 {
-        insert(&first, &ready_cluster("bp", &host)).await;
+        insert(&servers.first, &ready_cluster("bp", &host)).await;
     }
     let user = format!("user-{}", &new_id()[..8]);
     let claims: Vec<Claim> = (0..50)
@@ -441,14 +479,9 @@ async fn fifty_single_claims_of_one_user_through_two_servers_take_one_cluster() 
             ..claim(&user, "bp", &host)
         })
         .collect();
-    let results = join_all(claims.iter().enumerate().map(|(i, c)| {
-        let store = if i % 2 == 0 { &first } else { &second };
-        store.claim_cluster(c)
-    }))
-    .await;
     let (mut taken, mut got) = (0, BTreeSet::new());
-    for r in results {
-        match r.expect("claim does not fail") {
+    for outcome in servers.claim_all(&claims).await {
+        match outcome {
             ClaimOutcome::Claimed(c) => {
                 taken += 1;
                 got.insert(c.id);
@@ -458,15 +491,13 @@ async fn fifty_single_claims_of_one_user_through_two_servers_take_one_cluster() 
         }
     }
     assert_eq!((taken, got.len()), (1, 1), "one cluster, taken once: {got:?}");
-    assert_eq!(
-        first
-            .list_leases(Some(&user), Page::ALL)
-            .await
-            .expect("leases")
-            .total,
-        1
-    );
-    common::drop_database(first).await;
+    let leases = servers
+        .first
+        .list_leases(Some(&user), Page::ALL)
+        .await
+        .expect("leases");
+    assert_eq!(leases.total, 1);
+    servers.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
