@@ -482,6 +482,8 @@ impl MongoStore {
     /// Inserts `cluster` at a free slot of its host below `capacity`; `false` when
     /// there is none. See [`MongoStore`] for why this never exceeds the capacity.
     pub(crate) async fn insert_in_slot(&self, cluster: &Cluster, capacity: u32) -> Result<bool, MongoError> {
+        // Whether a duplicate key may be the name or id rather than the slot.
+        let mut maybe_named = true;
         for _ in 0..TRIES {
             // Settled: every cluster of the host sits below the capacity, or none is free.
             let slots = self.settled_slots(&cluster.host_id, i64::from(capacity)).await?;
@@ -492,11 +494,11 @@ impl MongoStore {
                 match self.clusters.insert_one(new_cluster(cluster, slot)?).await {
                     Ok(_) => return Ok(true),
                     Err(e) if !is_duplicate_key(&e) => return Err(e.into()),
-                    Err(_) if self.name_or_id_taken(cluster).await? => {
+                    Err(_) if maybe_named && self.name_or_id_taken(cluster).await? => {
                         return Err(Error::conflict(format!("cluster {:?} exists", cluster.name)).into())
                     }
                     // Another insert took the slot: try the next.
-                    Err(_) => {}
+                    Err(_) => maybe_named = false,
                 }
             }
         }
