@@ -191,7 +191,11 @@ async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
             .await;
         assert_eq!(status, StatusCode::OK, "{c}");
         let (status, released) = serve
-            .user(Method::POST, "/release", Some(json!({"cluster_id": c["id"]})))
+            .user(
+                Method::POST,
+                "/release",
+                Some(json!({"cluster_id": c["id"], "user_id": user})),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{released}");
     }

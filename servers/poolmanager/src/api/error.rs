@@ -378,7 +378,9 @@ mod tests {
     #[test]
     fn every_pool_error_code_has_its_own() {
         for code in poolcore::Error::CODES {
-            let ours = ErrorCode::from_json(Some(serde_json::Value::from(*code)));
+            let ours = <ErrorCode as poem_openapi::types::ParseFromJSON>::parse_from_json(Some(
+                serde_json::Value::from(*code),
+            ));
             assert!(ours.is_ok(), "ErrorCode lacks {code}");
         }
     }

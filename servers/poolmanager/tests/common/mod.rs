@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod contract;
 pub mod serve;
 
 use std::net::SocketAddr;
@@ -172,7 +173,8 @@ impl Api {
         }
     }
 
-    /// Sends a request with `token` and returns status and JSON body (`Null` if none).
+    /// Sends a request with `token` and returns status and JSON body (`Null` if none),
+    /// after checking both against the spec (see [`contract`]).
     pub async fn call(
         &self,
         method: Method,
@@ -180,7 +182,7 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -189,12 +191,14 @@ impl Api {
         }
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
+        let headers = resp.headers().clone();
         let text = resp.text().await.expect("body read");
         let json = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path} answered non-JSON: {text}"))
         };
+        contract::check(&method, path, status, &headers, &json);
         (status, json)
     }
 

@@ -55,10 +55,27 @@ macro_rules! text_rules {
             const PATTERN: &'static str = $pattern;
             fn regex() -> &'static Regex {
                 static RE: OnceLock<Regex> = OnceLock::new();
-                RE.get_or_init(|| Regex::new($pattern).expect("the limits' patterns compile (tested)"))
+                RE.get_or_init(|| compile($pattern))
             }
         }
     )+};
+}
+
+/// `pattern`, compiled with its long repetitions (`{0,4096}`) left open (`{0,}`): the
+/// length is checked apart ([`TextRule::MAX`]), and a bounded repetition of a Unicode
+/// class thousands long would not fit the regex size limit.
+fn compile(pattern: &str) -> Regex {
+    static BOUNDS: OnceLock<Regex> = OnceLock::new();
+    let bounds = BOUNDS.get_or_init(|| Regex::new(r"\{(\d+),(\d+)\}").expect("a fixed pattern"));
+    let open = bounds.replace_all(pattern, |c: &regex::Captures<'_>| {
+        let max: usize = c[2].parse().unwrap_or(0);
+        if max > 255 {
+            format!("{{{},}}", &c[1])
+        } else {
+            c[0].to_owned()
+        }
+    });
+    Regex::new(&open).expect("the limits' patterns compile (tested)")
 }
 
 /// Ports `1`-`65535`, as `PoolCore` reads them (`80`, `80/tcp`, `53/udp`).
@@ -88,8 +105,6 @@ text_rules! {
     CommandRule("command", limits::ARG_MAX, COMMAND_PATTERN);
     /// `NODE.PORT` references.
     PortRefRule("NODE.PORT reference", 2 * limits::NAME_MAX + 1, PORT_REF_PATTERN);
-    /// Inline PEM documents or paths to them.
-    PemRule("PEM document or path", limits::PEM_MAX, PEM_PATTERN);
     /// Ports.
     PortRule("port", 16, PORT_PATTERN);
     /// Label, metadata and log option keys.
@@ -100,6 +115,34 @@ text_rules! {
     LabelValueRule("label value", limits::LABEL_VALUE_MAX, limits::LABEL_VALUE_PATTERN);
     /// Metadata and log option values.
     TextValueRule("text value", limits::TEXT_VALUE_MAX, limits::TEXT_VALUE_PATTERN);
+}
+
+/// Inline PEM documents, or paths to them (at most 4096 characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemRule {}
+
+impl TextRule for PemRule {
+    const WHAT: &'static str = "PEM document or path";
+    const MAX: usize = limits::PEM_MAX;
+    const PATTERN: &'static str = PEM_PATTERN;
+    fn regex() -> &'static Regex {
+        static RE: OnceLock<Regex> = OnceLock::new();
+        RE.get_or_init(|| compile(PEM_PATTERN))
+    }
+
+    fn check(text: &str) -> Result<(), String> {
+        // The open regex no longer bounds the path alternative: bound it here.
+        let path_ok = text.starts_with("-----BEGIN ") || text.chars().count() <= 4096;
+        if path_ok && text.chars().count() <= Self::MAX && Self::regex().is_match(text) {
+            return Ok(());
+        }
+        Err(format!(
+            "{} is not a {}: it must match {}",
+            quoted(text),
+            Self::WHAT,
+            Self::PATTERN
+        ))
+    }
 }
 
 /// A string that follows the rule `R`.
@@ -468,6 +511,12 @@ mod tests {
             "a refusal does not echo the input: {} bytes",
             err.len()
         );
+        assert!(
+            PemRule::check(&"p".repeat(4097)).is_err(),
+            "paths are at most 4096"
+        );
+        assert!(PemRule::check(&format!("-----BEGIN {}", "p".repeat(5000))).is_ok());
+        assert!(ArgRule::check(&"a".repeat(4097)).is_err());
         let c1 = "a\u{0085}b";
         assert!(
             TextValueRule::check(c1).is_err(),
