@@ -149,10 +149,13 @@ pub(crate) fn select_page<T>(
 
 /// A count from a query returning one integer (or NULL for none).
 pub(crate) fn count(conn: &Connection, sql: &str, values: &[Value]) -> Result<u64, SqliteError> {
-    let n: Option<i64> = conn
+    // A counts table has no row for a key nothing was counted under (a user without
+    // leases): that is 0.
+    let n: Option<Option<i64>> = conn
         .prepare_cached(sql)?
-        .query_row(params_from_iter(values.iter()), |row| row.get(0))?;
-    Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+        .query_row(params_from_iter(values.iter()), |row| row.get(0))
+        .optional()?;
+    Ok(u64::try_from(n.flatten().unwrap_or(0)).unwrap_or(0))
 }
 
 /// [`select_page`] with the total from `SELECT COUNT(*)` over the same rows.

@@ -284,6 +284,21 @@ async fn the_http_edge_answers_as_the_spec_says() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(err["message"].as_str().is_some_and(|m| m.len() < 400), "{err}");
 
+    let (status, err) = s
+        .user(
+            Method::POST,
+            "/apply",
+            Some(json!({"user_id": "u", "blueprint": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "null is refused: {err}");
+    let (status, leases) = s.admin(Method::GET, "/leases?user_id=nobody-at-all", None).await;
+    assert_eq!(
+        (status, &leases["total"]),
+        (StatusCode::OK, &json!(0)),
+        "{leases}"
+    );
+
     // 405 names the methods a path takes.
     for method in [Method::TRACE, Method::PUT] {
         let resp = s

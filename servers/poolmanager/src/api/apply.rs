@@ -6,6 +6,7 @@ use poem_openapi::OpenApi;
 use super::auth::UserAuth;
 use super::dto::clusters::{Apply, Cluster, Release, Released};
 use super::error::{Errors, BODY, CONFLICT, FORBIDDEN, NOT_FOUND, UNAVAILABLE, USER};
+use super::http::JsonBody;
 use super::Tag;
 use poolcore::Pool;
 
@@ -32,7 +33,7 @@ impl ApplyApi {
     async fn apply(
         &self,
         _auth: UserAuth,
-        body: Json<Apply>,
+        body: JsonBody<Apply>,
     ) -> Result<Json<Cluster>, Errors<{ USER | BODY | NOT_FOUND | CONFLICT | UNAVAILABLE }>> {
         Ok(Json(self.pool.apply(body.0.into()).await?.into()))
     }
@@ -45,7 +46,7 @@ impl ApplyApi {
     async fn release(
         &self,
         auth: UserAuth,
-        body: Json<Release>,
+        body: JsonBody<Release>,
     ) -> Result<Json<Released>, Errors<{ USER | FORBIDDEN | BODY | NOT_FOUND | CONFLICT }>> {
         let (target, owner) = body.0.target()?;
         let released = self.pool.release(target, auth.0.actor(owner.as_deref())?).await?;

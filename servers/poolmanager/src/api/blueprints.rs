@@ -8,6 +8,7 @@ use super::auth::{AdminAuth, UserAuth};
 use super::dto::blueprints::{Blueprint, BlueprintPage, NewBlueprint};
 use super::dto::{default_limit, no_offset, page, Limit, Offset};
 use super::error::{Errors, ADMIN, BAD_REQUEST, BODY, CONFLICT, NOT_FOUND, USER};
+use super::http::JsonBody;
 use super::{Deleted, Tag};
 use poolcore::Pool;
 
@@ -37,7 +38,7 @@ impl BlueprintsApi {
     async fn create(
         &self,
         _auth: AdminAuth,
-        body: Json<NewBlueprint>,
+        body: JsonBody<NewBlueprint>,
     ) -> Result<BlueprintCreated, Errors<{ ADMIN | BODY | CONFLICT }>> {
         let blueprint = self.pool.create_blueprint(body.0.try_into()?).await?;
         Ok(BlueprintCreated::Created(Json(blueprint.into())))

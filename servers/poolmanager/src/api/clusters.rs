@@ -9,7 +9,7 @@ use super::dto::clusters::{Cluster, ClusterPage, ClusterStatus, NewCluster, Node
 use super::dto::rules::{Name, Text};
 use super::dto::{default_limit, no_offset, page, Limit, Offset};
 use super::error::{Errors, ADMIN, BAD_REQUEST, BODY, CONFLICT, ENGINE, FORBIDDEN, NOT_FOUND, USER};
-use super::http::OptionalJson;
+use super::http::{JsonBody, OptionalJson};
 use super::{Deleted, Tag};
 use poolcore::{ClusterFilter, NodeAction, Pool};
 
@@ -59,7 +59,7 @@ impl ClustersApi {
     async fn create(
         &self,
         _auth: AdminAuth,
-        body: Json<NewCluster>,
+        body: JsonBody<NewCluster>,
     ) -> Result<ClusterAccepted, Errors<{ ADMIN | BODY | NOT_FOUND | CONFLICT }>> {
         let b = body.0;
         let name = b.name.as_ref().map(Name::as_str);

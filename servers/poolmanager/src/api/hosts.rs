@@ -10,7 +10,7 @@ use super::dto::pool::OperationRef;
 use super::dto::rules::Name;
 use super::dto::{default_limit, no_offset, page, Limit, Offset};
 use super::error::{Errors, ADMIN, BAD_REQUEST, BODY, CONFLICT, ENGINE, NOT_FOUND, UNAVAILABLE};
-use super::http::OptionalJson;
+use super::http::{JsonBody, OptionalJson};
 use super::{Deleted, Tag};
 use poolcore::Pool;
 
@@ -52,7 +52,7 @@ impl HostsApi {
     async fn create(
         &self,
         _auth: AdminAuth,
-        body: Json<NewHost>,
+        body: JsonBody<NewHost>,
     ) -> Result<HostCreated, Errors<{ ADMIN | BODY | CONFLICT | UNAVAILABLE }>> {
         let host = self.pool.add_host(body.0.into()).await?;
         Ok(HostCreated::Created(Json(host.into())))
@@ -90,7 +90,7 @@ impl HostsApi {
         &self,
         _auth: AdminAuth,
         id: Path<String>,
-        body: Json<HostPatch>,
+        body: JsonBody<HostPatch>,
     ) -> Result<Json<Host>, Errors<{ ADMIN | BODY | NOT_FOUND | CONFLICT }>> {
         Ok(Json(self.pool.update_host(&id, body.0.into()).await?.into()))
     }

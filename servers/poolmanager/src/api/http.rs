@@ -17,9 +17,14 @@ use super::error::{ApiError, ErrorCode};
 /// Largest request body: 1 MiB.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// A JSON request body for `T`. Without a body it is 400; a body that is not JSON is
+/// 415. `null` is refused wherever it stands: the spec has no nullable field, and a
+/// field is left out to leave it unset.
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
 /// An optional JSON request body: `None` when the request has none (no body, or an
-/// empty one), `Some` when it is JSON for `T`. A body that is not JSON is 415; a
-/// non-empty body without `Content-Type` is 400. The spec marks the body not required.
+/// empty one), else as [`JsonBody`]. The spec marks the body not required.
 #[derive(Debug, Clone)]
 pub struct OptionalJson<T>(pub Option<T>);
 
@@ -46,6 +51,83 @@ fn is_json(content_type: &str) -> bool {
         .is_some_and(|sub| sub == "json" || sub.ends_with("+json"))
 }
 
+/// Where the first `null` in `value` is (`$.labels.zone`), if any.
+fn first_null(value: &serde_json::Value, at: String) -> Option<String> {
+    match value {
+        serde_json::Value::Null => Some(at),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_null(v, format!("{at}[{i}]"))),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .find_map(|(k, v)| first_null(v, format!("{at}.{}", poolcore::limits::quoted(k)))),
+        _ => None,
+    }
+}
+
+/// Reads the body of `request` as JSON for `T`; `None` when there is none.
+async fn read_json<T: ParseFromJSON>(request: &Request, body: &mut RequestBody) -> poem::Result<Option<T>> {
+    if let Some(content_type) = request.content_type() {
+        if !is_json(content_type) {
+            return Err(ContentTypeError::NotSupported {
+                content_type: content_type.to_owned(),
+            }
+            .into());
+        }
+    }
+    let bytes = <Vec<u8> as FromRequest>::from_request(request, body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if request.content_type().is_none() {
+        return Err(ContentTypeError::ExpectContentType.into());
+    }
+    let invalid = |reason: String| ParseRequestPayloadError { reason };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    if let Some(at) = first_null(&value, "$".into()) {
+        return Err(invalid(format!("{at} is null: leave a field out to leave it unset")).into());
+    }
+    let parsed = T::parse_from_json(Some(value)).map_err(|e| invalid(e.into_message()))?;
+    Ok(Some(parsed))
+}
+
+fn request_meta<T: ParseFromJSON>(required: bool) -> Option<MetaRequest> {
+    Some(MetaRequest {
+        description: None,
+        content: vec![MetaMediaType {
+            content_type: "application/json; charset=utf-8",
+            schema: T::schema_ref(),
+        }],
+        required,
+    })
+}
+
+impl<'a, T: ParseFromJSON> ApiExtractor<'a> for JsonBody<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        request_meta::<T>(true)
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        match read_json(request, body).await? {
+            Some(parsed) => Ok(JsonBody(parsed)),
+            None => Err(ContentTypeError::ExpectContentType.into()),
+        }
+    }
+}
+
 impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJson<T> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
@@ -56,14 +138,7 @@ impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJson<T> {
     }
 
     fn request_meta() -> Option<MetaRequest> {
-        Some(MetaRequest {
-            description: None,
-            content: vec![MetaMediaType {
-                content_type: "application/json; charset=utf-8",
-                schema: T::schema_ref(),
-            }],
-            required: false,
-        })
+        request_meta::<T>(false)
     }
 
     async fn from_request(
@@ -71,28 +146,7 @@ impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJson<T> {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        if let Some(content_type) = request.content_type() {
-            if !is_json(content_type) {
-                return Err(ContentTypeError::NotSupported {
-                    content_type: content_type.to_owned(),
-                }
-                .into());
-            }
-        }
-        let bytes = <Vec<u8> as FromRequest>::from_request(request, body).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalJson(None));
-        }
-        if request.content_type().is_none() {
-            return Err(ContentTypeError::ExpectContentType.into());
-        }
-        let value = serde_json::from_slice(&bytes).map_err(|e| ParseRequestPayloadError {
-            reason: e.to_string(),
-        })?;
-        let parsed = T::parse_from_json(Some(value)).map_err(|e| ParseRequestPayloadError {
-            reason: e.into_message(),
-        })?;
-        Ok(OptionalJson(Some(parsed)))
+        read_json(request, body).await.map(OptionalJson)
     }
 }
 

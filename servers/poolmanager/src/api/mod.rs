@@ -11,11 +11,13 @@ mod clusters;
 mod hosts;
 mod ops;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{ApiResponse, OpenApiService, Tags};
+use serde_json::Value;
 
 use self::auth::Tokens;
 use poolcore::Pool;
@@ -47,7 +49,7 @@ pub type Apis = (
 const DESCRIPTION: &str = "A pool of ready, running multi-container clusters. Apply to get a \
      dedicated cluster at once; release it to have it recreated fresh.\n\n\
      Absent values are left out of responses, never sent as `null`. Request bodies refuse \
-     unknown fields and are at most 1 MiB. Errors are an `Error` body whose `code` is an \
+     unknown fields and `null`, and are at most 1 MiB. Errors are an `Error` body whose `code` is an \
      `ErrorCode`; each operation lists the statuses it can answer, and any may answer 500 \
      `internal_error` when the server's own store fails.\n\n\
      The admin token opens every operation; the user token (for the service that calls on \
@@ -74,16 +76,70 @@ pub fn service(pool: Pool) -> OpenApiService<Apis, ()> {
 /// The OpenAPI spec, as served at `/api/v1/openapi.json` (`poolmanager openapi`).
 pub fn spec() -> String {
     let pool = Pool::builder(Arc::new(poolcore::MemStore::new())).build();
-    service(pool).spec()
+    finish(&service(pool))
+}
+
+/// The spec of `service`: poem-openapi's, with every object a request body takes
+/// closed (`additionalProperties: false`). They all refuse unknown fields
+/// (`deny_unknown_fields`), which poem-openapi does not state.
+fn finish(service: &OpenApiService<Apis, ()>) -> String {
+    let mut spec: Value = serde_json::from_str(&service.spec()).unwrap_or_default();
+    let mut todo = Vec::new();
+    for item in spec["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, item)| item)
+    {
+        for op in item.as_object().into_iter().flatten().map(|(_, op)| op) {
+            refs(&op["requestBody"], &mut todo);
+        }
+    }
+    let mut request_objects = BTreeSet::new();
+    while let Some(name) = todo.pop() {
+        if request_objects.insert(name.clone()) {
+            refs(&spec["components"]["schemas"][&name], &mut todo);
+        }
+    }
+    for name in request_objects {
+        let schema = &mut spec["components"]["schemas"][&name];
+        if schema.get("properties").is_some() {
+            schema["additionalProperties"] = Value::Bool(false);
+        }
+    }
+    serde_json::to_string_pretty(&spec).unwrap_or_default()
+}
+
+/// Adds the names of the schemas `value` refers to.
+fn refs(value: &Value, names: &mut Vec<String>) {
+    match value {
+        Value::Object(fields) => {
+            if let Some(name) = fields
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            {
+                names.push(name.to_owned());
+            }
+            fields.values().for_each(|v| refs(v, names));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, names)),
+        _ => {}
+    }
 }
 
 /// The whole HTTP app: the API under `/api/v1`, its spec at `/api/v1/openapi.json`
 /// and Swagger UI at `/docs`.
 pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
     let service = service(pool);
-    let paths = serde_json::from_str(&service.spec()).unwrap_or_default();
-    let spec = service.spec_endpoint();
+    let spec = finish(&service);
+    let paths = serde_json::from_str(&spec).unwrap_or_default();
     let docs = service.swagger_ui();
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(spec.clone())
+    });
     Route::new()
         .at("/api/v1/openapi.json", spec)
         .nest(

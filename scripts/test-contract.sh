@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Checks the REST contract the way users meet it, against a live `poolmanager serve`
+# on the real engine (POOLMANAGER_TEST_DOCKER):
+#
+#  1. openapi-spec-validator on the served spec;
+#  2. a Python client generated from the served spec by openapi-python-client drives
+#     the README scenario and every error (tests/contract/client_scenario.py);
+#  3. Schemathesis fuzzes a second server with the admin token, every check, the
+#     stateful phase included (tests/contract/schemathesis.toml). That server's only
+#     host is a simulated engine, and the fuzzer does not add hosts: nothing it sends
+#     reaches an engine.
+#
+# The tools come from PyPI, pinned, into target/contract-venv when missing. Under
+# CI=true they must run: a missing engine or tool fails the run. The fuzzing time is
+# CONTRACT_FUZZ_SECONDS (180 under CI, 60 otherwise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONTRACT=servers/poolmanager/tests/contract
+VENV=target/contract-venv
+PINS=(schemathesis==4.32.5 openapi-python-client==0.29.1 openapi-spec-validator==0.9.0)
+ADMIN=contract-admin-token
+USER=contract-user-token
+CI=${CI:-}
+FUZZ_SECONDS=${CONTRACT_FUZZ_SECONDS:-$([[ "$CI" == true ]] && echo 180 || echo 60)}
+WORK=$(mktemp -d /tmp/pm-contract.XXXXXX)
+PIDS=()
+
+log() { printf 'test-contract.sh: %s\n' "$*" >&2; }
+skip_or_fail() {
+  if [[ "$CI" == true ]]; then log "CI=true: $*"; exit 1; fi
+  log "skipping the contract check: $*"; exit 0
+}
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[[ -n "${POOLMANAGER_TEST_DOCKER:-}" ]] || skip_or_fail "POOLMANAGER_TEST_DOCKER names no engine (scripts/test.sh sets it)"
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "making $VENV"
+  python3 -m venv "$VENV" >&2 || skip_or_fail "could not make a Python venv in $VENV"
+fi
+for pin in "${PINS[@]}"; do
+  have=$("$VENV/bin/python" -m pip show "${pin%%==*}" 2>/dev/null | sed -n 's/^Version: //p')
+  if [[ "$have" != "${pin##*==}" ]]; then
+    log "$pin wanted, $VENV has ${have:-none}: reinstalling"
+    "$VENV/bin/pip" install -q "$pin" >&2 || skip_or_fail "could not install $pin"
+  fi
+done
+
+cargo build -q -p poolmanager
+SERVER=target/debug/poolmanager
+
+# Starts `poolmanager serve` on a free port with a fresh SQLite file; sets BASE.
+start_server() {
+  local name=$1 port
+  unset POOLMANAGER_CONFIG_FILE
+  port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  POOLMANAGER_ADMIN_TOKEN=$ADMIN POOLMANAGER_USER_TOKEN=$USER POOLMANAGER_RECONCILE_INTERVAL=0 \
+    RUST_LOG=${RUST_LOG:-warn} \
+    "$SERVER" serve --listen "127.0.0.1:$port" --database "sqlite://$WORK/$name.db" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  BASE=http://127.0.0.1:$port/api/v1
+  for _ in $(seq 1 100); do
+    curl -fsS "$BASE/health" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  log "the $name server did not start:"; tail -n 30 "$WORK/$name.log" >&2; exit 1
+}
+
+# POSTs JSON with the admin token; prints the answer.
+post() { curl -fsS -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' "$BASE$1" -d "$2"; }
+field() { "$VENV/bin/python" -c "import json, sys; print(json.load(sys.stdin)$1)"; }
+
+log "1/3 the served spec is valid OpenAPI"
+start_server scenario
+curl -fsS "$BASE/openapi.json" -o "$WORK/openapi.json"
+"$VENV/bin/openapi-spec-validator" "$WORK/openapi.json"
+
+log "2/3 a generated client drives the API"
+"$VENV/bin/openapi-python-client" generate --path "$WORK/openapi.json" --meta none \
+  --output-path "$WORK/client/pool_manager_client" --config "$CONTRACT/generator.yaml" >"$WORK/generate.log" 2>&1 \
+  || { cat "$WORK/generate.log" >&2; exit 1; }
+if grep -q "^Warning" "$WORK/generate.log"; then
+  log "openapi-python-client warned about the spec:"; cat "$WORK/generate.log" >&2; exit 1
+fi
+PM_BASE_URL=$BASE PM_ADMIN_TOKEN=$ADMIN PM_USER_TOKEN=$USER PM_ENGINE=$POOLMANAGER_TEST_DOCKER \
+  PM_IMAGE=${POOLMANAGER_TEST_IMAGE:-poolmanager/testnode:latest} PM_CLIENT_DIR=$WORK/client \
+  "$VENV/bin/python" "$CONTRACT/client_scenario.py" \
+  || { log "the scenario failed; the server's log:"; tail -n 40 "$WORK/scenario.log" >&2; exit 1; }
+
+log "3/3 schemathesis for ${FUZZ_SECONDS}s against a server whose only host is simulated"
+# A default lease length, so that a renewal without one is accepted as the spec allows.
+POOLMANAGER_DEFAULT_TTL_SECONDS=3600 start_server fuzz
+post /blueprints '{"name": "fuzz", "labels": {"consensus": "pbft"},
+  "nodes": [{"name": "vp0", "image": "poolmanager/testnode:latest", "ports": {"web": "80/tcp"}}]}' >/dev/null
+PM_HOST_ID=$(post /hosts "{\"name\": \"fuzz-sim\", \"kind\": \"sim\", \"endpoint\": \"sim://contract-$$\", \"capacity\": 4}" | field '["id"]')
+PM_OPERATION_ID=$(curl -fsS -H "Authorization: Bearer $ADMIN" "$BASE/operations?host_id=$PM_HOST_ID" | field '["items"][0]["id"]')
+PM_CLUSTER_ID=$(curl -fsS -H "Authorization: Bearer $ADMIN" "$BASE/clusters?host_id=$PM_HOST_ID" | field '["items"][0]["id"]')
+export PM_ADMIN_TOKEN=$ADMIN PM_HOST_ID PM_OPERATION_ID PM_CLUSTER_ID
+status=0
+"$VENV/bin/st" --config-file "$CONTRACT/schemathesis.toml" run "$BASE/openapi.json" --url "$BASE" \
+  --checks all --max-time "$FUZZ_SECONDS" --no-color --report junit --report-dir "$WORK/report" \
+  >"$WORK/schemathesis.log" 2>&1 || status=$?
+if grep -q "FAILURES" "$WORK/schemathesis.log"; then
+  sed -n '/^=* FAILURES =*$/,$p' "$WORK/schemathesis.log" >&2
+elif grep -q "SUMMARY" "$WORK/schemathesis.log"; then
+  sed -n '/^=* SUMMARY =*$/,$p' "$WORK/schemathesis.log" >&2
+else
+  cat "$WORK/schemathesis.log" >&2
+  status=1
+fi
+if ! curl -fsS "$BASE/health" >/dev/null; then
+  log "the fuzzed server stopped answering; its log:"; tail -n 40 "$WORK/fuzz.log" >&2; status=1
+fi
+if grep -q "panicked" "$WORK/fuzz.log" "$WORK/scenario.log"; then
+  log "a server panicked:"; grep -A5 "panicked" "$WORK/fuzz.log" "$WORK/scenario.log" >&2; status=1
+fi
+[[ $status -eq 0 ]] && echo "contract: 3 passed, 0 failed" || echo "contract: failed (schemathesis exit $status)"
+exit "$status"

@@ -1,0 +1,288 @@
+"""The README scenario, driven through a client generated from the served spec.
+
+scripts/test-contract.sh generates `pool_manager_client` with openapi-python-client
+from the live server's /api/v1/openapi.json and runs this against it. Every call goes
+through a generated function with raise_on_unexpected_status=True, so any status the
+spec does not list, and any body its models cannot read, fails the run.
+
+Environment: PM_BASE_URL (…/api/v1), PM_ADMIN_TOKEN, PM_USER_TOKEN, PM_ENGINE (the
+Docker engine's endpoint), PM_IMAGE (the test image), PM_CLIENT_DIR (where the client
+package was generated).
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from http import HTTPStatus
+
+import httpx
+
+sys.path.insert(0, os.environ["PM_CLIENT_DIR"])
+
+from pool_manager_client import AuthenticatedClient  # noqa: E402
+from pool_manager_client.api.apply import apply, release  # noqa: E402
+from pool_manager_client.api.blueprints import (  # noqa: E402
+    create_blueprint,
+    delete_blueprint,
+    get_blueprint,
+    list_blueprints,
+)
+from pool_manager_client.api.clusters import (  # noqa: E402
+    get_cluster,
+    list_clusters,
+    renew_lease,
+    start_cluster,
+    stop_cluster,
+)
+from pool_manager_client.api.hosts import (  # noqa: E402
+    create_host,
+    delete_host,
+    fill_host,
+    get_host,
+    list_hosts,
+)
+from pool_manager_client.api.pool import (  # noqa: E402
+    get_health,
+    get_operation,
+    get_stats,
+    get_stats_history,
+    list_leases,
+    list_operations,
+)
+from pool_manager_client.models import (  # noqa: E402
+    Apply,
+    Cluster,
+    ClusterStatus,
+    Error,
+    ErrorCode,
+    Event,
+    EventKind,
+    Labels,
+    Metadata,
+    NewBlueprint,
+    NewHost,
+    NodeSpec,
+    NodeTarget,
+    OperationKind,
+    OperationStatus,
+    Ports,
+    Release,
+    Renewal,
+)
+
+BASE = os.environ["PM_BASE_URL"]
+ADMIN = os.environ["PM_ADMIN_TOKEN"]
+USER = os.environ["PM_USER_TOKEN"]
+ENGINE = os.environ["PM_ENGINE"]
+IMAGE = os.environ.get("PM_IMAGE", "poolmanager/testnode:latest")
+
+
+def client(token):
+    return AuthenticatedClient(base_url=BASE, token=token, raise_on_unexpected_status=True, timeout=httpx.Timeout(60.0))
+
+
+admin = client(ADMIN)
+user = client(USER)
+suffix = uuid.uuid4().hex[:8]
+steps = []
+
+
+def step(name):
+    steps.append(name)
+    print(f"  {name}", flush=True)
+
+
+def expect_error(response, status, code):
+    """A documented error: the status, and an Error body with the code."""
+    assert response.status_code == status, f"{response.status_code} (wanted {status}): {response.content!r}"
+    assert isinstance(response.parsed, Error), response.parsed
+    assert response.parsed.code == code, response.parsed
+    assert response.parsed.message
+    return response.parsed
+
+
+def wait_operation(op_id):
+    deadline = time.time() + 180
+    while True:
+        op = get_operation.sync(op_id, client=admin)
+        if op.status != OperationStatus.RUNNING:
+            return op
+        assert time.time() < deadline, op
+        time.sleep(0.5)
+
+
+def wait_cluster(cluster_id, ready):
+    deadline = time.time() + 180
+    while True:
+        cluster = get_cluster.sync(cluster_id, client=admin)
+        if ready(cluster):
+            return cluster
+        assert time.time() < deadline, cluster
+        time.sleep(0.5)
+
+
+class EventReader(threading.Thread):
+    """Reads the event stream (which the generated client cannot: it never ends) with
+    the generated client's own httpx client, each `data:` parsed by the Event model."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.events = []
+        self.error = None
+
+    def run(self):
+        try:
+            http = admin.get_httpx_client()
+            with http.stream("GET", "/events", timeout=httpx.Timeout(10.0, read=None)) as response:
+                assert response.status_code == 200, response.status_code
+                assert response.headers["content-type"].startswith("text/event-stream")
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        self.events.append(Event.from_dict(json.loads(line[5:])))
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            self.error = e
+
+
+def main():
+    health = get_health.sync(client=client("no-token-needed"))
+    step(f"get_health: {health.status.value} {health.version}")
+
+    events = EventReader()
+    events.start()
+
+    # Errors before anything exists.
+    expect_error(list_hosts.sync_detailed(client=client("wrong")), HTTPStatus.UNAUTHORIZED, ErrorCode.UNAUTHORIZED)
+    expect_error(list_hosts.sync_detailed(client=user), HTTPStatus.FORBIDDEN, ErrorCode.FORBIDDEN)
+    expect_error(get_cluster.sync_detailed("no-such-cluster", client=user), HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND)
+    unreachable = NewHost(name=f"gone-{suffix}", endpoint="unix:///nonexistent/docker.sock", capacity=1)
+    response = create_host.sync_detailed(client=admin, body=unreachable)
+    expect_error(response, HTTPStatus.SERVICE_UNAVAILABLE, ErrorCode.UNAVAILABLE)
+    assert int(response.headers["retry-after"]) > 0
+    step("errors: 401, 403, 404, 503 unavailable with Retry-After")
+
+    # 1. A host: the test engine.
+    host = create_host.sync(client=admin, body=NewHost(name=f"host-{suffix}", endpoint=ENGINE, capacity=2, autofill=False))
+    assert host.status.value == "active" and host.facts.version, host
+    assert get_host.sync(host.id, client=admin).name == host.name
+    assert any(h.id == host.id for h in list_hosts.sync(client=admin, limit=1000).items)
+    expect_error(
+        create_host.sync_detailed(client=admin, body=NewHost(name=host.name, endpoint=ENGINE, capacity=1)),
+        HTTPStatus.CONFLICT,
+        ErrorCode.CONFLICT,
+    )
+    step(f"create_host {host.name} (409 for the name again)")
+
+    # 2. A blueprint: two httpd nodes with port `web`.
+    nodes = [NodeSpec(name=n, image=IMAGE, ports=Ports.from_dict({"web": "80/tcp"})) for n in ("vp0", "vp1")]
+    bp_name = f"demo-{suffix}"
+    blueprint = create_blueprint.sync(
+        client=admin, body=NewBlueprint(name=bp_name, labels=Labels.from_dict({"consensus": "pbft"}), nodes=nodes)
+    )
+    assert [n.name for n in blueprint.nodes] == ["vp0", "vp1"]
+    assert get_blueprint.sync(bp_name, client=user).name == bp_name
+    assert list_blueprints.sync(client=user).total >= 1
+    bad = NewBlueprint(name="no spaces allowed", nodes=nodes)
+    expect_error(create_blueprint.sync_detailed(client=admin, body=bad), HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_INPUT)
+    step(f"create_blueprint {bp_name} (400 for a bad name)")
+
+    # 3. Fill (a bodyless POST) and follow the operation.
+    started = fill_host.sync(host.id, client=admin)
+    op = wait_operation(started.operation_id)
+    assert op.status == OperationStatus.SUCCEEDED and op.done == op.total == 2, op
+    ops = list_operations.sync(client=admin, host_id=host.id, kind=OperationKind.FILL)
+    assert [o.id for o in ops.items] == [op.id] and ops.total == 1, ops
+    step(f"fill_host, get_operation until {op.status.value} ({op.done}/{op.total}), list_operations")
+
+    # 4. Apply: with a TTL and metadata, and without a TTL.
+    alice = apply.sync(
+        client=user,
+        body=Apply(user_id="alice", blueprint=bp_name, ttl_seconds=600, metadata=Metadata.from_dict({"ticket": "42"})),
+    )
+    assert alice.status == ClusterStatus.APPLIED and alice.user_id == "alice" and alice.expires_at, alice
+    assert alice.metadata.additional_properties == {"ticket": "42"}
+    bob = apply.sync(client=user, body=Apply(user_id="bob", labels=Labels.from_dict({"consensus": "pbft"})))
+    assert bob.id != alice.id and bob.user_id == "bob"
+    step("apply with ttl and metadata (alice), without ttl (bob)")
+
+    # 5. Use it: the service URL answers.
+    url = alice.service_urls["vp0"]["web"]
+    for _ in range(50):
+        try:
+            text = httpx.get(url, timeout=5).text
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    assert text.strip() == "ok", text
+    step(f"GET {url}: ok")
+
+    # The pool is empty now: 503 pool_exhausted, Retry-After read from the response.
+    response = apply.sync_detailed(client=user, body=Apply(user_id="carol", blueprint=bp_name))
+    expect_error(response, HTTPStatus.SERVICE_UNAVAILABLE, ErrorCode.POOL_EXHAUSTED)
+    step(f"apply on an empty pool: 503 pool_exhausted, Retry-After {int(response.headers['retry-after'])}")
+
+    # 6. Renew; stop and start one node, as the user it is applied to.
+    renewed = renew_lease.sync(alice.id, client=user, body=Renewal(ttl_seconds=1200, user_id="alice"))
+    assert renewed.expires_at > alice.expires_at
+    expect_error(
+        renew_lease.sync_detailed(alice.id, client=user, body=Renewal(ttl_seconds=60, user_id="mallory")),
+        HTTPStatus.FORBIDDEN,
+        ErrorCode.FORBIDDEN,
+    )
+    expect_error(renew_lease.sync_detailed(alice.id, client=user, body=Renewal(ttl_seconds=60)), HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_INPUT)
+    stopped = stop_cluster.sync(alice.id, client=user, body=NodeTarget(node="vp0", user_id="alice"))
+    assert stopped.stopped_nodes == ["vp0"] and stopped.status == ClusterStatus.APPLIED, stopped
+    started_again = start_cluster.sync(alice.id, client=user, body=NodeTarget(node="vp0", user_id="alice"))
+    assert started_again.stopped_nodes == [], started_again
+    step("renew_lease (403 for another user, 400 without user_id), stop_cluster and start_cluster of vp0")
+
+    # 7. Release: one cluster, then all of a user's.
+    released = release.sync(client=user, body=Release(cluster_id=alice.id, user_id="alice"))
+    assert released.released == [alice.id]
+    expect_error(
+        release.sync_detailed(client=user, body=Release(cluster_id=alice.id, user_id="alice")),
+        HTTPStatus.CONFLICT,
+        ErrorCode.CONFLICT,
+    )
+    assert release.sync(client=user, body=Release(user_id="bob")).released == [bob.id]
+    fresh = wait_cluster(alice.id, lambda c: c.status == ClusterStatus.READY and c.health.value == "ok")
+    assert isinstance(fresh, Cluster) and fresh.name == alice.name
+    step("release by cluster and by user (409 twice); the cluster is recreated fresh")
+
+    # 8. Leases, stats, history, listing.
+    leases = list_leases.sync(client=admin, user_id="alice")
+    assert leases.total == 1 and leases.items[0].released_at and leases.items[0].release_reason.value == "release"
+    stats = get_stats.sync(client=admin)
+    assert stats.hosts_by_status.active >= 1
+    history = get_stats_history.sync(client=admin, bucket=60)
+    assert sum(b.applied for b in history.buckets) >= 2 and sum(b.released for b in history.buckets) >= 2, history
+    ready = list_clusters.sync(client=user, host_id=host.id, status=ClusterStatus.READY)
+    assert ready.limit == 100 and ready.offset == 0
+    step(f"list_leases, get_stats, get_stats_history ({len(history.buckets)} bucket(s)), list_clusters")
+
+    # 413: a body over 1 MiB.
+    huge = Apply(user_id="alice", metadata=Metadata.from_dict({"note": "x" * (2 << 20)}))
+    expect_error(apply.sync_detailed(client=user, body=huge), HTTPStatus.REQUEST_ENTITY_TOO_LARGE, ErrorCode.PAYLOAD_TOO_LARGE)
+    step("413 payload_too_large")
+
+    # 9. The event stream saw it all happen.
+    deadline = time.time() + 30
+    while not any(e.kind == EventKind.RELEASED for e in events.events) and time.time() < deadline:
+        time.sleep(0.2)
+    assert events.error is None, events.error
+    kinds = {e.kind.value for e in events.events}
+    assert {"host", "applied", "released", "operation"} <= kinds, kinds
+    step(f"stream_events: {len(events.events)} events, kinds {sorted(kinds)}")
+
+    # Clean up.
+    delete_host.sync_detailed(host.id, client=admin, force=True)
+    expect_error(get_host.sync_detailed(host.id, client=admin), HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND)
+    assert delete_blueprint.sync_detailed(bp_name, client=admin).status_code == HTTPStatus.NO_CONTENT
+    step("delete_host (force), delete_blueprint")
+    print(f"client scenario: {len(steps)} steps passed")
+
+
+if __name__ == "__main__":
+    main()
