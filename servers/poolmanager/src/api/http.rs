@@ -103,52 +103,39 @@ fn request_meta<T: ParseFromJSON>(required: bool) -> Option<MetaRequest> {
     })
 }
 
-impl<'a, T: ParseFromJSON> ApiExtractor<'a> for JsonBody<T> {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
-    type ParamType = ();
-    type ParamRawType = ();
+/// Implements `ApiExtractor` for a JSON body type: `$required` in the spec, made from
+/// what [`read_json`] read by `$make`.
+macro_rules! json_body {
+    ($body:ident, required: $required:literal, $make:expr) => {
+        impl<'a, T: ParseFromJSON> ApiExtractor<'a> for $body<T> {
+            const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+            type ParamType = ();
+            type ParamRawType = ();
 
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
+            fn register(registry: &mut Registry) {
+                T::register(registry);
+            }
 
-    fn request_meta() -> Option<MetaRequest> {
-        request_meta::<T>(true)
-    }
+            fn request_meta() -> Option<MetaRequest> {
+                request_meta::<T>($required)
+            }
 
-    async fn from_request(
-        request: &'a Request,
-        body: &mut RequestBody,
-        _param_opts: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        match read_json(request, body).await? {
-            Some(parsed) => Ok(JsonBody(parsed)),
-            None => Err(ContentTypeError::ExpectContentType.into()),
+            async fn from_request(
+                request: &'a Request,
+                body: &mut RequestBody,
+                _param_opts: ExtractParamOptions<Self::ParamType>,
+            ) -> poem::Result<Self> {
+                read_json(request, body).await.and_then($make)
+            }
         }
-    }
+    };
 }
 
-impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJson<T> {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
-
-    fn request_meta() -> Option<MetaRequest> {
-        request_meta::<T>(false)
-    }
-
-    async fn from_request(
-        request: &'a Request,
-        body: &mut RequestBody,
-        _param_opts: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        read_json(request, body).await.map(OptionalJson)
-    }
-}
+json_body!(JsonBody, required: true, |parsed: Option<T>| match parsed {
+    Some(parsed) => Ok(JsonBody(parsed)),
+    None => Err(ContentTypeError::ExpectContentType.into()),
+});
+json_body!(OptionalJson, required: false, |parsed| Ok(OptionalJson(parsed)));
 
 /// Refuses request bodies larger than [`MAX_BODY`] with 413, whether they declare
 /// their length or come in chunks: the body is read through a counter, and a request

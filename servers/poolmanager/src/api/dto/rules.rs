@@ -29,9 +29,14 @@ pub trait TextRule: Send + Sync + 'static {
     /// The compiled pattern.
     fn regex() -> &'static Regex;
 
+    /// Whether `text` follows the rule.
+    fn accepts(text: &str) -> bool {
+        text.chars().count() <= Self::MAX && Self::regex().is_match(text)
+    }
+
     /// Checks `text` against the rule.
     fn check(text: &str) -> Result<(), String> {
-        if text.chars().count() <= Self::MAX && Self::regex().is_match(text) {
+        if Self::accepts(text) {
             return Ok(());
         }
         Err(format!(
@@ -130,19 +135,28 @@ impl TextRule for PemRule {
         RE.get_or_init(|| compile(PEM_PATTERN))
     }
 
-    fn check(text: &str) -> Result<(), String> {
+    fn accepts(text: &str) -> bool {
         // The open regex no longer bounds the path alternative: bound it here.
         let path_ok = text.starts_with("-----BEGIN ") || text.chars().count() <= 4096;
-        if path_ok && text.chars().count() <= Self::MAX && Self::regex().is_match(text) {
-            return Ok(());
-        }
-        Err(format!(
-            "{} is not a {}: it must match {}",
-            quoted(text),
-            Self::WHAT,
-            Self::PATTERN
-        ))
+        path_ok && text.chars().count() <= Self::MAX && Self::regex().is_match(text)
     }
+}
+
+/// The parts of `Type` every type here shares: required, one value, itself.
+macro_rules! one_value {
+    () => {
+        const IS_REQUIRED: bool = true;
+        type RawValueType = Self;
+        type RawElementValueType = Self;
+
+        fn as_raw_value(&self) -> Option<&Self> {
+            Some(self)
+        }
+
+        fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+            Box::new(std::iter::once(self))
+        }
+    };
 }
 
 /// A string that follows the rule `R`.
@@ -180,10 +194,6 @@ impl<R: TextRule> Text<R> {
 }
 
 impl<R: TextRule> Type for Text<R> {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
     fn name() -> Cow<'static, str> {
         R::WHAT.into()
     }
@@ -192,13 +202,7 @@ impl<R: TextRule> Type for Text<R> {
         MetaSchemaRef::Inline(Box::new(Self::schema()))
     }
 
-    fn as_raw_value(&self) -> Option<&Self> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
-        Box::new(std::iter::once(self))
-    }
+    one_value!();
 }
 
 impl<R: TextRule> ParseFromJSON for Text<R> {
@@ -246,10 +250,6 @@ impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
 }
 
 impl<const MIN: u64, const MAX: u64> Type for Bounded<MIN, MAX> {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
     fn name() -> Cow<'static, str> {
         format!("integer from {MIN} to {MAX}").into()
     }
@@ -262,13 +262,7 @@ impl<const MIN: u64, const MAX: u64> Type for Bounded<MIN, MAX> {
         }))
     }
 
-    fn as_raw_value(&self) -> Option<&Self> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
-        Box::new(std::iter::once(self))
-    }
+    one_value!();
 }
 
 impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
@@ -407,10 +401,6 @@ impl<R> Default for Map<R> {
 }
 
 impl<R: MapRule> Type for Map<R> {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
     fn name() -> Cow<'static, str> {
         R::NAME.into()
     }
@@ -428,13 +418,7 @@ impl<R: MapRule> Type for Map<R> {
         });
     }
 
-    fn as_raw_value(&self) -> Option<&Self> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
-        Box::new(std::iter::once(self))
-    }
+    one_value!();
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
