@@ -20,17 +20,16 @@
 //! ```
 //!
 //! Endpoints: `unix:///var/run/docker.sock`, `tcp://host:2375` and `http://host:2375`.
-//! TLS endpoints are refused as invalid. The driver agrees on the API version with the
-//! engine on first use, so it works with Docker 20.10 (API 1.41) and newer engines.
+//! TLS endpoints are refused as invalid. The driver connects through the engine client
+//! of `poolcore-engine` (shared with the Swarm driver), which agrees on the API version
+//! with the engine on first use, so it works with Docker 20.10 (API 1.41) and newer.
 
 #![warn(missing_docs)]
 
 mod config;
 mod core;
 mod driver;
-pub mod engine;
 mod error;
-mod labels;
 
 pub use config::DockerConfig;
 pub use driver::{DockerConnector, DockerDriver};

@@ -8,7 +8,7 @@ use bollard::query_parameters::{
     ListNodesOptions, ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptions,
 };
 use poolcore::{Error, HostKind, Result};
-use poolcore_docker::engine::{has_status, Action, Engine, LabelFilter};
+use poolcore_engine::{has_status, Action, Engine, LabelFilter};
 
 use crate::config::SwarmConfig;
 

@@ -12,7 +12,7 @@ use poolcore::{
     object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error, Host, HostDriver,
     HostKind, LogConfig, NodeDeployment, NodeSpec, ObservedCluster, PortSpec, Result,
 };
-use poolcore_docker::engine::{
+use poolcore_engine::{
     cluster_of, first_error, group_clusters, is_node_of, nothing_of, ClusterNetwork, LabelFilter,
 };
 use tracing::instrument;

@@ -1,0 +1,53 @@
+//! # poolcore-engine
+//!
+//! The pieces of the Docker Engine API client that PoolManager's Docker driver
+//! (`poolcore-docker`) and Swarm driver (`poolcore-swarm`) share, over
+//! [bollard](https://docs.rs/bollard):
+//!
+//! - **Connecting** to an endpoint ([`Engine`]): `unix:///path`, `tcp://host:port` or
+//!   `http://host:port`, lazily, agreeing on the API version on first use, so Docker
+//!   20.10 (API 1.41) and newer engines answer.
+//! - **Error mapping** ([`Engine::fail`], [`Action`]): a 404 is
+//!   [`Error::NotFound`](poolcore::Error::NotFound) ("already gone" for a delete), a 409
+//!   [`Error::Conflict`](poolcore::Error::Conflict) ("exists, adopt it" for a create), no
+//!   answer [`Error::Unavailable`](poolcore::Error::Unavailable); each names its object.
+//! - **Label filters** ([`LabelFilter`]) and what labels tell back ([`group_clusters`],
+//!   [`is_node_of`], [`ports_from_labels`]): labels are the truth on the host.
+//! - **Networks**: a cluster's own bridge or overlay network, made or adopted
+//!   ([`Engine::ensure_network`]) and removed ([`Engine::remove_networks`]).
+//! - **Node spec pieces** that a container and a service share ([`node_labels`],
+//!   [`env_list`], [`health_config`]).
+//!
+//! It is no driver itself: it implements no [`HostDriver`](poolcore::HostDriver).
+//!
+//! ```
+//! use std::time::Duration;
+//! use poolcore::HostKind;
+//! use poolcore_engine::{Engine, LabelFilter};
+//!
+//! // No request is made yet: the first one connects.
+//! let engine = Engine::new(HostKind::Docker, "tcp://10.0.0.1:2375", Duration::from_secs(30))?;
+//! assert_eq!(engine.endpoint(), "tcp://10.0.0.1:2375");
+//!
+//! // What `engine.networks(&filter).await` would ask the engine for: one node of one cluster.
+//! let filter = LabelFilter::cluster("c1").node(Some("vp0"));
+//! assert_eq!(filter.to_string(), "poolmanager.cluster=c1,poolmanager.node=vp0");
+//!
+//! // An endpoint the client cannot use is refused before any request.
+//! let refused = Engine::new(HostKind::Docker, "ssh://h", Duration::from_secs(30)).unwrap_err();
+//! assert_eq!(refused.code(), "invalid_input");
+//! # Ok::<(), poolcore::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod config;
+mod core;
+mod error;
+mod labels;
+mod spec;
+
+pub use crate::core::{first_error, nothing_of, ClusterNetwork, Engine};
+pub use error::{has_status, Action};
+pub use labels::{cluster_of, group_clusters, is_node_of, ports_from_labels, LabelFilter};
+pub use spec::{env_list, health_config, label_map, node_labels};
