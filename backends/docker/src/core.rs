@@ -25,11 +25,11 @@ pub(crate) struct Daemon {
 }
 
 impl Daemon {
-    /// The engine of `host`; an endpoint the engine client cannot use is
-    /// [`Error::Invalid`].
+    /// The engine of `host`, at its endpoint and with its TLS settings; an endpoint the
+    /// engine client cannot use, or a wrong TLS setting, is [`Error::Invalid`].
     pub(crate) fn new(host: &Host, config: &DockerConfig) -> Result<Self> {
         Ok(Daemon {
-            engine: Engine::new(HostKind::Docker, &host.endpoint, config.request_timeout())?,
+            engine: Engine::for_host(HostKind::Docker, host, config.request_timeout())?,
         })
     }
 

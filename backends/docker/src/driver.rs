@@ -84,8 +84,10 @@ pub struct DockerDriver {
 
 impl DockerDriver {
     /// A driver for `host`, which must have a `unix://`, `tcp://` or `http://`
-    /// endpoint (else [`Error::Invalid`]). It does not talk to the engine yet: the first
-    /// call connects and agrees on the API version.
+    /// endpoint, or with TLS settings a `tcp://` or `https://` one (else
+    /// [`Error::Invalid`]). TLS settings are read and checked now, and a wrong one is
+    /// [`Error::Invalid`] naming it. It does not talk to the engine yet: the first call
+    /// connects and agrees on the API version.
     pub fn new(host: &Host, config: DockerConfig) -> Result<Self> {
         Ok(DockerDriver {
             daemon: Daemon::new(host, &config)?,

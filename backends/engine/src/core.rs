@@ -9,7 +9,7 @@ use bollard::models::{Network, NetworkCreateRequest, SystemInfo, SystemVersion};
 use bollard::query_parameters::ListNetworksOptionsBuilder;
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::future::join_all;
-use poolcore::{labels_for, object_name, Cluster, EngineFacts, Error, HostKind, Result};
+use poolcore::{labels_for, object_name, Cluster, EngineFacts, Error, Host, HostKind, Result};
 use tokio::sync::OnceCell;
 
 use crate::config::Endpoint;
@@ -18,6 +18,7 @@ use crate::error::{
 };
 use crate::labels::{cluster_of, LabelFilter};
 use crate::spec::label_map;
+use crate::tls::{EngineTls, TlsConfig};
 
 /// One Docker engine or swarm manager. Connects, and agrees on the API version, on first
 /// use; every request fails with a [`poolcore::Error`] that names its object.
@@ -43,13 +44,33 @@ pub enum ClusterNetwork {
 }
 
 impl Engine {
-    /// The engine of a `kind` host at `endpoint` (`unix:///path`, `tcp://host:port` or
-    /// `http://host:port`; anything else is [`Error::Invalid`] naming it). `kind` names
-    /// the backend in errors. Each request may take `request_timeout`.
-    pub fn new(kind: HostKind, endpoint: &str, request_timeout: Duration) -> Result<Self> {
+    /// The engine of `host`, a host of `kind`, at its endpoint and with its TLS
+    /// settings: see [`Engine::new`].
+    pub fn for_host(kind: HostKind, host: &Host, request_timeout: Duration) -> Result<Self> {
+        // Hosts carry no TLS settings yet.
+        let tls: Option<&EngineTls> = None;
+        Self::new(kind, &host.endpoint, tls, request_timeout)
+    }
+
+    /// The engine of a `kind` host at `endpoint`, with TLS settings `tls` or none.
+    ///
+    /// Without TLS: `unix:///path`, `tcp://host:port` or `http://host:port` (port 2375
+    /// if none is given). With TLS: `tcp://host:port` or `https://host:port` (port
+    /// 2376); `tls` is read and checked now (see [`EngineTls`]). Anything else is
+    /// [`Error::Invalid`] naming the endpoint, or the TLS setting that is wrong.
+    ///
+    /// `kind` names the backend in errors. Each request may take `request_timeout`.
+    /// Nothing is asked of the engine yet: the first request connects.
+    pub fn new(
+        kind: HostKind,
+        endpoint: &str,
+        tls: Option<&EngineTls>,
+        request_timeout: Duration,
+    ) -> Result<Self> {
+        let tls = tls.map(TlsConfig::new).transpose()?;
         Ok(Engine {
             kind,
-            endpoint: Endpoint::parse(endpoint)?,
+            endpoint: Endpoint::parse(endpoint, tls)?,
             endpoint_text: endpoint.to_owned(),
             request_timeout: request_timeout.max(Duration::from_secs(1)),
             client: OnceCell::new(),
@@ -70,6 +91,7 @@ impl Engine {
                 let client = match &self.endpoint {
                     Endpoint::Unix(path) => Docker::connect_with_unix(path, timeout, API_DEFAULT_VERSION),
                     Endpoint::Http(addr) => Docker::connect_with_http(addr, timeout, API_DEFAULT_VERSION),
+                    Endpoint::Https(addr, tls) => tls.connect(addr, timeout, API_DEFAULT_VERSION),
                 };
                 let action = || Action::new("negotiate", "API version with", self.endpoint.to_string());
                 let client = client.map_err(|e| self.unavailable(action(), e))?;
@@ -272,7 +294,7 @@ mod tests {
 
     #[test]
     fn unusable_endpoints_are_refused_before_any_request() {
-        let err = Engine::new(HostKind::Swarm, "ssh://m", Duration::from_secs(5)).unwrap_err();
+        let err = Engine::new(HostKind::Swarm, "ssh://m", None, Duration::from_secs(5)).unwrap_err();
         assert_eq!(err.code(), "invalid_input");
         assert!(err.to_string().contains("ssh://m"), "{err}");
     }

@@ -6,6 +6,8 @@
 use bollard::errors::Error as BollardError;
 use poolcore::{Error, HostKind};
 
+use crate::tls::handshake_hint;
+
 /// What a driver was doing when the engine answered with an error: it names the object
 /// in the error the caller sees.
 #[derive(Debug, Clone)]
@@ -120,10 +122,15 @@ pub(crate) fn map_err(kind: HostKind, endpoint: &str, action: Action, err: Bolla
             "{} {} {:?}: {message}",
             action.verb, action.kind, action.target
         )),
-        _ if is_unreachable(&err) => Error::unavailable(
-            format!("{} at {endpoint}", engine_noun(kind)),
-            RequestFailed { action, source: err },
-        ),
+        _ if is_unreachable(&err) => {
+            let hint = handshake_hint(&err);
+            let failed = RequestFailed { action, source: err };
+            let reason = match hint {
+                Some(hint) => format!("{failed} ({hint})"),
+                None => failed.to_string(),
+            };
+            Error::unavailable(format!("{} at {endpoint}", engine_noun(kind)), reason)
+        }
         _ => Error::backend(kind.as_str(), RequestFailed { action, source: err }),
     }
 }
