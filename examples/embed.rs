@@ -1,5 +1,5 @@
-//! Embeds a pool in a program: SQLite store, the local Docker engine, one blueprint,
-//! fill, apply, release.
+//! Embeds a pool in a program: SQLite store, the local Docker engine, the reconciler,
+//! one blueprint, fill, apply, release.
 //!
 //! ```sh
 //! scripts/test-image.sh            # the demo image, built locally
@@ -7,8 +7,9 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use poolcore::{ApplyRequest, ClusterStatus, NewBlueprint, NewHost, NodeSpec, Pool, ReleaseTarget};
+use poolcore::{Actor, ApplyRequest, ClusterStatus, NewBlueprint, NewHost, NodeSpec, Pool, ReleaseTarget};
 use poolcore_docker::DockerConnector;
 use poolcore_sqlite::SqliteStore;
 
@@ -21,6 +22,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = Pool::builder(store)
         .with_connector(DockerConnector::new())
         .build();
+    // Heals what breaks and expires leases, every 15 s by default.
+    let reconciler = pool.spawn_reconciler();
 
     let blueprint = NewBlueprint {
         name: "demo".into(),
@@ -33,6 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ports: [("web".to_owned(), "80/tcp".parse()?)].into(),
             health: None,
         }],
+        api_port: None,
     };
     if pool.blueprint("demo").await.is_err() {
         pool.create_blueprint(blueprint).await?;
@@ -52,12 +56,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("alice got {} with {:?}", cluster.name, cluster.service_urls());
 
-    pool.release(ReleaseTarget::Cluster(cluster.id.clone())).await?;
+    pool.release(ReleaseTarget::Cluster(cluster.id.clone()), Actor::User("alice"))
+        .await?;
     pool.wait_idle().await;
     let fresh = pool.cluster(&cluster.id).await?;
     assert_eq!(fresh.status, ClusterStatus::Ready);
     println!("released and recreated: {} is {}", fresh.name, fresh.status);
 
     pool.delete_host(&host.id, true).await?;
+    reconciler.shutdown(Duration::from_secs(30)).await;
     Ok(())
 }

@@ -16,7 +16,7 @@ pub async fn seed(store: &Arc<dyn Store>, clusters: usize) -> String {
     store.insert_blueprint(&blueprint).await.expect("seed blueprint");
     for _ in 0..clusters {
         store
-            .insert_cluster(&ready_cluster(&blueprint.name, &host.id))
+            .insert_cluster(&ready_cluster(&blueprint.name, &host.id), u32::MAX)
             .await
             .expect("seed cluster");
     }

@@ -11,8 +11,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in the pool.
 ///
 /// Each variant maps to one HTTP status in the server: [`Error::NotFound`] 404,
-/// [`Error::Conflict`] 409, [`Error::Invalid`] 400/422, [`Error::PoolExhausted`] and
-/// [`Error::Unavailable`] 503, [`Error::Backend`] 502/500.
+/// [`Error::Conflict`] and [`Error::Stale`] 409, [`Error::Forbidden`] 403,
+/// [`Error::Invalid`] 400, [`Error::PoolExhausted`] and [`Error::Unavailable`] 503,
+/// [`Error::Backend`] 502.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -25,11 +26,33 @@ pub enum Error {
         id: String,
     },
 
-    /// The request clashes with the current state (a name taken, a host still in use,
-    /// a record changed by someone else since it was read).
+    /// The request clashes with the current state: a name taken, a full host, a host
+    /// still in use, a cluster in the wrong status.
     #[error("{message}")]
     Conflict {
         /// What clashes, with the values.
+        message: String,
+    },
+
+    /// A record changed since it was read (its version moved on): read it again and
+    /// decide anew. The pool retries where that is safe; the REST API answers 409.
+    #[error("{kind} {id:?} was changed meanwhile (version {read} is now {stored})")]
+    Stale {
+        /// What kind of record: `host`, `cluster`.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+        /// The version that was read.
+        read: u64,
+        /// The version stored now.
+        stored: u64,
+    },
+
+    /// The caller may not do this to this object (a user acting on a cluster applied
+    /// to someone else).
+    #[error("{message}")]
+    Forbidden {
+        /// What was refused, and why.
         message: String,
     },
 
@@ -93,6 +116,23 @@ impl Error {
         }
     }
 
+    /// [`Error::Stale`] for `kind` `id`, read at version `read`, now at `stored`.
+    pub fn stale(kind: &'static str, id: impl fmt::Display, read: u64, stored: u64) -> Self {
+        Error::Stale {
+            kind,
+            id: id.to_string(),
+            read,
+            stored,
+        }
+    }
+
+    /// [`Error::Forbidden`] with `message`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Error::Forbidden {
+            message: message.into(),
+        }
+    }
+
     /// [`Error::Backend`] wrapping `source`.
     pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
         Error::Backend {
@@ -114,6 +154,8 @@ impl Error {
         match self {
             Error::NotFound { .. } => "not_found",
             Error::Conflict { .. } => "conflict",
+            Error::Stale { .. } => "stale",
+            Error::Forbidden { .. } => "forbidden",
             Error::Invalid { .. } => "invalid_input",
             Error::PoolExhausted { .. } => "pool_exhausted",
             Error::Unavailable { .. } => "unavailable",
@@ -121,8 +163,25 @@ impl Error {
         }
     }
 
+    /// Every value [`Error::code`] can return, for documenting them.
+    pub const CODES: &'static [&'static str] = &[
+        "not_found",
+        "conflict",
+        "stale",
+        "forbidden",
+        "invalid_input",
+        "pool_exhausted",
+        "unavailable",
+        "backend_failure",
+    ];
+
     /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+
+    /// True for [`Error::Stale`]: reading again and retrying may succeed.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Error::Stale { .. })
     }
 }

@@ -6,7 +6,7 @@
 //! [`EVENT_BUFFER`] events behind misses the oldest ones and is told how many
 //! (`RecvError::Lagged`), and can re-read the state from the store.
 
-use crate::model::{Cluster, Host, Operation};
+use crate::model::{Cluster, Host, Operation, ReleaseReason};
 
 /// Events a subscriber may fall behind by before it misses some.
 pub const EVENT_BUFFER: usize = 1024;
@@ -38,9 +38,8 @@ pub enum Event {
         cluster: Cluster,
         /// Who held it.
         user_id: String,
-        /// Why: `"release"` when asked, `"expired"` when its lease ran out, `"deleted"`
-        /// when it was deleted with force.
-        reason: &'static str,
+        /// Why the lease ended.
+        reason: ReleaseReason,
     },
     /// An operation (fill, clean, reset) started, progressed or ended.
     Operation(Operation),

@@ -32,6 +32,7 @@
 pub mod driver;
 pub mod error;
 pub mod events;
+pub mod limits;
 pub mod memory;
 pub mod model;
 pub mod pool;
@@ -45,12 +46,13 @@ pub use error::{BoxError, Error, Result};
 pub use events::Event;
 pub use memory::MemStore;
 pub use model::{
-    Blueprint, Claim, Cluster, ClusterFilter, ClusterStatus, Deployment, EngineFacts, Health, HealthCheck,
-    Host, HostKind, HostStatus, Labels, LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation,
-    OperationKind, OperationStatus, Page, PortSpec, Protocol, ServiceUrls,
+    Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, Deployment,
+    EngineFacts, EngineTls, Health, HealthCheck, Host, HostKind, HostStatus, Labels, LeaseActivity,
+    LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind,
+    OperationStatus, Page, Pem, PortRef, PortSpec, Protocol, ReleaseReason, ServiceUrls,
 };
 pub use pool::{
-    ApplyRequest, BlueprintStats, HostPatch, HostStats, NewBlueprint, NewHost, NodeAction, Pool, PoolBuilder,
-    PoolConfig, ReconcileConfig, ReconcileReport, ReleaseTarget, Stats,
+    Actor, ApplyRequest, BlueprintStats, HostPatch, HostStats, NewBlueprint, NewHost, NodeAction, Pool,
+    PoolBuilder, PoolConfig, ReconcileConfig, ReconcileReport, ReconcilerHandle, ReleaseTarget, Stats,
 };
 pub use store::Store;

@@ -1,7 +1,7 @@
 //! [`MemStore`]: a real, correct in-memory [`Store`], for tests, benchmarks and
 //! embedding where nothing must survive the process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Blueprint, Claim, Cluster, ClusterFilter, ClusterStatus, Health, Host, LeaseRecord, Listing, Operation,
-    Page,
+    Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, Health, Host,
+    LeaseActivity, LeaseRecord, Listing, Operation, OperationFilter, Page, ReleaseReason,
 };
 use crate::store::Store;
 
@@ -19,10 +19,51 @@ struct State {
     hosts: BTreeMap<String, Host>,
     blueprints: BTreeMap<String, Blueprint>,
     clusters: BTreeMap<String, Cluster>,
+    /// Host id → ids of its clusters, so per-host reads do not scan every cluster.
+    by_host: HashMap<String, BTreeSet<String>>,
     leases: BTreeMap<String, LeaseRecord>,
     operations: BTreeMap<String, Operation>,
     /// Lock name → (holder, held until).
     locks: BTreeMap<String, (String, DateTime<Utc>)>,
+}
+
+impl State {
+    fn host_clusters(&self, host_id: &str) -> impl Iterator<Item = &Cluster> {
+        self.by_host
+            .get(host_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.clusters.get(id))
+    }
+
+    fn put_cluster(&mut self, cluster: Cluster) {
+        if let Some(old) = self.clusters.get(&cluster.id) {
+            if old.host_id != cluster.host_id {
+                let (id, host) = (old.id.clone(), old.host_id.clone());
+                self.unindex(&host, &id);
+            }
+        }
+        self.by_host
+            .entry(cluster.host_id.clone())
+            .or_default()
+            .insert(cluster.id.clone());
+        self.clusters.insert(cluster.id.clone(), cluster);
+    }
+
+    fn remove_cluster(&mut self, id: &str) -> Option<Cluster> {
+        let cluster = self.clusters.remove(id)?;
+        self.unindex(&cluster.host_id, id);
+        Some(cluster)
+    }
+
+    fn unindex(&mut self, host_id: &str, id: &str) {
+        if let Some(ids) = self.by_host.get_mut(host_id) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_host.remove(host_id);
+            }
+        }
+    }
 }
 
 /// A [`Store`] in memory. One mutex guards everything, which makes every operation
@@ -55,13 +96,6 @@ fn page_of<T: Clone>(items: Vec<&T>, page: Page) -> Listing<T> {
     Listing { items, total }
 }
 
-fn cluster_matches(c: &Cluster, f: &ClusterFilter) -> bool {
-    f.status.is_none_or(|s| c.status == s)
-        && f.host_id.as_ref().is_none_or(|h| &c.host_id == h)
-        && f.user_id.as_ref().is_none_or(|u| c.user_id.as_ref() == Some(u))
-        && f.blueprints.as_ref().is_none_or(|b| b.contains(&c.blueprint))
-}
-
 #[async_trait]
 impl Store for MemStore {
     async fn insert_host(&self, host: &Host) -> Result<()> {
@@ -77,22 +111,31 @@ impl Store for MemStore {
         Ok(self.state().hosts.get(id).cloned())
     }
 
-    async fn list_hosts(&self) -> Result<Vec<Host>> {
-        let mut hosts: Vec<Host> = self.state().hosts.values().cloned().collect();
+    async fn list_hosts(&self, page: Page) -> Result<Listing<Host>> {
+        let s = self.state();
+        let mut hosts: Vec<&Host> = s.hosts.values().collect();
         hosts.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(hosts)
+        Ok(page_of(hosts, page))
     }
 
-    async fn update_host(&self, host: &Host) -> Result<()> {
+    async fn update_host(&self, host: &Host) -> Result<Host> {
         let mut s = self.state();
-        if !s.hosts.contains_key(&host.id) {
-            return Err(Error::not_found("host", &host.id));
+        let stored = s
+            .hosts
+            .get(&host.id)
+            .ok_or_else(|| Error::not_found("host", &host.id))?;
+        if stored.version != host.version {
+            return Err(Error::stale("host", &host.id, host.version, stored.version));
         }
         if s.hosts.values().any(|h| h.name == host.name && h.id != host.id) {
             return Err(Error::conflict(format!("host {:?} exists", host.name)));
         }
-        s.hosts.insert(host.id.clone(), host.clone());
-        Ok(())
+        let written = Host {
+            version: host.version + 1,
+            ..host.clone()
+        };
+        s.hosts.insert(host.id.clone(), written.clone());
+        Ok(written)
     }
 
     async fn delete_host(&self, id: &str) -> Result<bool> {
@@ -112,21 +155,25 @@ impl Store for MemStore {
         Ok(self.state().blueprints.get(name).cloned())
     }
 
-    async fn list_blueprints(&self) -> Result<Vec<Blueprint>> {
-        Ok(self.state().blueprints.values().cloned().collect())
+    async fn list_blueprints(&self, page: Page) -> Result<Listing<Blueprint>> {
+        let s = self.state();
+        Ok(page_of(s.blueprints.values().collect(), page))
     }
 
     async fn delete_blueprint(&self, name: &str) -> Result<bool> {
         Ok(self.state().blueprints.remove(name).is_some())
     }
 
-    async fn insert_cluster(&self, cluster: &Cluster) -> Result<()> {
+    async fn insert_cluster(&self, cluster: &Cluster, capacity: u32) -> Result<bool> {
         let mut s = self.state();
         if s.clusters.contains_key(&cluster.id) || s.clusters.values().any(|c| c.name == cluster.name) {
             return Err(Error::conflict(format!("cluster {:?} exists", cluster.name)));
         }
-        s.clusters.insert(cluster.id.clone(), cluster.clone());
-        Ok(())
+        if s.host_clusters(&cluster.host_id).count() >= capacity as usize {
+            return Ok(false);
+        }
+        s.put_cluster(cluster.clone());
+        Ok(true)
     }
 
     async fn get_cluster(&self, id: &str) -> Result<Option<Cluster>> {
@@ -135,87 +182,117 @@ impl Store for MemStore {
 
     async fn list_clusters(&self, filter: &ClusterFilter, page: Page) -> Result<Listing<Cluster>> {
         let s = self.state();
-        let mut items: Vec<&Cluster> = s
-            .clusters
-            .values()
-            .filter(|c| cluster_matches(c, filter))
-            .collect();
-        items.sort_by(|a, b| a.name.cmp(&b.name));
+        let candidates: Box<dyn Iterator<Item = &Cluster>> = match &filter.host_id {
+            Some(host_id) => Box::new(s.host_clusters(host_id)),
+            None => Box::new(s.clusters.values()),
+        };
+        let mut items: Vec<&Cluster> = candidates.filter(|c| filter.matches(c)).collect();
+        items.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         Ok(page_of(items, page))
+    }
+
+    async fn count_clusters(&self) -> Result<Vec<ClusterCount>> {
+        let s = self.state();
+        let mut counts: BTreeMap<(&str, &str, ClusterStatus), u64> = BTreeMap::new();
+        for c in s.clusters.values() {
+            *counts.entry((&c.host_id, &c.blueprint, c.status)).or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((host_id, blueprint, status), count)| ClusterCount {
+                host_id: host_id.to_owned(),
+                blueprint: blueprint.to_owned(),
+                status,
+                count,
+            })
+            .collect())
     }
 
     async fn update_cluster(&self, cluster: &Cluster) -> Result<Cluster> {
         let mut s = self.state();
         let stored = s
             .clusters
-            .get_mut(&cluster.id)
+            .get(&cluster.id)
             .ok_or_else(|| Error::not_found("cluster", &cluster.id))?;
         if stored.version != cluster.version {
-            return Err(Error::conflict(format!(
-                "cluster {} changed meanwhile (version {} is now {})",
-                cluster.id, cluster.version, stored.version
-            )));
+            return Err(Error::stale(
+                "cluster",
+                &cluster.id,
+                cluster.version,
+                stored.version,
+            ));
         }
-        *stored = Cluster {
+        let written = Cluster {
             version: cluster.version + 1,
             updated_at: Utc::now(),
             ..cluster.clone()
         };
-        Ok(stored.clone())
+        s.put_cluster(written.clone());
+        Ok(written)
     }
 
     async fn delete_cluster(&self, id: &str, version: u64) -> Result<bool> {
         let mut s = self.state();
         match s.clusters.get(id) {
             None => Ok(false),
-            Some(c) if c.version != version => Err(Error::conflict(format!(
-                "cluster {id} changed meanwhile (version {version} is now {})",
-                c.version
-            ))),
-            Some(_) => Ok(s.clusters.remove(id).is_some()),
+            Some(c) if c.version != version => Err(Error::stale("cluster", id, version, c.version)),
+            Some(_) => Ok(s.remove_cluster(id).is_some()),
         }
     }
 
-    async fn claim_cluster(&self, claim: &Claim) -> Result<Option<Cluster>> {
+    async fn claim_cluster(&self, claim: &Claim) -> Result<ClaimOutcome> {
         let mut s = self.state();
-        let Some(c) = s.clusters.values_mut().find(|c| {
-            c.status == ClusterStatus::Ready
-                && c.health == Health::Ok
-                && claim.blueprints.contains(&c.blueprint)
-                && claim.hosts.contains(&c.host_id)
-        }) else {
-            return Ok(None);
-        };
-        c.status = ClusterStatus::Applied;
-        c.user_id = Some(claim.user_id.clone());
-        c.applied_at = Some(claim.now);
-        c.expires_at = claim.expires_at;
-        c.metadata = claim.metadata.clone();
-        c.lease_id = Some(claim.lease_id.clone());
-        c.updated_at = claim.now;
-        c.version += 1;
-        let claimed = c.clone();
-        s.leases
-            .insert(claim.lease_id.clone(), LeaseRecord::opened(&claimed, claim));
-        Ok(Some(claimed))
-    }
-
-    async fn release_cluster(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Cluster>> {
-        let mut s = self.state();
-        let Some(c) = s
+        if !claim.allow_multiple {
+            let mut held = s
+                .clusters
+                .values()
+                .filter(|c| c.is_applied() && c.user_id.as_deref() == Some(claim.user_id.as_str()));
+            if let Some(c) = held
+                .clone()
+                .find(|c| c.held_by(&claim.user_id, &claim.blueprints))
+            {
+                return Ok(ClaimOutcome::Held(c.clone()));
+            }
+            if let Some(c) = held.find(|c| c.single_apply) {
+                return Ok(ClaimOutcome::HoldsOther(c.clone()));
+            }
+        }
+        let Some(mut cluster) = s
             .clusters
-            .get_mut(id)
-            .filter(|c| c.status == ClusterStatus::Applied)
+            .values()
+            .find(|c| {
+                c.status == ClusterStatus::Ready
+                    && c.health == Health::Ok
+                    && claim.blueprints.contains(&c.blueprint)
+                    && claim.hosts.contains(&c.host_id)
+            })
+            .cloned()
         else {
+            return Ok(ClaimOutcome::Exhausted);
+        };
+        cluster.claim(claim);
+        s.leases
+            .insert(claim.lease_id.clone(), LeaseRecord::opened(&cluster, claim));
+        s.put_cluster(cluster.clone());
+        Ok(ClaimOutcome::Claimed(cluster))
+    }
+
+    async fn release_cluster(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        reason: ReleaseReason,
+    ) -> Result<Option<Cluster>> {
+        let mut s = self.state();
+        let Some(mut cluster) = s.clusters.get(id).filter(|c| c.is_applied()).cloned() else {
             return Ok(None);
         };
-        let lease_id = c.lease_id.take();
-        c.release(now);
-        let released = c.clone();
-        if let Some(lease) = lease_id.and_then(|l| s.leases.get_mut(&l)) {
-            lease.released_at = Some(now);
+        if let Some(lease) = cluster.lease_id.as_ref().and_then(|l| s.leases.get_mut(l)) {
+            lease.close(now, reason);
         }
-        Ok(Some(released))
+        cluster.release(now);
+        s.put_cluster(cluster.clone());
+        Ok(Some(cluster))
     }
 
     async fn get_lease(&self, id: &str) -> Result<Option<LeaseRecord>> {
@@ -233,6 +310,15 @@ impl Store for MemStore {
         Ok(page_of(items, page))
     }
 
+    async fn lease_activity(
+        &self,
+        since: DateTime<Utc>,
+        bucket: chrono::Duration,
+    ) -> Result<Vec<LeaseActivity>> {
+        let s = self.state();
+        Ok(LeaseActivity::tally(s.leases.values(), since, bucket))
+    }
+
     async fn put_operation(&self, op: &Operation) -> Result<()> {
         self.state().operations.insert(op.id.clone(), op.clone());
         Ok(())
@@ -240,6 +326,13 @@ impl Store for MemStore {
 
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>> {
         Ok(self.state().operations.get(id).cloned())
+    }
+
+    async fn list_operations(&self, filter: &OperationFilter, page: Page) -> Result<Listing<Operation>> {
+        let s = self.state();
+        let mut items: Vec<&Operation> = s.operations.values().filter(|op| filter.matches(op)).collect();
+        items.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(page_of(items, page))
     }
 
     async fn acquire_lock(

@@ -3,7 +3,7 @@
 //! Plain data with serde; the rules that keep it consistent live in
 //! [`Pool`](crate::Pool) and the validation functions here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -68,6 +68,9 @@ string_enum!(
         Docker = "docker",
         /// A Docker Swarm manager.
         Swarm = "swarm",
+        /// A simulated engine in memory (`poolcore-sim`): for tests, benchmarks and
+        /// trying the API; never a production default.
+        Sim = "sim",
     }
 );
 
@@ -122,6 +125,28 @@ string_enum!(
         Succeeded = "succeeded",
         /// Finished with an error; see `error`.
         Failed = "failed",
+        /// Its server stopped before it finished (see `error`); the reconciler closes
+        /// such operations and brings the host to its desired state itself.
+        Interrupted = "interrupted",
+    }
+);
+
+impl OperationStatus {
+    /// True once the operation has ended, whichever way.
+    pub fn is_finished(self) -> bool {
+        self != OperationStatus::Running
+    }
+}
+
+string_enum!(
+    /// Why a lease ended.
+    ReleaseReason {
+        /// The user (or an operator) gave the cluster back.
+        Release = "release",
+        /// The lease's time ran out.
+        Expired = "expired",
+        /// The cluster was deleted (with force) while it was applied.
+        Deleted = "deleted",
     }
 );
 
@@ -146,6 +171,48 @@ pub struct LogConfig {
     /// Driver options, e.g. `syslog-address = "udp://10.0.0.5:514"`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+/// Where a PEM document (certificate or key) comes from.
+///
+/// `Debug` never prints inline contents: keys must not reach logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pem {
+    /// A file on the server's machine.
+    Path(String),
+    /// The PEM text itself.
+    Inline(String),
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pem::Path(path) => f.debug_tuple("Path").field(path).finish(),
+            Pem::Inline(_) => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+/// TLS to a `tcp://` engine: the usual `ca.pem`, `cert.pem` and `key.pem`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineTls {
+    /// CA that signed the engine's certificate; the system roots when `None`.
+    #[serde(default)]
+    pub ca: Option<Pem>,
+    /// Client certificate.
+    #[serde(default)]
+    pub cert: Option<Pem>,
+    /// Client key.
+    #[serde(default)]
+    pub key: Option<Pem>,
+    /// Verify the engine's certificate (on unless an operator turns it off).
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a probe learned of an engine.
@@ -188,6 +255,8 @@ pub struct Host {
     pub labels: Labels,
     /// Logging config for cluster containers.
     pub log: Option<LogConfig>,
+    /// TLS settings for a `tcp://` engine; never returned by the API.
+    pub tls: Option<EngineTls>,
     /// Answering or not.
     pub status: HostStatus,
     /// Last time a probe succeeded.
@@ -198,6 +267,9 @@ pub struct Host {
     pub facts: EngineFacts,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+    /// Bumped by every store write; every write is conditional on it, so that a probe
+    /// never undoes an operator's change made meanwhile.
+    pub version: u64,
 }
 
 /// A port a node listens on: `80/tcp`.
@@ -300,6 +372,51 @@ pub struct NodeSpec {
     pub health: Option<HealthCheck>,
 }
 
+/// One named port of one node: `vp0.rest`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRef {
+    /// Node name.
+    pub node: String,
+    /// Port name.
+    pub port: String,
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.node, self.port)
+    }
+}
+
+impl FromStr for PortRef {
+    type Err = Error;
+    /// Parses `NODE.PORT`; node names may hold dots, so the port is after the last one.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.rsplit_once('.') {
+            Some((node, port)) if !node.is_empty() && !port.is_empty() => Ok(PortRef {
+                node: node.to_owned(),
+                port: port.to_owned(),
+            }),
+            _ => Err(Error::invalid(
+                "api_port",
+                format!("{s:?} is not NODE.PORT, e.g. vp0.rest"),
+            )),
+        }
+    }
+}
+
+impl Serialize for PortRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A kind of cluster users can apply for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blueprint {
@@ -310,6 +427,10 @@ pub struct Blueprint {
     pub labels: Labels,
     /// The nodes; at least one.
     pub nodes: Vec<NodeSpec>,
+    /// The port whose URL is the cluster's API URL (the original PoolManager's
+    /// `api_url`); the first named port of the first node that has one when `None`.
+    #[serde(default)]
+    pub api_port: Option<PortRef>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -318,6 +439,25 @@ impl Blueprint {
     /// True when every `(key, value)` of `filter` is among the blueprint's labels.
     pub fn matches(&self, filter: &Labels) -> bool {
         filter.iter().all(|(k, v)| self.labels.get(k) == Some(v))
+    }
+
+    /// The port whose URL is a cluster's API URL: [`Blueprint::api_port`], else the
+    /// first named port of the first node that has one.
+    pub fn api_port(&self) -> Option<PortRef> {
+        self.api_port.clone().or_else(|| {
+            self.nodes.iter().find_map(|n| {
+                n.ports.keys().next().map(|port| PortRef {
+                    node: n.name.clone(),
+                    port: port.clone(),
+                })
+            })
+        })
+    }
+
+    /// The API URL of `cluster`, made from this blueprint: see [`Blueprint::api_port`].
+    pub fn api_url(&self, cluster: &Cluster) -> Option<String> {
+        let at = self.api_port()?;
+        cluster.service_urls().get(&at.node)?.get(&at.port).cloned()
     }
 }
 
@@ -385,6 +525,12 @@ pub struct Cluster {
     pub metadata: BTreeMap<String, String>,
     /// Lease record of the current apply.
     pub lease_id: Option<String>,
+    /// Applied by an apply without `allow_multiple`: a user holds at most one such
+    /// cluster at a time (see [`ClaimOutcome`]).
+    pub single_apply: bool,
+    /// Nodes stopped on purpose (by an operator or the user), which are to stay
+    /// stopped: the reconciler does not take them for broken.
+    pub stopped_nodes: BTreeSet<String>,
     /// What the driver made; empty while creating.
     pub deployment: Deployment,
     /// When the record was made.
@@ -394,10 +540,6 @@ pub struct Cluster {
     /// Bumped by every store write; used for optimistic concurrency.
     pub version: u64,
 }
-
-/// How `health_reason` starts when an operator or user stopped nodes on purpose: the
-/// reconciler leaves such a cluster as it is.
-pub const STOPPED_BY_REQUEST: &str = "stopped by request";
 
 impl Cluster {
     /// Host ports the deployment records for `node`'s ports, by port: where a node
@@ -413,15 +555,6 @@ impl Cluster {
                 Some((*spec, port.parse().ok()?))
             })
             .collect()
-    }
-
-    /// Whether nodes of the cluster were stopped on purpose (and are to stay so).
-    pub fn stopped_by_request(&self) -> bool {
-        self.health == Health::Failing
-            && self
-                .health_reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with(STOPPED_BY_REQUEST))
     }
 
     /// A new `creating` cluster of `blueprint` on `host_id`.
@@ -441,6 +574,8 @@ impl Cluster {
             expires_at: None,
             metadata: BTreeMap::new(),
             lease_id: None,
+            single_apply: false,
+            stopped_nodes: BTreeSet::new(),
             deployment: Deployment::default(),
             created_at: now,
             updated_at: now,
@@ -463,6 +598,27 @@ impl Cluster {
         !matches!(self.status, ClusterStatus::Applied | ClusterStatus::Releasing)
     }
 
+    /// The change a store makes on a claim: `applied` to `claim.user_id` with the
+    /// lease fields, version bumped. Stores call it so that they all claim alike.
+    pub fn claim(&mut self, claim: &Claim) {
+        self.status = ClusterStatus::Applied;
+        self.user_id = Some(claim.user_id.clone());
+        self.applied_at = Some(claim.now);
+        self.expires_at = claim.expires_at;
+        self.metadata = claim.metadata.clone();
+        self.lease_id = Some(claim.lease_id.clone());
+        self.single_apply = !claim.allow_multiple;
+        self.stopped_nodes.clear();
+        self.updated_at = claim.now;
+        self.version += 1;
+    }
+
+    /// True when a claim of `user_id` for one of `blueprints` would get this cluster
+    /// back as [`ClaimOutcome::Held`].
+    pub fn held_by(&self, user_id: &str, blueprints: &[String]) -> bool {
+        self.is_applied() && self.user_id.as_deref() == Some(user_id) && blueprints.contains(&self.blueprint)
+    }
+
     /// The change a store makes on release: `releasing`, no owner, no lease fields,
     /// version bumped. Stores call it so that they all release alike.
     pub fn release(&mut self, now: DateTime<Utc>) {
@@ -472,6 +628,8 @@ impl Cluster {
         self.expires_at = None;
         self.metadata.clear();
         self.lease_id = None;
+        self.single_apply = false;
+        self.stopped_nodes.clear();
         self.updated_at = now;
         self.version += 1;
     }
@@ -498,6 +656,8 @@ pub struct LeaseRecord {
     pub applied_at: DateTime<Utc>,
     /// When it was released; `None` while it is held.
     pub released_at: Option<DateTime<Utc>>,
+    /// Why it ended; `None` while it is held.
+    pub release_reason: Option<ReleaseReason>,
 }
 
 impl LeaseRecord {
@@ -513,7 +673,14 @@ impl LeaseRecord {
             metadata: claim.metadata.clone(),
             applied_at: claim.now,
             released_at: None,
+            release_reason: None,
         }
+    }
+
+    /// The change a store makes when the lease ends.
+    pub fn close(&mut self, now: DateTime<Utc>, reason: ReleaseReason) {
+        self.released_at = Some(now);
+        self.release_reason = Some(reason);
     }
 
     /// How long it was (or has been, so far) held.
@@ -541,8 +708,31 @@ pub struct Operation {
     pub error: Option<String>,
     /// When it started.
     pub created_at: DateTime<Utc>,
+    /// Last progress, or the last sign of life of the server running it: a running
+    /// operation whose `updated_at` is too old was left by a server that stopped.
+    pub updated_at: DateTime<Utc>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Filter for listing operations. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperationFilter {
+    /// Only on this host.
+    pub host_id: Option<String>,
+    /// Only of this kind.
+    pub kind: Option<OperationKind>,
+    /// Only in this status.
+    pub status: Option<OperationStatus>,
+}
+
+impl OperationFilter {
+    /// Whether `op` passes the filter.
+    pub fn matches(&self, op: &Operation) -> bool {
+        self.host_id.as_ref().is_none_or(|h| &op.host_id == h)
+            && self.kind.is_none_or(|k| op.kind == k)
+            && self.status.is_none_or(|s| op.status == s)
+    }
 }
 
 /// Filter and page for listing clusters. Empty fields match everything.
@@ -556,6 +746,19 @@ pub struct ClusterFilter {
     pub user_id: Option<String>,
     /// Only of these blueprints (any of them); `None` for all.
     pub blueprints: Option<Vec<String>>,
+}
+
+impl ClusterFilter {
+    /// Whether `cluster` passes the filter.
+    pub fn matches(&self, c: &Cluster) -> bool {
+        self.status.is_none_or(|s| c.status == s)
+            && self.host_id.as_ref().is_none_or(|h| &c.host_id == h)
+            && self
+                .user_id
+                .as_ref()
+                .is_none_or(|u| c.user_id.as_ref() == Some(u))
+            && self.blueprints.as_ref().is_none_or(|b| b.contains(&c.blueprint))
+    }
 }
 
 /// A page of a listing: skip `offset`, return at most `limit`.
@@ -610,25 +813,89 @@ pub struct Claim {
     pub now: DateTime<Utc>,
     /// End of the lease, if it has one.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Hand out a cluster even if the user holds one; see [`ClaimOutcome`].
+    pub allow_multiple: bool,
 }
 
-/// Checks a name used for hosts, blueprints, clusters and nodes: 1–63 characters of
-/// ASCII letters, digits, `-`, `_` and `.`, starting with a letter or digit. Such names
-/// are safe in container, network and service names.
-pub fn validate_name(field: &'static str, name: &str) -> Result<()> {
-    let ok_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if name.is_empty() || name.len() > 63 || !ok_start || !ok_chars {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "{name:?} must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"
-            ),
-        ));
+/// What a [`Claim`](crate::Store::claim_cluster) got.
+///
+/// A claim without `allow_multiple` is *single*: the user holds at most one cluster
+/// from single claims at a time. It returns a cluster the user already holds of one
+/// of the claim's blueprints ([`ClaimOutcome::Held`]) before it takes a new one, and
+/// refuses to take a new one while the user holds a single-claimed cluster of another
+/// blueprint ([`ClaimOutcome::HoldsOther`]). Of any number of concurrent single
+/// claims by one user, at most one takes a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// A ready cluster was taken for the user, and its lease opened.
+    Claimed(Cluster),
+    /// The user already holds this cluster of one of the wanted blueprints.
+    Held(Cluster),
+    /// A single claim, while the user holds this single-claimed cluster of another
+    /// blueprint.
+    HoldsOther(Cluster),
+    /// No ready, healthy cluster matches.
+    Exhausted,
+}
+
+/// Applies and releases in one time bucket of the lease history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseActivity {
+    /// Start of the bucket.
+    pub start: DateTime<Utc>,
+    /// Leases applied in the bucket.
+    pub applied: u64,
+    /// Leases released in the bucket.
+    pub released: u64,
+}
+
+impl LeaseActivity {
+    /// Index of the bucket `at` falls in, counting buckets of `width` from `since`;
+    /// `None` before `since` or for an empty width.
+    pub fn bucket_of(at: DateTime<Utc>, since: DateTime<Utc>, width: chrono::Duration) -> Option<i64> {
+        let width = width.num_nanoseconds().filter(|w| *w > 0)?;
+        let offset = (at - since).num_nanoseconds()?;
+        (offset >= 0).then(|| offset / width)
     }
-    Ok(())
+
+    /// Counts `leases` into buckets of `width` from `since`, as
+    /// [`Store::lease_activity`](crate::Store::lease_activity) returns them.
+    pub fn tally<'a>(
+        leases: impl IntoIterator<Item = &'a LeaseRecord>,
+        since: DateTime<Utc>,
+        width: chrono::Duration,
+    ) -> Vec<LeaseActivity> {
+        let mut buckets: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+        for lease in leases {
+            if let Some(i) = Self::bucket_of(lease.applied_at, since, width) {
+                buckets.entry(i).or_default().0 += 1;
+            }
+            if let Some(i) = lease.released_at.and_then(|at| Self::bucket_of(at, since, width)) {
+                buckets.entry(i).or_default().1 += 1;
+            }
+        }
+        buckets
+            .into_iter()
+            .map(|(i, (applied, released))| LeaseActivity {
+                start: since + width * i32::try_from(i).unwrap_or(i32::MAX),
+                applied,
+                released,
+            })
+            .collect()
+    }
+}
+
+/// How many clusters of one blueprint are in one status on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterCount {
+    /// Host id.
+    pub host_id: String,
+    /// Blueprint name.
+    pub blueprint: String,
+    /// Status.
+    pub status: ClusterStatus,
+    /// How many.
+    pub count: u64,
 }
 
 #[cfg(test)]
@@ -642,15 +909,6 @@ mod tests {
         assert_eq!("7050".parse::<PortSpec>().unwrap().to_string(), "7050/tcp");
         for bad in ["", "0/tcp", "70000/tcp", "80/sctp", "http", "80/"] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad} accepted");
-        }
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(validate_name("name", "vp0").is_ok());
-        assert!(validate_name("name", "fabric-1.0_pbft").is_ok());
-        for bad in ["", "-x", "a b", "ä", &"x".repeat(64)] {
-            assert!(validate_name("name", bad).is_err(), "{bad} accepted");
         }
     }
 
@@ -669,6 +927,7 @@ mod tests {
             name: "b".into(),
             labels: [("size".into(), "4".into()), ("consensus".into(), "pbft".into())].into(),
             nodes: vec![],
+            api_port: None,
             created_at: Utc::now(),
         };
         assert!(bp.matches(&Labels::new()));

@@ -104,6 +104,7 @@ pub(crate) fn engine_noun(kind: HostKind) -> &'static str {
     match kind {
         HostKind::Docker => "docker engine",
         HostKind::Swarm => "swarm manager",
+        HostKind::Sim => "simulated engine",
     }
 }
 

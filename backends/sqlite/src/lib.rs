@@ -17,6 +17,7 @@
 //!     name: "fabric-pbft-4".into(),
 //!     labels: [("consensus_plugin".to_string(), "pbft".to_string())].into(),
 //!     nodes: vec![],
+//!     api_port: None,
 //!     created_at: Utc::now(),
 //! };
 //! store.insert_blueprint(&blueprint).await?;
@@ -32,8 +33,11 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod core;
+mod error;
+mod rows;
 mod schema;
 mod store;
 
+pub use crate::core::SqliteStore;
 pub use config::SqliteConfig;
-pub use store::SqliteStore;

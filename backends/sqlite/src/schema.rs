@@ -8,7 +8,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::store::SqliteError;
+use crate::error::SqliteError;
 
 /// Migration `i` takes the schema from version `i` to version `i + 1`. Append only:
 /// never edit an entry that has been released.
@@ -105,6 +105,81 @@ CREATE TABLE locks (
     until  TEXT NOT NULL
 ) STRICT;
 "#,
+    r#"
+-- Every host write is a compare-and-set on its version; TLS settings for tcp:// engines.
+ALTER TABLE hosts ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE hosts ADD COLUMN tls TEXT;
+
+-- The port whose URL is a cluster's API URL: "node.port".
+ALTER TABLE blueprints ADD COLUMN api_port TEXT;
+
+-- Nodes stopped on purpose, as a JSON array of names. They were told by the health
+-- reason before: carry those over.
+ALTER TABLE clusters ADD COLUMN stopped_nodes TEXT NOT NULL DEFAULT '[]';
+UPDATE clusters SET stopped_nodes = json_array(substr(health_reason, 21))
+ WHERE health_reason LIKE 'stopped by request: %' AND health_reason != 'stopped by request: all nodes';
+UPDATE clusters SET stopped_nodes = (
+    SELECT json_group_array(json_extract(node.value, '$.name'))
+      FROM blueprints, json_each(blueprints.nodes) AS node
+     WHERE blueprints.name = clusters.blueprint)
+ WHERE health_reason = 'stopped by request: all nodes';
+
+-- A user holds at most one cluster from applies without allow_multiple.
+ALTER TABLE clusters ADD COLUMN single_apply INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX clusters_single_holder ON clusters (user_id) WHERE single_apply = 1;
+
+-- Why a lease ended; unknown (NULL) for leases closed before this version.
+ALTER TABLE leases ADD COLUMN release_reason TEXT;
+CREATE INDEX leases_released ON leases (released_at) WHERE released_at IS NOT NULL;
+
+-- Last write of a running operation: its server's sign of life.
+ALTER TABLE operations ADD COLUMN updated_at TEXT NOT NULL DEFAULT '';
+UPDATE operations SET updated_at = COALESCE(finished_at, created_at);
+CREATE INDEX operations_created ON operations (created_at DESC, id);
+CREATE INDEX operations_status ON operations (status);
+
+-- Cluster counts per host, blueprint and status, kept by triggers: stats and page
+-- totals read them instead of counting the clusters.
+CREATE TABLE cluster_counts (
+    host_id   TEXT NOT NULL,
+    blueprint TEXT NOT NULL,
+    status    TEXT NOT NULL,
+    n         INTEGER NOT NULL,
+    PRIMARY KEY (host_id, blueprint, status)
+) STRICT, WITHOUT ROWID;
+INSERT INTO cluster_counts SELECT host_id, blueprint, status, COUNT(*) FROM clusters GROUP BY 1, 2, 3;
+CREATE TRIGGER clusters_count_insert AFTER INSERT ON clusters BEGIN
+    INSERT INTO cluster_counts VALUES (NEW.host_id, NEW.blueprint, NEW.status, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER clusters_count_delete AFTER DELETE ON clusters BEGIN
+    UPDATE cluster_counts SET n = n - 1
+     WHERE host_id = OLD.host_id AND blueprint = OLD.blueprint AND status = OLD.status;
+END;
+CREATE TRIGGER clusters_count_update AFTER UPDATE OF host_id, blueprint, status ON clusters
+    WHEN OLD.host_id IS NOT NEW.host_id OR OLD.blueprint IS NOT NEW.blueprint OR OLD.status IS NOT NEW.status
+BEGIN
+    UPDATE cluster_counts SET n = n - 1
+     WHERE host_id = OLD.host_id AND blueprint = OLD.blueprint AND status = OLD.status;
+    INSERT INTO cluster_counts VALUES (NEW.host_id, NEW.blueprint, NEW.status, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+-- Lease counts, in all ('') and per user, kept by triggers for page totals.
+CREATE TABLE lease_counts (
+    user_id TEXT PRIMARY KEY NOT NULL,
+    n       INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO lease_counts SELECT '', COUNT(*) FROM leases;
+INSERT INTO lease_counts SELECT user_id, COUNT(*) FROM leases GROUP BY user_id;
+CREATE TRIGGER leases_count_insert AFTER INSERT ON leases BEGIN
+    INSERT INTO lease_counts VALUES ('', 1) ON CONFLICT DO UPDATE SET n = n + 1;
+    INSERT INTO lease_counts VALUES (NEW.user_id, 1) ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER leases_count_delete AFTER DELETE ON leases BEGIN
+    UPDATE lease_counts SET n = n - 1 WHERE user_id IN ('', OLD.user_id);
+END;
+"#,
 ];
 
 /// The schema version this code writes and reads.
@@ -159,6 +234,57 @@ mod tests {
             )
             .expect("count tables");
         assert_eq!(tables, 6);
+    }
+
+    #[test]
+    fn upgrades_a_version_2_database() {
+        let mut conn = Connection::open_in_memory().expect("open in-memory database");
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", 2)
+            .expect("set user_version");
+        conn.execute_batch(
+            r#"
+            INSERT INTO blueprints VALUES ('bp', '{}', '[{"name":"vp0","image":"i"},{"name":"vp1","image":"i"}]', 't');
+            INSERT INTO clusters (id, name, blueprint, host_id, status, health, health_reason, metadata,
+                deployment, created_at, updated_at, version) VALUES
+              ('a', 'a', 'bp', 'h', 'applied', 'failing', 'stopped by request: vp1', '{}', '{}', 't', 't', 1),
+              ('b', 'b', 'bp', 'h', 'stopped', 'failing', 'stopped by request: all nodes', '{}', '{}', 't', 't', 1),
+              ('c', 'c', 'bp', 'h', 'ready', 'ok', NULL, '{}', '{}', 't', 't', 1);
+            INSERT INTO leases VALUES ('l1', 'a', 'a', 'bp', 'h', 'alice', '{}', 't1', NULL),
+                                      ('l2', 'c', 'c', 'bp', 'h', 'bob', '{}', 't0', 't2');
+            INSERT INTO operations VALUES ('o', 'fill', 'h', 'succeeded', 1, 1, NULL, 't0', 't9');
+            "#,
+        )
+        .expect("data of version 2");
+        assert_eq!(migrate(&mut conn).expect("upgrade"), 2);
+        let stopped = |id: &str| -> String {
+            conn.query_row("SELECT stopped_nodes FROM clusters WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .expect("stopped_nodes")
+        };
+        assert_eq!(stopped("a"), r#"["vp1"]"#);
+        assert_eq!(stopped("b"), r#"["vp0","vp1"]"#);
+        assert_eq!(stopped("c"), "[]");
+        let counted: i64 = conn
+            .query_row("SELECT SUM(n) FROM cluster_counts WHERE host_id = 'h'", [], |r| {
+                r.get(0)
+            })
+            .expect("counts");
+        assert_eq!(counted, 3);
+        let leases: Vec<(String, i64)> = conn
+            .prepare("SELECT user_id, n FROM lease_counts ORDER BY user_id")
+            .and_then(|mut stmt| stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .expect("lease counts");
+        assert_eq!(leases, [("".into(), 2), ("alice".into(), 1), ("bob".into(), 1)]);
+        let updated: String = conn
+            .query_row("SELECT updated_at FROM operations WHERE id = 'o'", [], |r| {
+                r.get(0)
+            })
+            .expect("updated_at");
+        assert_eq!(updated, "t9", "an old operation's last write is its end");
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Two OS processes claiming from one database file never get the same cluster.
+//! Two OS processes claiming from one database file never get the same cluster, and
+//! filling one host together never put it above its capacity.
 //!
 //! The test binary runs itself twice as a worker (selected by an environment
-//! variable); each worker claims with many concurrent tasks until the pool is empty.
+//! variable); each worker claims with many concurrent tasks until the pool is empty,
+//! then inserts clusters on another host with many tasks until it is full.
 
 use std::collections::BTreeSet;
 use std::process::Output;
@@ -9,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
 use poolcore::model::new_id;
-use poolcore::{Claim, Cluster, ClusterFilter, ClusterStatus, Health, Page, Store};
+use poolcore::{Claim, ClaimOutcome, Cluster, ClusterFilter, ClusterStatus, Health, Page, Store};
 use poolcore_sqlite::SqliteStore;
 
 const TEST_NAME: &str = "two_processes_never_claim_the_same_cluster";
@@ -21,6 +23,9 @@ const CLUSTERS: usize = 200;
 const TASKS_PER_PROCESS: usize = 8;
 const BLUEPRINT: &str = "bp";
 const HOST: &str = "host-1";
+/// The host both workers fill, and its capacity.
+const FILLED_HOST: &str = "host-2";
+const CAPACITY: u32 = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_never_claim_the_same_cluster() {
@@ -34,15 +39,39 @@ async fn two_processes_never_claim_the_same_cluster() {
         let mut c = Cluster::new(format!("c{i:04}"), BLUEPRINT, HOST);
         c.status = ClusterStatus::Ready;
         c.health = Health::Ok;
-        store.insert_cluster(&c).await.expect("insert cluster");
+        store.insert_cluster(&c, u32::MAX).await.expect("insert cluster");
     }
     let mut decoy = Cluster::new("decoy", BLUEPRINT, HOST);
     decoy.status = ClusterStatus::Creating;
-    store.insert_cluster(&decoy).await.expect("insert decoy");
+    store
+        .insert_cluster(&decoy, u32::MAX)
+        .await
+        .expect("insert decoy");
 
     let start = unix_millis() + 1_000;
     let (a, b) = tokio::join!(spawn_worker(&db, start), spawn_worker(&db, start));
-    let (a, b) = (claimed_ids(&a), claimed_ids(&b));
+    let inserted = [&a, &b].map(|out| lines_with(out, "INSERTED ").len());
+    eprintln!("inserted: {} and {}", inserted[0], inserted[1]);
+    assert_eq!(
+        inserted[0] + inserted[1],
+        CAPACITY as usize,
+        "together the workers inserted exactly the capacity"
+    );
+    let filled = ClusterFilter {
+        host_id: Some(FILLED_HOST.into()),
+        ..ClusterFilter::default()
+    };
+    let filled = store
+        .list_clusters(&filled, Page::ALL)
+        .await
+        .expect("list clusters");
+    assert_eq!(
+        filled.total,
+        u64::from(CAPACITY),
+        "the host holds its capacity, no more"
+    );
+    assert_eq!(filled.items.len(), CAPACITY as usize);
+    let (a, b) = (lines_with(&a, "CLAIMED "), lines_with(&b, "CLAIMED "));
     eprintln!("claimed: {} and {}", a.len(), b.len());
     assert!(
         !a.is_empty() && !b.is_empty(),
@@ -105,11 +134,12 @@ async fn spawn_worker(db: &std::path::Path, start: u128) -> Output {
     output
 }
 
-fn claimed_ids(output: &Output) -> Vec<String> {
+/// What a worker printed after `tag` on each line that has it.
+fn lines_with(output: &Output, tag: &str) -> Vec<String> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         // libtest may have printed "test NAME ... " without a newline before our lines.
-        .filter_map(|line| line.split_once("CLAIMED ").map(|(_, id)| id.to_owned()))
+        .filter_map(|line| line.split_once(tag).map(|(_, id)| id.to_owned()))
         .collect()
 }
 
@@ -120,7 +150,8 @@ fn unix_millis() -> u128 {
         .unwrap_or_default()
 }
 
-/// The worker side: claim until nothing is left, print each claimed id.
+/// The worker side: claim until nothing is left, then fill the other host until it is
+/// full; print each claimed and inserted id.
 async fn worker(db: &str) {
     let store = std::sync::Arc::new(SqliteStore::open(db).await.expect("worker opens the store"));
     let start: u128 = std::env::var(WORKER_START)
@@ -145,10 +176,12 @@ async fn worker(db: &str) {
                         lease_id: new_id(),
                         now: Utc::now(),
                         expires_at: None,
+                        allow_multiple: true,
                     };
                     match store.claim_cluster(&claim).await.expect("claim does not fail") {
-                        Some(cluster) => claimed.push(cluster.id),
-                        None => return claimed,
+                        ClaimOutcome::Claimed(cluster) => claimed.push(cluster.id),
+                        ClaimOutcome::Exhausted => return claimed,
+                        other => panic!("a claim with allow_multiple got {other:?}"),
                     }
                 }
             })
@@ -157,6 +190,31 @@ async fn worker(db: &str) {
     for task in tasks {
         for id in task.await.expect("claim task") {
             println!("CLAIMED {id}");
+        }
+    }
+    let fillers: Vec<_> = (0..TASKS_PER_PROCESS)
+        .map(|task| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut inserted = Vec::new();
+                for i in 0.. {
+                    let c = Cluster::new(format!("fill-p{pid}-t{task}-{i}"), BLUEPRINT, FILLED_HOST);
+                    if !store
+                        .insert_cluster(&c, CAPACITY)
+                        .await
+                        .expect("insert does not fail")
+                    {
+                        return inserted;
+                    }
+                    inserted.push(c.id);
+                }
+                inserted
+            })
+        })
+        .collect();
+    for task in fillers {
+        for id in task.await.expect("fill task") {
+            println!("INSERTED {id}");
         }
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use poolcore::conformance::store::{ready_cluster, sample_blueprint, sample_host};
 use poolcore::model::new_id;
-use poolcore::{Claim, Error, HostStatus, LogConfig, Operation, OperationKind, OperationStatus, Page, Store};
+use poolcore::{
+    Claim, ClaimOutcome, Error, HostStatus, LogConfig, Operation, OperationKind, OperationStatus, Page, Store,
+};
 use poolcore_sqlite::{SqliteConfig, SqliteStore};
 use rusqlite::Connection;
 
@@ -52,6 +54,7 @@ async fn reopening_a_file_keeps_everything() {
         lease_id: new_id(),
         now: precise_time(4),
         expires_at: Some(precise_time(3604)),
+        allow_multiple: false,
     };
     let op = Operation {
         id: new_id(),
@@ -62,6 +65,7 @@ async fn reopening_a_file_keeps_everything() {
         total: 3,
         error: None,
         created_at: precise_time(5),
+        updated_at: precise_time(6),
         finished_at: Some(precise_time(6)),
     };
 
@@ -72,13 +76,12 @@ async fn reopening_a_file_keeps_everything() {
             .insert_blueprint(&blueprint)
             .await
             .expect("insert blueprint");
-        store.insert_cluster(&cluster).await.expect("insert cluster");
+        store.insert_cluster(&cluster, 10).await.expect("insert cluster");
         store.put_operation(&op).await.expect("put operation");
-        store
-            .claim_cluster(&claim)
-            .await
-            .expect("claim")
-            .expect("a cluster")
+        match store.claim_cluster(&claim).await.expect("claim") {
+            ClaimOutcome::Claimed(cluster) => cluster,
+            other => panic!("expected a claimed cluster, got {other:?}"),
+        }
     };
     assert_eq!(claimed.version, 42);
     assert_eq!(claimed.applied_at, Some(claim.now));
@@ -233,7 +236,7 @@ async fn a_corrupt_row_is_a_backend_error_naming_the_operation() {
     let path = dir.path().join("pool.db");
     let store = SqliteStore::open(&path).await.expect("open store");
     let cluster = ready_cluster("bp", &new_id());
-    store.insert_cluster(&cluster).await.expect("insert");
+    store.insert_cluster(&cluster, 10).await.expect("insert");
     raw(&path)
         .execute(
             "UPDATE clusters SET status = 'bogus' WHERE id = ?1",
@@ -255,8 +258,8 @@ async fn renaming_a_cluster_to_a_taken_name_conflicts() {
     let store = SqliteStore::memory().await.expect("open store");
     let a = ready_cluster("bp", "h");
     let mut b = ready_cluster("bp", "h");
-    store.insert_cluster(&a).await.expect("insert a");
-    store.insert_cluster(&b).await.expect("insert b");
+    store.insert_cluster(&a, 10).await.expect("insert a");
+    store.insert_cluster(&b, 10).await.expect("insert b");
     b.name = a.name.clone();
     let err = store.update_cluster(&b).await.expect_err("name taken");
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
@@ -268,8 +271,8 @@ async fn a_duplicate_lease_id_rolls_the_claim_back() {
     let store = SqliteStore::memory().await.expect("open store");
     let first = ready_cluster("bp", "h");
     let second = ready_cluster("bp", "h");
-    store.insert_cluster(&first).await.expect("insert");
-    store.insert_cluster(&second).await.expect("insert");
+    store.insert_cluster(&first, 10).await.expect("insert");
+    store.insert_cluster(&second, 10).await.expect("insert");
     let claim = Claim {
         user_id: "alice".into(),
         blueprints: vec!["bp".into()],
@@ -278,12 +281,12 @@ async fn a_duplicate_lease_id_rolls_the_claim_back() {
         lease_id: new_id(),
         now: Utc::now(),
         expires_at: None,
+        allow_multiple: true,
     };
-    store
-        .claim_cluster(&claim)
-        .await
-        .expect("claim")
-        .expect("a cluster");
+    assert!(matches!(
+        store.claim_cluster(&claim).await.expect("claim"),
+        ClaimOutcome::Claimed(_)
+    ));
     let err = store.claim_cluster(&claim).await.expect_err("same lease id");
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     let ready = poolcore::ClusterFilter {
@@ -309,4 +312,8 @@ async fn two_stores_on_one_file_see_each_other() {
         Some(HostStatus::Inactive)
     );
     assert!(matches!(b.insert_host(&host).await, Err(Error::Conflict { .. })));
+    assert!(
+        matches!(a.update_host(&host).await, Err(Error::Stale { .. })),
+        "a write over the version b replaced is refused"
+    );
 }

@@ -58,6 +58,7 @@ fn blueprint(nodes: Vec<NodeSpec>) -> Blueprint {
         name: format!("swarm-{}", &poolcore::model::new_id()[..8]),
         labels: Default::default(),
         nodes,
+        api_port: None,
         created_at: Utc::now(),
     }
 }

@@ -155,7 +155,9 @@ impl DriverHarness {
             last_seen: None,
             last_error: None,
             facts: EngineFacts::default(),
+            tls: None,
             created_at: Utc::now(),
+            version: 0,
         }
     }
 
@@ -863,6 +865,7 @@ fn blueprint(nodes: Vec<NodeSpec>) -> Blueprint {
         name: format!("conformance-{}", &new_id()[..8]),
         labels: Default::default(),
         nodes,
+        api_port: None,
         created_at: Utc::now(),
     }
 }

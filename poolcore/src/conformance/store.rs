@@ -16,8 +16,9 @@ use chrono::{Duration, Utc};
 use futures::future::join_all;
 
 use crate::model::{
-    new_id, Blueprint, Claim, Cluster, ClusterFilter, ClusterStatus, Deployment, EngineFacts, Health, Host,
-    HostKind, HostStatus, Labels, NodeDeployment, NodeSpec, Operation, OperationKind, OperationStatus, Page,
+    new_id, Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, Deployment,
+    EngineFacts, Health, Host, HostKind, HostStatus, Labels, LeaseActivity, NodeDeployment, NodeSpec,
+    Operation, OperationFilter, OperationKind, OperationStatus, Page, PortRef, ReleaseReason,
 };
 use crate::{Error, Store};
 
@@ -25,17 +26,26 @@ use crate::{Error, Store};
 pub async fn run_all(store: &dyn Store) {
     hosts_round_trip(store).await;
     host_names_are_unique(store).await;
+    host_updates_are_conditional(store).await;
+    hosts_and_blueprints_page(store).await;
     blueprints_round_trip(store).await;
     clusters_round_trip(store).await;
     cluster_updates_are_conditional(store).await;
     cluster_deletes_are_conditional(store).await;
     clusters_filter_and_page(store).await;
+    inserts_respect_capacity(store).await;
+    concurrent_inserts_never_exceed_capacity(store).await;
+    clusters_are_counted(store).await;
     claim_takes_only_eligible_clusters(store).await;
     claim_sets_the_lease(store).await;
     concurrent_claims_never_share(store).await;
+    single_claim_returns_the_held_cluster(store).await;
+    concurrent_single_claims_of_one_user_take_one(store).await;
     release_is_once(store).await;
     leases_newest_first(store).await;
+    lease_activity_counts_per_bucket(store).await;
     operations_round_trip(store).await;
+    operations_filter_and_page(store).await;
     locks_are_exclusive(store).await;
     concurrent_lock_takers_get_one(store).await;
 }
@@ -69,7 +79,9 @@ pub fn sample_host() -> Host {
             swarm: "inactive".into(),
             swarm_manager: false,
         },
+        tls: None,
         created_at: Utc::now(),
+        version: 0,
     }
 }
 
@@ -86,6 +98,7 @@ pub fn sample_blueprint() -> Blueprint {
             ports: BTreeMap::from([("rest".into(), "80/tcp".parse().expect("valid port"))]),
             health: None,
         }],
+        api_port: None,
         created_at: Utc::now(),
     }
 }
@@ -108,6 +121,7 @@ pub fn ready_cluster(blueprint: &str, host_id: &str) -> Cluster {
     c
 }
 
+/// A claim with `allow_multiple`: it takes a new cluster whatever the user holds.
 fn claim(user: &str, blueprints: &[&str], hosts: &[&str]) -> Claim {
     Claim {
         user_id: user.into(),
@@ -117,6 +131,55 @@ fn claim(user: &str, blueprints: &[&str], hosts: &[&str]) -> Claim {
         lease_id: new_id(),
         now: Utc::now(),
         expires_at: Some(Utc::now() + Duration::hours(1)),
+        allow_multiple: true,
+    }
+}
+
+/// A claim without `allow_multiple`.
+fn single_claim(user: &str, blueprints: &[&str], hosts: &[&str]) -> Claim {
+    Claim {
+        allow_multiple: false,
+        ..claim(user, blueprints, hosts)
+    }
+}
+
+/// The cluster a claim took; panics on any other outcome.
+async fn claimed(store: &dyn Store, claim: &Claim) -> Cluster {
+    match store.claim_cluster(claim).await.expect("claim") {
+        ClaimOutcome::Claimed(c) => c,
+        other => panic!("expected a claimed cluster, got {other:?}"),
+    }
+}
+
+/// Claims with `claim`, asserting nothing is taken.
+async fn assert_exhausted(store: &dyn Store, claim: &Claim, what: &str) {
+    match store.claim_cluster(claim).await.expect("claim") {
+        ClaimOutcome::Exhausted => {}
+        other => panic!("{what}: expected Exhausted, got {other:?}"),
+    }
+}
+
+/// Inserts `cluster` on a host with room to spare.
+async fn insert(store: &dyn Store, cluster: &Cluster) {
+    assert!(
+        store.insert_cluster(cluster, 1000).await.expect("insert cluster"),
+        "a host with room takes the cluster"
+    );
+}
+
+/// Releases `id` and deletes it.
+async fn release_and_delete(store: &dyn Store, id: &str) {
+    store
+        .release_cluster(id, Utc::now(), ReleaseReason::Release)
+        .await
+        .expect("release");
+    delete(store, id).await;
+}
+
+/// Deletes `id` at its stored version.
+async fn delete(store: &dyn Store, id: &str) {
+    if let Some(c) = store.get_cluster(id).await.expect("get") {
+        store.delete_cluster(&c.id, c.version).await.expect("cleanup");
     }
 }
 
@@ -124,6 +187,13 @@ fn assert_conflict<T: std::fmt::Debug>(r: crate::Result<T>, what: &str) {
     match r {
         Err(Error::Conflict { .. }) => {}
         other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+fn assert_stale<T: std::fmt::Debug>(r: crate::Result<T>, what: &str) {
+    match r {
+        Err(Error::Stale { .. }) => {}
+        other => panic!("{what}: expected Stale, got {other:?}"),
     }
 }
 
@@ -145,20 +215,30 @@ pub async fn hosts_round_trip(store: &dyn Store) {
     assert_eq!(got.labels, host.labels);
     assert_eq!(got.facts, host.facts);
     assert_eq!(got.kind, HostKind::Docker);
+    assert_eq!(got, host, "a host reads back whole");
     assert!(store
-        .list_hosts()
+        .list_hosts(Page::ALL)
         .await
         .expect("list")
+        .items
         .iter()
         .any(|h| h.id == host.id));
 
     host.capacity = 9;
     host.status = HostStatus::Inactive;
     host.last_error = Some("connection refused".into());
-    store.update_host(&host).await.expect("update host");
+    host.tls = Some(crate::EngineTls {
+        ca: Some(crate::Pem::Path("/etc/pm/ca.pem".into())),
+        cert: Some(crate::Pem::Inline("-----BEGIN CERTIFICATE-----".into())),
+        key: None,
+        verify: true,
+    });
+    let written = store.update_host(&host).await.expect("update host");
+    assert_eq!(written.version, host.version + 1);
     let got = store.get_host(&host.id).await.expect("get").expect("exists");
     assert_eq!((got.capacity, got.status), (9, HostStatus::Inactive));
     assert_eq!(got.last_error.as_deref(), Some("connection refused"));
+    assert_eq!(got, written, "update returns what is stored");
 
     let ghost = sample_host();
     assert!(store
@@ -187,9 +267,10 @@ pub async fn host_names_are_unique(store: &dyn Store) {
     assert_conflict(store.update_host(&b).await, "rename to a taken name");
 
     let names: Vec<String> = store
-        .list_hosts()
+        .list_hosts(Page::ALL)
         .await
         .expect("list")
+        .items
         .into_iter()
         .map(|h| h.name)
         .collect();
@@ -200,18 +281,103 @@ pub async fn host_names_are_unique(store: &dyn Store) {
     store.delete_host(&b.id).await.expect("cleanup");
 }
 
+/// A host update writes only over the version it read: a probe that read the host
+/// before an operator changed it cannot undo the change.
+pub async fn host_updates_are_conditional(store: &dyn Store) {
+    let host = sample_host();
+    store.insert_host(&host).await.expect("insert");
+    let probe_read = store.get_host(&host.id).await.expect("get").expect("exists");
+    let mut operator = probe_read.clone();
+    operator.schedulable = false;
+    let changed = store.update_host(&operator).await.expect("operator's change");
+    let mut probe = probe_read;
+    probe.status = HostStatus::Inactive;
+    assert_stale(store.update_host(&probe).await, "a probe over a stale version");
+    let got = store.get_host(&host.id).await.expect("get").expect("exists");
+    assert_eq!(got, changed, "a refused write changes nothing");
+    assert!(!got.schedulable);
+    store.delete_host(&host.id).await.expect("cleanup");
+}
+
+/// The first `Some` of up to twenty tries of `read`.
+async fn settled<T, F, Fut>(read: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..20 {
+        if let Some(value) = read().await {
+            return value;
+        }
+    }
+    panic!("twenty reads never gave a consistent page");
+}
+
+/// Hosts and blueprints come in pages, by name, with the total.
+pub async fn hosts_and_blueprints_page(store: &dyn Store) {
+    let hosts: Vec<Host> = (0..3).map(|_| sample_host()).collect();
+    let blueprints: Vec<Blueprint> = (0..3).map(|_| sample_blueprint()).collect();
+    for h in &hosts {
+        store.insert_host(h).await.expect("insert host");
+    }
+    for b in &blueprints {
+        store.insert_blueprint(b).await.expect("insert blueprint");
+    }
+    // Another run side by side may change hosts between two reads: read both again
+    // until nothing changed in between (twenty tries; a wrong page never agrees).
+    let names = |hs: &[Host]| hs.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+    settled(|| async {
+        let all = store.list_hosts(Page::ALL).await.expect("hosts");
+        let page = store
+            .list_hosts(Page { offset: 1, limit: 2 })
+            .await
+            .expect("page");
+        (all.total as usize == all.items.len()
+            && page.total == all.total
+            && names(&page.items) == names(&all.items[1..3]))
+        .then_some(())
+    })
+    .await;
+    let bp_names = |bs: &[Blueprint]| bs.iter().map(|b| b.name.clone()).collect::<Vec<_>>();
+    settled(|| async {
+        let all = store.list_blueprints(Page::ALL).await.expect("blueprints");
+        let page = store
+            .list_blueprints(Page { offset: 1, limit: 1 })
+            .await
+            .expect("page");
+        (all.total as usize == all.items.len()
+            && page.total == all.total
+            && bp_names(&page.items) == bp_names(&all.items[1..2]))
+        .then_some(())
+    })
+    .await;
+    for h in &hosts {
+        store.delete_host(&h.id).await.expect("cleanup");
+    }
+    for b in &blueprints {
+        store.delete_blueprint(&b.name).await.expect("cleanup");
+    }
+}
+
 /// Blueprints read back whole; names are unique.
 pub async fn blueprints_round_trip(store: &dyn Store) {
-    let bp = sample_blueprint();
+    let mut bp = sample_blueprint();
+    bp.api_port = Some(PortRef {
+        node: "vp0".into(),
+        port: "rest".into(),
+    });
     store.insert_blueprint(&bp).await.expect("insert blueprint");
     let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
     assert_eq!(got.nodes, bp.nodes);
     assert_eq!(got.labels, bp.labels);
+    assert_eq!(got.api_port, bp.api_port);
+    assert!(same_instant(got.created_at, bp.created_at));
     assert_conflict(store.insert_blueprint(&bp).await, "same blueprint name");
     let names: Vec<String> = store
-        .list_blueprints()
+        .list_blueprints(Page::ALL)
         .await
         .expect("list")
+        .items
         .into_iter()
         .map(|b| b.name)
         .collect();
@@ -230,9 +396,12 @@ pub async fn clusters_round_trip(store: &dyn Store) {
     let host = sample_host();
     let mut c = ready_cluster("bp", &host.id);
     c.metadata.insert("k".into(), "v".into());
-    store.insert_cluster(&c).await.expect("insert cluster");
+    c.stopped_nodes.insert("vp0".into());
+    insert(store, &c).await;
     let got = store.get_cluster(&c.id).await.expect("get").expect("exists");
     assert_eq!(got.name, c.name);
+    assert_eq!(got.stopped_nodes, c.stopped_nodes);
+    assert!(!got.single_apply);
     assert_eq!(got.status, ClusterStatus::Ready);
     assert_eq!(got.health, Health::Ok);
     assert_eq!(got.deployment, c.deployment);
@@ -244,8 +413,8 @@ pub async fn clusters_round_trip(store: &dyn Store) {
         id: new_id(),
         ..c.clone()
     };
-    assert_conflict(store.insert_cluster(&twin).await, "same cluster name");
-    assert_conflict(store.insert_cluster(&c).await, "same cluster id");
+    assert_conflict(store.insert_cluster(&twin, 1000).await, "same cluster name");
+    assert_conflict(store.insert_cluster(&c, 1000).await, "same cluster id");
     assert!(store.get_cluster(&new_id()).await.expect("get").is_none());
     assert!(store.delete_cluster(&c.id, c.version).await.expect("delete"));
 }
@@ -253,7 +422,7 @@ pub async fn clusters_round_trip(store: &dyn Store) {
 /// An update writes only over the version it read, and bumps it.
 pub async fn cluster_updates_are_conditional(store: &dyn Store) {
     let c = ready_cluster("bp", &new_id());
-    store.insert_cluster(&c).await.expect("insert");
+    insert(store, &c).await;
     let mut first = c.clone();
     first.status = ClusterStatus::Stopped;
     let written = store.update_cluster(&first).await.expect("update");
@@ -262,7 +431,7 @@ pub async fn cluster_updates_are_conditional(store: &dyn Store) {
 
     let mut stale = c.clone();
     stale.status = ClusterStatus::Failed;
-    assert_conflict(store.update_cluster(&stale).await, "update over a stale version");
+    assert_stale(store.update_cluster(&stale).await, "update over a stale version");
     let got = store.get_cluster(&c.id).await.expect("get").expect("exists");
     assert_eq!(
         got.status,
@@ -283,9 +452,9 @@ pub async fn cluster_updates_are_conditional(store: &dyn Store) {
 /// A delete removes only the version it read; a missing cluster is `false`.
 pub async fn cluster_deletes_are_conditional(store: &dyn Store) {
     let c = ready_cluster("bp", &new_id());
-    store.insert_cluster(&c).await.expect("insert");
+    insert(store, &c).await;
     let written = store.update_cluster(&c).await.expect("update");
-    assert_conflict(
+    assert_stale(
         store.delete_cluster(&c.id, c.version).await,
         "delete of a stale version",
     );
@@ -311,11 +480,11 @@ pub async fn clusters_filter_and_page(store: &dyn Store) {
             c.status = ClusterStatus::Applied;
             c.user_id = Some("alice".into());
         }
-        store.insert_cluster(&c).await.expect("insert");
+        insert(store, &c).await;
         made.push(c);
     }
     let elsewhere = ready_cluster("even", &other_host);
-    store.insert_cluster(&elsewhere).await.expect("insert");
+    insert(store, &elsewhere).await;
 
     let on_host = ClusterFilter {
         host_id: Some(host.clone()),
@@ -390,6 +559,84 @@ pub async fn clusters_filter_and_page(store: &dyn Store) {
     }
 }
 
+/// An insert into a full host writes nothing and says so; other hosts are not affected.
+pub async fn inserts_respect_capacity(store: &dyn Store) {
+    let host = new_id();
+    let first = ready_cluster("bp", &host);
+    let second = ready_cluster("bp", &host);
+    assert!(store.insert_cluster(&first, 2).await.expect("insert"));
+    assert!(store.insert_cluster(&second, 2).await.expect("insert"));
+    let third = ready_cluster("bp", &host);
+    assert!(!store
+        .insert_cluster(&third, 2)
+        .await
+        .expect("insert into a full host"));
+    assert!(store.get_cluster(&third.id).await.expect("get").is_none());
+    assert!(!store.insert_cluster(&third, 0).await.expect("capacity 0"));
+    let elsewhere = ready_cluster("bp", &new_id());
+    assert!(store.insert_cluster(&elsewhere, 1).await.expect("another host"));
+    delete(store, &first.id).await;
+    assert!(
+        store.insert_cluster(&third, 2).await.expect("insert"),
+        "a deleted cluster frees its place"
+    );
+    for c in [&second, &third, &elsewhere] {
+        delete(store, &c.id).await;
+    }
+}
+
+/// Two pools filling one host at once never put it above its capacity.
+pub async fn concurrent_inserts_never_exceed_capacity(store: &dyn Store) {
+    let host = new_id();
+    let clusters: Vec<Cluster> = (0..24).map(|_| ready_cluster("bp", &host)).collect();
+    let results = join_all(clusters.iter().map(|c| store.insert_cluster(c, 5))).await;
+    let inserted = results
+        .into_iter()
+        .filter(|r| *r.as_ref().expect("insert"))
+        .count();
+    assert_eq!(inserted, 5, "exactly the capacity is inserted");
+    let on_host = ClusterFilter {
+        host_id: Some(host),
+        ..ClusterFilter::default()
+    };
+    let listing = store.list_clusters(&on_host, Page::ALL).await.expect("list");
+    assert_eq!(listing.total, 5);
+    for c in listing.items {
+        delete(store, &c.id).await;
+    }
+}
+
+/// Counts per host, blueprint and status add up to what is stored.
+pub async fn clusters_are_counted(store: &dyn Store) {
+    let host = new_id();
+    let bp = unique("bp");
+    let mut stopped = ready_cluster(&bp, &host);
+    stopped.status = ClusterStatus::Stopped;
+    let made = [ready_cluster(&bp, &host), ready_cluster(&bp, &host), stopped];
+    for c in &made {
+        insert(store, c).await;
+    }
+    let mine: Vec<ClusterCount> = store
+        .count_clusters()
+        .await
+        .expect("count")
+        .into_iter()
+        .filter(|c| c.host_id == host)
+        .collect();
+    let count = |status| {
+        mine.iter()
+            .find(|c| c.blueprint == bp && c.status == status)
+            .map(|c| c.count)
+    };
+    assert_eq!(count(ClusterStatus::Ready), Some(2));
+    assert_eq!(count(ClusterStatus::Stopped), Some(1));
+    assert_eq!(count(ClusterStatus::Applied), None, "empty groups are left out");
+    assert_eq!(mine.len(), 2);
+    for c in &made {
+        delete(store, &c.id).await;
+    }
+}
+
 /// Claim returns only a ready, healthy cluster of a wanted blueprint on a wanted host.
 pub async fn claim_takes_only_eligible_clusters(store: &dyn Store) {
     let host = new_id();
@@ -415,45 +662,34 @@ pub async fn claim_takes_only_eligible_clusters(store: &dyn Store) {
         ready_cluster(&bp, &new_id()),
     ]);
     for c in &decoys {
-        store.insert_cluster(c).await.expect("insert decoy");
+        insert(store, c).await;
     }
-    let none = store
-        .claim_cluster(&claim("bob", &[&bp], &[&host]))
-        .await
-        .expect("claim");
-    assert!(none.is_none(), "claimed an ineligible cluster: {none:?}");
+    assert_exhausted(store, &claim("bob", &[&bp], &[&host]), "only ineligible clusters").await;
 
     let good = ready_cluster(&bp, &host);
-    store.insert_cluster(&good).await.expect("insert");
-    let got = store
-        .claim_cluster(&claim("bob", &["nope", &bp], &[&new_id(), &host]))
-        .await
-        .expect("claim")
-        .expect("a cluster");
+    insert(store, &good).await;
+    let got = claimed(store, &claim("bob", &["nope", &bp], &[&new_id(), &host])).await;
     assert_eq!(got.id, good.id);
-    assert!(store
-        .claim_cluster(&claim("carol", &[&bp], &[&host]))
-        .await
-        .expect("claim")
-        .is_none());
+    assert_exhausted(store, &claim("carol", &[&bp], &[&host]), "the one taken").await;
     for c in decoys {
-        store.delete_cluster(&c.id, c.version).await.expect("cleanup");
+        delete(store, &c.id).await;
     }
-    store.delete_cluster(&got.id, got.version).await.expect("cleanup");
+    delete(store, &got.id).await;
 }
 
 /// A claim writes the owner and lease fields, bumps the version and opens the lease.
 pub async fn claim_sets_the_lease(store: &dyn Store) {
     let host = new_id();
-    let c = ready_cluster("bp", &host);
-    store.insert_cluster(&c).await.expect("insert");
+    let mut c = ready_cluster("bp", &host);
+    c.stopped_nodes.insert("vp0".into());
+    insert(store, &c).await;
     let req = claim(&unique("user"), &["bp"], &[&host]);
-    let got = store
-        .claim_cluster(&req)
-        .await
-        .expect("claim")
-        .expect("a cluster");
+    let got = claimed(store, &req).await;
     assert_eq!(got.status, ClusterStatus::Applied);
+    assert!(
+        got.stopped_nodes.is_empty(),
+        "a fresh lease starts with every node wanted"
+    );
     assert_eq!(got.user_id.as_deref(), Some(req.user_id.as_str()));
     assert_eq!(got.metadata, req.metadata);
     assert_eq!(got.lease_id.as_deref(), Some(req.lease_id.as_str()));
@@ -476,12 +712,8 @@ pub async fn claim_sets_the_lease(store: &dyn Store) {
     assert_eq!(lease.user_id, req.user_id);
     assert_eq!(lease.metadata, req.metadata);
     assert!(lease.released_at.is_none());
-    store.release_cluster(&c.id, Utc::now()).await.expect("release");
-    let released = store.get_cluster(&c.id).await.expect("get").expect("exists");
-    store
-        .delete_cluster(&c.id, released.version)
-        .await
-        .expect("cleanup");
+    assert!(lease.release_reason.is_none());
+    release_and_delete(store, &c.id).await;
 }
 
 /// Many concurrent claims over few clusters: each cluster goes to exactly one.
@@ -490,7 +722,7 @@ pub async fn concurrent_claims_never_share(store: &dyn Store) {
     let bp = unique("bp");
     let clusters: Vec<Cluster> = (0..8).map(|_| ready_cluster(&bp, &host)).collect();
     for c in &clusters {
-        store.insert_cluster(c).await.expect("insert");
+        insert(store, c).await;
     }
     let claims: Vec<Claim> = (0..40)
         .map(|i| claim(&format!("u{i}"), &[&bp], &[&host]))
@@ -498,7 +730,11 @@ pub async fn concurrent_claims_never_share(store: &dyn Store) {
     let results = join_all(claims.iter().map(|c| store.claim_cluster(c))).await;
     let won: Vec<Cluster> = results
         .into_iter()
-        .filter_map(|r| r.expect("claim does not fail"))
+        .filter_map(|r| match r.expect("claim does not fail") {
+            ClaimOutcome::Claimed(c) => Some(c),
+            ClaimOutcome::Exhausted => None,
+            other => panic!("claims with allow_multiple only claim or find none: {other:?}"),
+        })
         .collect();
     let distinct: BTreeSet<&str> = won.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(won.len(), 8, "every cluster is handed out once");
@@ -509,9 +745,122 @@ pub async fn concurrent_claims_never_share(store: &dyn Store) {
             .await
             .expect("lease");
         assert_eq!(lease.map(|l| l.user_id), c.user_id, "the lease names the winner");
-        store.release_cluster(&c.id, Utc::now()).await.expect("release");
-        let c = store.get_cluster(&c.id).await.expect("get").expect("exists");
-        store.delete_cluster(&c.id, c.version).await.expect("cleanup");
+        release_and_delete(store, &c.id).await;
+    }
+}
+
+/// Without `allow_multiple`, a user gets back the cluster they hold of a wanted
+/// blueprint (on any host), is refused a second single cluster of another blueprint,
+/// and may still take more with `allow_multiple`.
+pub async fn single_claim_returns_the_held_cluster(store: &dyn Store) {
+    let host = new_id();
+    let (a, b) = (unique("bp"), unique("bp"));
+    let made: Vec<Cluster> = [&a, &a, &b, &b]
+        .iter()
+        .map(|bp| ready_cluster(bp, &host))
+        .collect();
+    for c in &made {
+        insert(store, c).await;
+    }
+    let user = unique("user");
+    let first = claimed(store, &single_claim(&user, &[&a], &[&host])).await;
+    assert!(first.single_apply);
+    let lease = store
+        .get_lease(first.lease_id.as_deref().expect("lease id"))
+        .await
+        .expect("lease")
+        .expect("opened");
+    match store
+        .claim_cluster(&single_claim(&user, &[&a], &[&new_id()]))
+        .await
+        .expect("claim")
+    {
+        ClaimOutcome::Held(c) => assert_eq!((c.id, c.version), (first.id.clone(), first.version)),
+        other => panic!("expected the held cluster, got {other:?}"),
+    }
+    match store
+        .claim_cluster(&single_claim(&user, &[&b], &[&host]))
+        .await
+        .expect("claim")
+    {
+        ClaimOutcome::HoldsOther(c) => assert_eq!(c.id, first.id),
+        other => panic!("expected HoldsOther, got {other:?}"),
+    }
+    let more = claimed(store, &claim(&user, &[&b], &[&host])).await;
+    assert!(!more.single_apply);
+    match store
+        .claim_cluster(&single_claim(&user, &[&b], &[&host]))
+        .await
+        .expect("claim")
+    {
+        ClaimOutcome::Held(c) => assert_eq!(c.id, more.id, "any held cluster of the blueprint is returned"),
+        other => panic!("expected the held cluster of b, got {other:?}"),
+    }
+    let other_user = claimed(store, &single_claim(&unique("user"), &[&a], &[&host])).await;
+    assert_ne!(
+        other_user.id, first.id,
+        "another user is not given what this one holds"
+    );
+    let leases = store.list_leases(Some(&user), Page::ALL).await.expect("leases");
+    assert_eq!(leases.total, 2, "a held cluster opens no new lease");
+    assert!(leases.items.iter().any(|l| l.id == lease.id));
+    for c in [&first, &more, &other_user] {
+        release_and_delete(store, &c.id).await;
+    }
+    for c in &made {
+        delete(store, &c.id).await;
+    }
+}
+
+/// Fifty concurrent claims without `allow_multiple` by one user take exactly one
+/// cluster; each of them gets that cluster.
+pub async fn concurrent_single_claims_of_one_user_take_one(store: &dyn Store) {
+    let host = new_id();
+    let bp = unique("bp");
+    let made: Vec<Cluster> = (0..10).map(|_| ready_cluster(&bp, &host)).collect();
+    for c in &made {
+        insert(store, c).await;
+    }
+    let user = unique("user");
+    let claims: Vec<Claim> = (0..50).map(|_| single_claim(&user, &[&bp], &[&host])).collect();
+    let results = join_all(claims.iter().map(|c| store.claim_cluster(c))).await;
+    let mut got = BTreeSet::new();
+    let mut taken = 0;
+    for r in results {
+        match r.expect("claim does not fail") {
+            ClaimOutcome::Claimed(c) => {
+                taken += 1;
+                got.insert(c.id);
+            }
+            ClaimOutcome::Held(c) => {
+                got.insert(c.id);
+            }
+            other => panic!("expected Claimed or Held, got {other:?}"),
+        }
+    }
+    assert_eq!(taken, 1, "exactly one claim takes a cluster");
+    assert_eq!(got.len(), 1, "every claim gets the same cluster: {got:?}");
+    let held = ClusterFilter {
+        user_id: Some(user.clone()),
+        ..ClusterFilter::default()
+    };
+    assert_eq!(
+        store.list_clusters(&held, Page::ALL).await.expect("list").total,
+        1
+    );
+    assert_eq!(
+        store
+            .list_leases(Some(&user), Page::ALL)
+            .await
+            .expect("leases")
+            .total,
+        1
+    );
+    for id in &got {
+        release_and_delete(store, id).await;
+    }
+    for c in &made {
+        delete(store, &c.id).await;
     }
 }
 
@@ -519,29 +868,22 @@ pub async fn concurrent_claims_never_share(store: &dyn Store) {
 pub async fn release_is_once(store: &dyn Store) {
     let host = new_id();
     let ready = ready_cluster("bp", &host);
-    store.insert_cluster(&ready).await.expect("insert");
+    insert(store, &ready).await;
+    let release =
+        |id: String, now| async move { store.release_cluster(&id, now, ReleaseReason::Expired).await };
     assert!(
-        store
-            .release_cluster(&ready.id, Utc::now())
+        release(ready.id.clone(), Utc::now())
             .await
             .expect("release")
             .is_none(),
         "a ready cluster is not released"
     );
-    assert!(store
-        .release_cluster(&new_id(), Utc::now())
-        .await
-        .expect("release")
-        .is_none());
+    assert!(release(new_id(), Utc::now()).await.expect("release").is_none());
 
-    let req = claim("dave", &["bp"], &[&host]);
-    let applied = store
-        .claim_cluster(&req)
-        .await
-        .expect("claim")
-        .expect("a cluster");
+    let req = single_claim(&unique("dave"), &["bp"], &[&host]);
+    let applied = claimed(store, &req).await;
     let now = Utc::now();
-    let results = join_all((0..5).map(|_| store.release_cluster(&applied.id, now))).await;
+    let results = join_all((0..5).map(|_| release(applied.id.clone(), now))).await;
     let winners: Vec<Cluster> = results.into_iter().filter_map(|r| r.expect("release")).collect();
     assert_eq!(winners.len(), 1, "exactly one of concurrent releases wins");
     let released = &winners[0];
@@ -551,6 +893,7 @@ pub async fn release_is_once(store: &dyn Store) {
     assert_eq!(released.expires_at, None);
     assert_eq!(released.lease_id, None);
     assert!(released.metadata.is_empty());
+    assert!(!released.single_apply);
     assert_eq!(released.version, applied.version + 1);
     assert_eq!(
         store.get_cluster(&applied.id).await.expect("get").as_ref(),
@@ -566,10 +909,8 @@ pub async fn release_is_once(store: &dyn Store) {
         lease.released_at.is_some_and(|t| same_instant(t, now)),
         "lease closed"
     );
-    store
-        .delete_cluster(&released.id, released.version)
-        .await
-        .expect("cleanup");
+    assert_eq!(lease.release_reason, Some(ReleaseReason::Expired));
+    delete(store, &released.id).await;
 }
 
 /// Leases list newest apply first, per user, in pages.
@@ -579,14 +920,10 @@ pub async fn leases_newest_first(store: &dyn Store) {
     let mut lease_ids = Vec::new();
     for i in 0..3 {
         let c = ready_cluster("bp", &host);
-        store.insert_cluster(&c).await.expect("insert");
+        insert(store, &c).await;
         let mut req = claim(&user, &["bp"], &[&host]);
         req.now = Utc::now() + Duration::seconds(i);
-        let got = store
-            .claim_cluster(&req)
-            .await
-            .expect("claim")
-            .expect("a cluster");
+        let got = claimed(store, &req).await;
         assert_eq!(got.id, c.id);
         lease_ids.push(req.lease_id);
     }
@@ -607,23 +944,92 @@ pub async fn leases_newest_first(store: &dyn Store) {
         ..ClusterFilter::default()
     };
     for c in store.list_clusters(&filter, Page::ALL).await.expect("list").items {
-        store.delete_cluster(&c.id, c.version).await.expect("cleanup");
+        delete(store, &c.id).await;
+    }
+}
+
+/// Applies and releases are counted in the bucket they fall in, from `since` on.
+pub async fn lease_activity_counts_per_bucket(store: &dyn Store) {
+    let host = new_id();
+    let user = unique("user");
+    // Far in the future, at a random minute, so that no other case's or run's leases
+    // fall in the window.
+    let offset = uuid::Uuid::new_v4().as_u128() % 1_000_000;
+    let since = Utc::now() + Duration::days(3650) + Duration::minutes(offset as i64);
+    let minute = Duration::minutes(1);
+    let mut ids = Vec::new();
+    for (applied, released) in [(0, Some(2)), (1, None), (1, Some(1)), (5, None)] {
+        let c = ready_cluster("bp", &host);
+        insert(store, &c).await;
+        let mut req = claim(&user, &["bp"], &[&host]);
+        req.now = since + Duration::seconds(applied * 60 + 5);
+        claimed(store, &req).await;
+        if let Some(at) = released {
+            let when = since + Duration::seconds(at * 60 + 30);
+            store
+                .release_cluster(&c.id, when, ReleaseReason::Release)
+                .await
+                .expect("release");
+        }
+        ids.push(c.id);
+    }
+    // Only this case's window: another run side by side may have leases later on.
+    let window = |activity: Vec<LeaseActivity>| -> Vec<LeaseActivity> {
+        activity
+            .into_iter()
+            .filter(|b| b.start < since + Duration::minutes(6))
+            .collect()
+    };
+    let got = window(store.lease_activity(since, minute).await.expect("activity"));
+    let expected = |i: i32, applied, released| LeaseActivity {
+        start: since + minute * i,
+        applied,
+        released,
+    };
+    assert_eq!(
+        got,
+        vec![
+            expected(0, 1, 0),
+            expected(1, 2, 1),
+            expected(2, 0, 1),
+            expected(5, 1, 0)
+        ]
+    );
+    let later = window(
+        store
+            .lease_activity(since + Duration::minutes(2), minute)
+            .await
+            .expect("activity"),
+    );
+    assert_eq!(
+        later.len(),
+        2,
+        "what happened before since does not count: {later:?}"
+    );
+    for id in ids {
+        release_and_delete(store, &id).await;
+    }
+}
+
+fn operation(host_id: &str, kind: OperationKind) -> Operation {
+    let now = Utc::now();
+    Operation {
+        id: new_id(),
+        kind,
+        host_id: host_id.to_owned(),
+        status: OperationStatus::Running,
+        done: 0,
+        total: 4,
+        error: None,
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
     }
 }
 
 /// Operations are stored and replaced whole.
 pub async fn operations_round_trip(store: &dyn Store) {
-    let mut op = Operation {
-        id: new_id(),
-        kind: OperationKind::Fill,
-        host_id: new_id(),
-        status: OperationStatus::Running,
-        done: 0,
-        total: 4,
-        error: None,
-        created_at: Utc::now(),
-        finished_at: None,
-    };
+    let mut op = operation(&new_id(), OperationKind::Fill);
     store.put_operation(&op).await.expect("put");
     assert_eq!(
         store.get_operation(&op.id).await.expect("get").map(|o| o.total),
@@ -632,12 +1038,75 @@ pub async fn operations_round_trip(store: &dyn Store) {
     op.done = 4;
     op.status = OperationStatus::Failed;
     op.error = Some("image missing".into());
+    op.updated_at = Utc::now();
     op.finished_at = Some(Utc::now());
     store.put_operation(&op).await.expect("replace");
     let got = store.get_operation(&op.id).await.expect("get").expect("exists");
     assert_eq!((got.done, got.status), (4, OperationStatus::Failed));
     assert_eq!(got.error.as_deref(), Some("image missing"));
+    assert!(same_instant(got.updated_at, op.updated_at));
+    assert!(got
+        .finished_at
+        .zip(op.finished_at)
+        .is_some_and(|(a, b)| same_instant(a, b)));
     assert!(store.get_operation(&new_id()).await.expect("get").is_none());
+}
+
+/// Operations list newest first, filtered by host, kind and status, in pages.
+pub async fn operations_filter_and_page(store: &dyn Store) {
+    let host = new_id();
+    let mut made = Vec::new();
+    for (i, kind) in [OperationKind::Fill, OperationKind::Clean, OperationKind::Fill]
+        .into_iter()
+        .enumerate()
+    {
+        let mut op = operation(&host, kind);
+        op.created_at = Utc::now() + Duration::seconds(i as i64);
+        if i == 0 {
+            op.status = OperationStatus::Interrupted;
+        }
+        store.put_operation(&op).await.expect("put");
+        made.push(op);
+    }
+    store
+        .put_operation(&operation(&new_id(), OperationKind::Fill))
+        .await
+        .expect("another host's");
+    let on_host = OperationFilter {
+        host_id: Some(host.clone()),
+        ..OperationFilter::default()
+    };
+    let all = store.list_operations(&on_host, Page::ALL).await.expect("list");
+    let ids = |ops: &[Operation]| ops.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
+    let newest_first: Vec<String> = made.iter().rev().map(|o| o.id.clone()).collect();
+    assert_eq!(ids(&all.items), newest_first);
+    assert_eq!(all.total, 3);
+    let page = store
+        .list_operations(&on_host, Page { offset: 1, limit: 1 })
+        .await
+        .expect("page");
+    assert_eq!((page.total, ids(&page.items)), (3, vec![made[1].id.clone()]));
+    let fills = OperationFilter {
+        kind: Some(OperationKind::Fill),
+        ..on_host.clone()
+    };
+    assert_eq!(
+        store
+            .list_operations(&fills, Page::ALL)
+            .await
+            .expect("fills")
+            .total,
+        2
+    );
+    let interrupted = OperationFilter {
+        status: Some(OperationStatus::Interrupted),
+        ..on_host
+    };
+    let got = store
+        .list_operations(&interrupted, Page::ALL)
+        .await
+        .expect("interrupted");
+    assert_eq!(ids(&got.items), vec![made[0].id.clone()]);
 }
 
 /// A lock has one holder; it is renewed by its holder, taken over once expired, and

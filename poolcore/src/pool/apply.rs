@@ -4,14 +4,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::Utc;
-use tracing::{info, instrument};
+use chrono::{DateTime, Utc};
+use tracing::{debug, info, instrument};
 
-use super::Pool;
+use super::{Actor, Pool};
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::limits;
 use crate::model::{
-    new_id, Claim, Cluster, ClusterFilter, ClusterStatus, HostStatus, Labels, LeaseRecord, Listing, Page,
+    new_id, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, HostStatus, Labels,
+    LeaseActivity, LeaseRecord, Listing, Page, ReleaseReason,
 };
 
 /// What a user asks for.
@@ -80,113 +82,84 @@ pub struct Stats {
 impl Pool {
     /// Hands `req.user_id` a ready cluster, at once, or [`Error::PoolExhausted`].
     ///
-    /// Without `allow_multiple`, a user who holds a matching cluster gets that one
-    /// back. The claim is one atomic store operation; no engine is called.
+    /// Without `allow_multiple` the apply is single: a user who holds a cluster of a
+    /// matching blueprint gets that one back, and a user who holds a cluster from
+    /// another single apply is refused with [`Error::Conflict`] (see
+    /// [`ClaimOutcome`]). The claim is one atomic store operation; no engine is called.
     #[instrument(skip(self, req), fields(user_id = %req.user_id))]
     pub async fn apply(&self, req: ApplyRequest) -> Result<Cluster> {
-        validate_user(&req.user_id)?;
+        req.validate()?;
         let ttl = self.lease_ttl(req.ttl)?;
-        let blueprints = self.wanted_blueprints(&req).await?;
-        if !req.allow_multiple {
-            let filter = ClusterFilter {
-                status: Some(ClusterStatus::Applied),
-                user_id: Some(req.user_id.clone()),
-                blueprints: Some(blueprints.clone()),
-                ..ClusterFilter::default()
-            };
-            let held = self
-                .store()
-                .list_clusters(&filter, Page { offset: 0, limit: 1 })
-                .await?;
-            if let Some(cluster) = held.items.into_iter().next() {
-                return Ok(cluster);
-            }
-        }
-        let hosts: Vec<String> = self
-            .hosts()
-            .await?
-            .into_iter()
-            .filter(|h| h.status == HostStatus::Active && h.schedulable)
-            .map(|h| h.id)
-            .collect();
-        let wanted = describe_wanted(&req);
-        if hosts.is_empty() {
-            return Err(Error::PoolExhausted { wanted });
-        }
         let now = Utc::now();
-        let expires_at = ttl
-            .map(|ttl| chrono::Duration::from_std(ttl).map(|d| now + d))
-            .transpose()
-            .map_err(|_| Error::invalid("ttl_seconds", "is too large"))?;
+        let expires_at = ttl.map(|ttl| lease_end(now, ttl)).transpose()?;
+        let (blueprints, hosts) = self.claim_scope(&req).await?;
+        let wanted = describe_wanted(&req);
         let claim = Claim {
-            user_id: req.user_id.clone(),
+            user_id: req.user_id,
             blueprints,
             hosts,
             metadata: req.metadata,
             lease_id: new_id(),
             now,
             expires_at,
+            allow_multiple: req.allow_multiple,
         };
-        let cluster = self
-            .store()
-            .claim_cluster(&claim)
-            .await?
-            .ok_or(Error::PoolExhausted { wanted })?;
-        info!(cluster_id = %cluster.id, "cluster applied");
-        self.emit(Event::Applied(cluster.clone()));
-        Ok(cluster)
-    }
-
-    /// Extends the lease of an applied cluster to `ttl` from now (the pool's default
-    /// when `None`, within its maximum). With `user_id`, only that user's lease is
-    /// extended.
-    ///
-    /// A cluster that is not applied, or applied to another user, is
-    /// [`Error::Conflict`]; a pool with no TTL at all gives [`Error::Invalid`].
-    #[instrument(skip(self))]
-    pub async fn renew(
-        &self,
-        cluster_id: &str,
-        user_id: Option<&str>,
-        ttl: Option<Duration>,
-    ) -> Result<Cluster> {
-        let ttl = self.lease_ttl(ttl)?.ok_or_else(|| {
-            Error::invalid("ttl_seconds", "is required: the pool has no default lease length")
-        })?;
-        let ttl =
-            chrono::Duration::from_std(ttl).map_err(|_| Error::invalid("ttl_seconds", "is too large"))?;
-        loop {
-            let mut cluster = self.cluster(cluster_id).await?;
-            if !cluster.is_applied() {
-                return Err(Error::conflict(format!(
-                    "cluster {:?} is {}, not applied",
-                    cluster.name, cluster.status
-                )));
+        match self.store().claim_cluster(&claim).await? {
+            ClaimOutcome::Claimed(cluster) => {
+                info!(cluster_id = %cluster.id, "cluster applied");
+                self.emit(Event::Applied(cluster.clone()));
+                Ok(cluster)
             }
-            if let Some(user_id) = user_id.filter(|u| cluster.user_id.as_deref() != Some(*u)) {
-                return Err(Error::conflict(format!(
-                    "cluster {:?} is not applied to {user_id:?}",
-                    cluster.name
-                )));
+            ClaimOutcome::Held(cluster) => {
+                debug!(cluster_id = %cluster.id, "the user holds a matching cluster already");
+                Ok(cluster)
             }
-            cluster.expires_at = Some(Utc::now() + ttl);
-            match self.save_cluster(&cluster).await {
-                // Another write came first (health, a release): read again and decide anew.
-                Err(Error::Conflict { .. }) => continue,
-                outcome => {
-                    if outcome.is_ok() {
-                        info!(cluster_id, "lease renewed");
-                    }
-                    return outcome;
-                }
-            }
+            ClaimOutcome::HoldsOther(cluster) => Err(Error::conflict(format!(
+                "user {:?} holds cluster {:?} of blueprint {:?} from an apply without allow_multiple; \
+                 release it first, or apply with allow_multiple",
+                claim.user_id, cluster.name, cluster.blueprint
+            ))),
+            ClaimOutcome::Exhausted => Err(Error::PoolExhausted { wanted }),
         }
     }
 
+    /// Extends the lease of an applied cluster to `ttl` from now (the pool's default
+    /// when `None`, within its maximum).
+    ///
+    /// A cluster that is not applied is [`Error::Conflict`]; one applied to another user
+    /// than an [`Actor::User`] is [`Error::Forbidden`]; a pool with no TTL at all gives
+    /// [`Error::Invalid`].
+    #[instrument(skip(self))]
+    pub async fn renew(&self, cluster_id: &str, actor: Actor<'_>, ttl: Option<Duration>) -> Result<Cluster> {
+        let ttl = self.lease_ttl(ttl)?.ok_or_else(|| {
+            Error::invalid("ttl_seconds", "is required: the pool has no default lease length")
+        })?;
+        let cluster = self
+            .change_cluster(cluster_id, |cluster| {
+                if !cluster.is_applied() {
+                    return Err(Error::conflict(format!(
+                        "cluster {:?} is {}, not applied",
+                        cluster.name, cluster.status
+                    )));
+                }
+                actor.may_act_on(cluster)?;
+                cluster.expires_at = Some(lease_end(Utc::now(), ttl)?);
+                Ok(())
+            })
+            .await?;
+        info!(cluster_id, expires_at = ?cluster.expires_at, "lease renewed");
+        Ok(cluster)
+    }
+
+    /// The lease length of an apply or renewal asking for `asked`: checked against
+    /// [`limits::TTL_MAX_SECONDS`] and the pool's maximum, the pool's default when
+    /// `None`.
     fn lease_ttl(&self, asked: Option<Duration>) -> Result<Option<Duration>> {
+        if let Some(ttl) = asked {
+            limits::check_ttl("ttl_seconds", ttl)?;
+        }
         let ttl = asked.or(self.config().default_ttl);
         match (ttl, self.config().max_ttl) {
-            (Some(ttl), _) if ttl.is_zero() => Err(Error::invalid("ttl_seconds", "must be above 0")),
             (Some(ttl), Some(max)) if ttl > max => Err(Error::invalid(
                 "ttl_seconds",
                 format!("{} is above the maximum of {}", ttl.as_secs(), max.as_secs()),
@@ -196,40 +169,48 @@ impl Pool {
         }
     }
 
-    /// Names of the blueprints an apply accepts; never empty.
-    async fn wanted_blueprints(&self, req: &ApplyRequest) -> Result<Vec<String>> {
+    /// The blueprints and hosts a claim for `req` may take from; the blueprints are
+    /// never empty.
+    async fn claim_scope(&self, req: &ApplyRequest) -> Result<(Vec<String>, Vec<String>)> {
+        let mut catalog = self.catalog().await?;
         if let Some(name) = &req.blueprint {
-            let blueprint = self.blueprint(name).await?;
-            if !blueprint.matches(&req.labels) {
+            if !catalog.has_blueprint(name) {
+                // Made by another server since the cache was filled?
+                catalog = self.reload_catalog().await?;
+            }
+            let labels = catalog
+                .labels_of(name)
+                .ok_or_else(|| Error::not_found("blueprint", name))?;
+            if !req.labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
                 return Err(Error::PoolExhausted {
                     wanted: describe_wanted(req),
                 });
             }
-            return Ok(vec![blueprint.name]);
+            return Ok((vec![name.clone()], catalog.schedulable_hosts.clone()));
         }
-        let names: Vec<String> = self
-            .blueprints()
-            .await?
-            .into_iter()
-            .filter(|b| b.matches(&req.labels))
-            .map(|b| b.name)
+        let names: Vec<String> = catalog
+            .blueprints
+            .iter()
+            .filter(|(_, labels)| req.labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            .map(|(name, _)| name.clone())
             .collect();
         if names.is_empty() {
             return Err(Error::not_found(
                 "blueprint with labels",
-                format!("{:?}", req.labels),
+                limits::quoted(&format!("{:?}", req.labels)),
             ));
         }
-        Ok(names)
+        Ok((names, catalog.schedulable_hosts.clone()))
     }
 
     /// Gives clusters back. Answers at once with the released ids; destroying and
     /// recreating each cluster (same id, name and host) runs in the background.
     ///
     /// An unknown cluster is [`Error::NotFound`], one that is not applied
-    /// [`Error::Conflict`]; a user holding nothing releases nothing.
+    /// [`Error::Conflict`], one applied to another user than an [`Actor::User`]
+    /// [`Error::Forbidden`]; a user holding nothing releases nothing.
     #[instrument(skip(self))]
-    pub async fn release(&self, target: ReleaseTarget) -> Result<Vec<String>> {
+    pub async fn release(&self, target: ReleaseTarget, actor: Actor<'_>) -> Result<Vec<String>> {
         let held = match target {
             ReleaseTarget::Cluster(id) => {
                 let cluster = self.cluster(&id).await?;
@@ -239,10 +220,11 @@ impl Pool {
                         cluster.name, cluster.status
                     )));
                 }
+                actor.may_act_on(&cluster)?;
                 vec![cluster]
             }
             ReleaseTarget::User(user_id) => {
-                validate_user(&user_id)?;
+                limits::check_user_id("user_id", &user_id)?;
                 let filter = ClusterFilter {
                     status: Some(ClusterStatus::Applied),
                     user_id: Some(user_id),
@@ -254,7 +236,7 @@ impl Pool {
         let mut released = Vec::with_capacity(held.len());
         for cluster in held {
             // Another release may win the race; only the winner recycles.
-            if let Some(cluster) = self.release_one(&cluster, "release").await? {
+            if let Some(cluster) = self.release_one(&cluster, ReleaseReason::Release).await? {
                 released.push(cluster.id.clone());
                 self.spawn_recycle(cluster);
             }
@@ -265,10 +247,10 @@ impl Pool {
     /// Releases `held` (an applied cluster as read) in one atomic store call and
     /// tells the subscribers why. Returns the released cluster, or `None` when
     /// another release won.
-    pub(super) async fn release_one(&self, held: &Cluster, reason: &'static str) -> Result<Option<Cluster>> {
-        let released = self.store().release_cluster(&held.id, Utc::now()).await?;
+    pub(super) async fn release_one(&self, held: &Cluster, reason: ReleaseReason) -> Result<Option<Cluster>> {
+        let released = self.store().release_cluster(&held.id, Utc::now(), reason).await?;
         if let Some(cluster) = &released {
-            info!(cluster_id = %cluster.id, reason, "cluster released");
+            info!(cluster_id = %cluster.id, %reason, "cluster released");
             self.emit(Event::Released {
                 cluster: cluster.clone(),
                 user_id: held.user_id.clone().unwrap_or_default(),
@@ -282,15 +264,11 @@ impl Pool {
     pub async fn stats(&self) -> Result<Stats> {
         let hosts = self.hosts().await?;
         let blueprints = self.blueprints().await?;
-        let clusters = self
-            .store()
-            .list_clusters(&ClusterFilter::default(), Page::ALL)
-            .await?
-            .items;
-        let count = |keep: &dyn Fn(&Cluster) -> bool| {
+        let counts = self.store().count_clusters().await?;
+        let count = |keep: &dyn Fn(&ClusterCount) -> bool| {
             let mut by_status = BTreeMap::new();
-            for c in clusters.iter().filter(|c| keep(c)) {
-                *by_status.entry(c.status).or_insert(0) += 1;
+            for c in counts.iter().filter(|c| keep(c)) {
+                *by_status.entry(c.status).or_insert(0) += c.count;
             }
             by_status
         };
@@ -325,20 +303,46 @@ impl Pool {
     pub async fn leases(&self, user_id: Option<&str>, page: Page) -> Result<Listing<LeaseRecord>> {
         self.store().list_leases(user_id, page).await
     }
-}
 
-fn validate_user(user_id: &str) -> Result<()> {
-    if user_id.trim().is_empty() || user_id.len() > 256 {
-        return Err(Error::invalid("user_id", "must be 1-256 characters"));
+    /// Applies and releases per `bucket` since `since`, in time order; buckets with
+    /// neither are left out.
+    pub async fn lease_activity(&self, since: DateTime<Utc>, bucket: Duration) -> Result<Vec<LeaseActivity>> {
+        let width = chrono::Duration::from_std(bucket)
+            .ok()
+            .filter(|w| *w >= chrono::Duration::seconds(1))
+            .ok_or_else(|| Error::invalid("bucket", "must be at least one second"))?;
+        self.store().lease_activity(since, width).await
     }
-    Ok(())
 }
 
+/// When a lease of `ttl` from `now` ends; a length past what time can hold is
+/// [`Error::Invalid`], never an overflow.
+fn lease_end(now: DateTime<Utc>, ttl: Duration) -> Result<DateTime<Utc>> {
+    chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|ttl| now.checked_add_signed(ttl))
+        .ok_or_else(|| Error::invalid("ttl_seconds", format!("{} is too large", ttl.as_secs())))
+}
+
+impl ApplyRequest {
+    /// Checks every field against [`limits`]; nothing is claimed on a bad request.
+    pub fn validate(&self) -> Result<()> {
+        limits::check_user_id("user_id", &self.user_id)?;
+        if let Some(name) = &self.blueprint {
+            limits::check_name("blueprint", name)?;
+        }
+        limits::check_labels("labels", &self.labels)?;
+        limits::check_text_map("metadata", &self.metadata, limits::METADATA_MAX)
+    }
+}
+
+/// What an apply asked for, in words, cut short: errors never echo input in bulk.
 fn describe_wanted(req: &ApplyRequest) -> String {
+    let labels = || limits::quoted(&format!("{:?}", req.labels));
     match (&req.blueprint, req.labels.is_empty()) {
         (Some(name), true) => format!("blueprint {name:?}"),
-        (Some(name), false) => format!("blueprint {name:?} with labels {:?}", req.labels),
+        (Some(name), false) => format!("blueprint {name:?} with labels {}", labels()),
         (None, true) => "any blueprint".to_owned(),
-        (None, false) => format!("labels {:?}", req.labels),
+        (None, false) => format!("labels {}", labels()),
     }
 }

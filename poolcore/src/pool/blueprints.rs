@@ -3,11 +3,12 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
-use tracing::instrument;
+use tracing::{info, instrument};
 
 use super::Pool;
 use crate::error::{Error, Result};
-use crate::model::{validate_name, Blueprint, ClusterFilter, Labels, NodeSpec, Page};
+use crate::limits;
+use crate::model::{Blueprint, ClusterFilter, Labels, Listing, NodeSpec, Page, PortRef};
 
 /// What an operator gives to add a blueprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,69 +19,121 @@ pub struct NewBlueprint {
     pub labels: Labels,
     /// The nodes; at least one, with unique names.
     pub nodes: Vec<NodeSpec>,
+    /// The port whose URL is a cluster's API URL; see [`Blueprint::api_port`].
+    pub api_port: Option<PortRef>,
 }
 
-/// Most nodes a blueprint may have.
-pub const MAX_NODES: usize = 64;
-
-fn validate_nodes(nodes: &[NodeSpec]) -> Result<()> {
-    if nodes.is_empty() {
-        return Err(Error::invalid("nodes", "a blueprint needs at least one node"));
-    }
-    if nodes.len() > MAX_NODES {
-        return Err(Error::invalid(
-            "nodes",
-            format!("{} nodes is more than {MAX_NODES}", nodes.len()),
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    for node in nodes {
-        validate_name("node name", &node.name)?;
-        if !seen.insert(node.name.as_str()) {
+impl NewBlueprint {
+    /// Checks every field against [`limits`], and that node names are unique and
+    /// `api_port` names a port of a node.
+    pub fn validate(&self) -> Result<()> {
+        limits::check_name("name", &self.name)?;
+        limits::check_labels("labels", &self.labels)?;
+        if self.nodes.is_empty() {
+            return Err(Error::invalid("nodes", "a blueprint needs at least one node"));
+        }
+        if self.nodes.len() > limits::NODES_MAX {
             return Err(Error::invalid(
                 "nodes",
-                format!("node name {:?} is used twice", node.name),
+                format!("{} nodes is more than {}", self.nodes.len(), limits::NODES_MAX),
             ));
         }
-        if node.image.trim().is_empty() || node.image.contains(char::is_whitespace) {
-            return Err(Error::invalid(
-                "image",
-                format!("node {:?} has no valid image ({:?})", node.name, node.image),
-            ));
-        }
-        for port_name in node.ports.keys() {
-            validate_name("port name", port_name)?;
-        }
-        for key in node.env.keys() {
-            if key.is_empty() || key.contains('=') {
-                return Err(Error::invalid("env", format!("{key:?} is not a variable name")));
-            }
-        }
-        if let Some(health) = &node.health {
-            if health.command.trim().is_empty() || health.interval_seconds == 0 {
+        let mut seen = BTreeSet::new();
+        for node in &self.nodes {
+            validate_node(node)?;
+            if !seen.insert(node.name.as_str()) {
                 return Err(Error::invalid(
-                    "health",
-                    format!("node {:?} needs a command and an interval above 0", node.name),
+                    "nodes",
+                    format!("node name {:?} is used twice", node.name),
                 ));
             }
         }
+        if let Some(at) = &self.api_port {
+            let known = self
+                .nodes
+                .iter()
+                .any(|n| n.name == at.node && n.ports.contains_key(&at.port));
+            if !known {
+                return Err(Error::invalid(
+                    "api_port",
+                    format!(
+                        "{} is not a named port of a node of this blueprint",
+                        limits::quoted(&at.to_string())
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_node(node: &NodeSpec) -> Result<()> {
+    limits::check_name("nodes.name", &node.name)?;
+    limits::check_image("nodes.image", &node.image)?;
+    limits::check_command("nodes.command", &node.command)?;
+    limits::check_env("nodes.env", &node.env)?;
+    if node.ports.len() > limits::PORTS_MAX {
+        return Err(Error::invalid(
+            "nodes.ports",
+            format!("node {:?} has more than {} ports", node.name, limits::PORTS_MAX),
+        ));
+    }
+    for port_name in node.ports.keys() {
+        limits::check_name("nodes.ports", port_name)?;
+    }
+    if let Some(health) = &node.health {
+        let command_ok = !health.command.trim().is_empty()
+            && health.command.len() <= limits::ARG_MAX
+            && !health.command.contains('\0');
+        if !command_ok {
+            return Err(Error::invalid(
+                "nodes.health.command",
+                format!(
+                    "node {:?} needs a health command of 1-{} characters",
+                    node.name,
+                    limits::ARG_MAX
+                ),
+            ));
+        }
+        let interval = u64::from(health.interval_seconds);
+        limits::check_range(
+            "nodes.health.interval_seconds",
+            interval,
+            1,
+            u64::from(limits::HEALTH_INTERVAL_MAX),
+        )?;
+        let retries = u64::from(health.retries);
+        limits::check_range(
+            "nodes.health.retries",
+            retries,
+            1,
+            u64::from(limits::HEALTH_RETRIES_MAX),
+        )?;
     }
     Ok(())
 }
 
 impl Pool {
-    /// Adds a blueprint. A taken name is [`Error::Conflict`].
+    /// Adds a blueprint. A taken name is [`Error::Conflict`]. Autofill hosts with room
+    /// start filling.
     #[instrument(skip(self, new), fields(blueprint = %new.name))]
     pub async fn create_blueprint(&self, new: NewBlueprint) -> Result<Blueprint> {
-        validate_name("name", &new.name)?;
-        validate_nodes(&new.nodes)?;
+        new.validate()?;
         let blueprint = Blueprint {
             name: new.name,
             labels: new.labels,
             nodes: new.nodes,
+            api_port: new.api_port,
             created_at: Utc::now(),
         };
         self.store().insert_blueprint(&blueprint).await?;
+        self.inner.catalog.invalidate();
+        info!("blueprint added");
+        for host in self.hosts().await? {
+            if host.autofill {
+                self.autofill(&host).await;
+            }
+        }
         Ok(blueprint)
     }
 
@@ -89,12 +142,17 @@ impl Pool {
         self.store()
             .get_blueprint(name)
             .await?
-            .ok_or_else(|| Error::not_found("blueprint", name))
+            .ok_or_else(|| Error::not_found("blueprint", limits::quoted(name)))
     }
 
     /// Every blueprint, by name.
     pub async fn blueprints(&self) -> Result<Vec<Blueprint>> {
-        self.store().list_blueprints().await
+        Ok(self.store().list_blueprints(Page::ALL).await?.items)
+    }
+
+    /// One page of blueprints, by name, and the total.
+    pub async fn blueprints_page(&self, page: Page) -> Result<Listing<Blueprint>> {
+        self.store().list_blueprints(page).await
     }
 
     /// Removes a blueprint; refused with [`Error::Conflict`] while clusters use it.
@@ -116,6 +174,7 @@ impl Pool {
             )));
         }
         self.store().delete_blueprint(name).await?;
+        self.inner.catalog.invalidate();
         Ok(())
     }
 }

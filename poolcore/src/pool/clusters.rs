@@ -1,14 +1,16 @@
 //! Cluster operations: create on a host, get, list, delete, start/stop/restart, and
 //! the background work that provisions and recycles clusters.
 
+use std::collections::BTreeSet;
+
 use tracing::{info, instrument, warn};
 
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::limits;
 use crate::model::{
-    new_id, validate_name, Cluster, ClusterFilter, ClusterStatus, Deployment, Health, Listing, Page,
-    STOPPED_BY_REQUEST,
+    new_id, Cluster, ClusterFilter, ClusterStatus, Deployment, Health, Host, Listing, Page, ReleaseReason,
 };
 
 /// What to do to a running cluster or one of its nodes.
@@ -20,6 +22,31 @@ pub enum NodeAction {
     Stop,
     /// Restart it.
     Restart,
+}
+
+/// On whose behalf a cluster is acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor<'a> {
+    /// An operator: may act on any cluster.
+    Operator,
+    /// A user (through the service that calls the API for them): may act only on
+    /// clusters applied to them.
+    User(&'a str),
+}
+
+impl Actor<'_> {
+    /// [`Error::Forbidden`] unless this actor may act on `cluster`.
+    pub fn may_act_on(self, cluster: &Cluster) -> Result<()> {
+        match self {
+            Actor::Operator => Ok(()),
+            Actor::User(user) if cluster.is_applied() && cluster.user_id.as_deref() == Some(user) => Ok(()),
+            Actor::User(user) => Err(Error::forbidden(format!(
+                "cluster {:?} is not applied to user {}",
+                cluster.name,
+                limits::quoted(user)
+            ))),
+        }
+    }
 }
 
 impl Pool {
@@ -35,46 +62,41 @@ impl Pool {
         name: Option<&str>,
     ) -> Result<Cluster> {
         if let Some(name) = name {
-            validate_name("name", name)?;
+            limits::check_name("name", name)?;
         }
         let host = self.host(host_id).await?;
         self.blueprint(blueprint).await?;
-        let filter = ClusterFilter {
-            host_id: Some(host.id.clone()),
-            ..ClusterFilter::default()
-        };
-        let held = self
-            .store()
-            .list_clusters(&filter, Page { offset: 0, limit: 0 })
+        let cluster = self
+            .insert_cluster(&host, blueprint, name)
             .await?
-            .total;
-        if held >= u64::from(host.capacity) {
-            return Err(Error::conflict(format!(
-                "host {:?} is full: it holds {held} of {} clusters",
-                host.name, host.capacity
-            )));
-        }
-        let cluster = self.insert_cluster(&host.id, blueprint, name).await?;
+            .ok_or_else(|| {
+                Error::conflict(format!(
+                    "host {:?} is full: it holds {} clusters",
+                    host.name, host.capacity
+                ))
+            })?;
         self.spawn_provision(cluster.clone());
         Ok(cluster)
     }
 
-    /// Inserts a `creating` cluster record.
+    /// Inserts a `creating` cluster record on `host` unless the host is full (`None`).
     pub(super) async fn insert_cluster(
         &self,
-        host_id: &str,
+        host: &Host,
         blueprint: &str,
         name: Option<&str>,
-    ) -> Result<Cluster> {
+    ) -> Result<Option<Cluster>> {
         let name = match name {
             Some(name) => name.to_owned(),
             None => format!("{blueprint}-{}", &new_id()[..8]),
         };
-        let cluster = Cluster::new(name, blueprint, host_id);
-        self.store().insert_cluster(&cluster).await?;
+        let cluster = Cluster::new(name, blueprint, &host.id);
+        if !self.store().insert_cluster(&cluster, host.capacity).await? {
+            return Ok(None);
+        }
         info!(cluster_id = %cluster.id, cluster = %cluster.name, "cluster record created");
         self.emit(Event::Cluster(cluster.clone()));
-        Ok(cluster)
+        Ok(Some(cluster))
     }
 
     /// The cluster with `id`.
@@ -103,7 +125,7 @@ impl Pool {
                     cluster.user_id.as_deref().unwrap_or_default()
                 )));
             }
-            if let Some(released) = self.release_one(&cluster, "deleted").await? {
+            if let Some(released) = self.release_one(&cluster, ReleaseReason::Deleted).await? {
                 cluster = released;
             }
         }
@@ -124,13 +146,21 @@ impl Pool {
         Ok(())
     }
 
-    /// Starts, stops or restarts a cluster or one of its nodes.
+    /// Starts, stops or restarts a cluster or one of its nodes, on behalf of `actor`.
     ///
     /// A free cluster stopped as a whole becomes `stopped`, and `ready` again when
-    /// started; an applied cluster stays applied. Endpoints are read back.
+    /// started; an applied cluster stays applied, with the nodes stopped on purpose in
+    /// `stopped_nodes` (the reconciler leaves those stopped). Endpoints are read back.
     #[instrument(skip(self))]
-    pub async fn control_cluster(&self, id: &str, action: NodeAction, node: Option<&str>) -> Result<Cluster> {
+    pub async fn control_cluster(
+        &self,
+        id: &str,
+        action: NodeAction,
+        node: Option<&str>,
+        actor: Actor<'_>,
+    ) -> Result<Cluster> {
         let cluster = self.cluster(id).await?;
+        actor.may_act_on(&cluster)?;
         if !matches!(
             cluster.status,
             ClusterStatus::Ready | ClusterStatus::Applied | ClusterStatus::Stopped
@@ -140,11 +170,23 @@ impl Pool {
                 cluster.name, cluster.status
             )));
         }
+        let blueprint = self.blueprint(&cluster.blueprint).await?;
         if let Some(node) = node {
-            let blueprint = self.blueprint(&cluster.blueprint).await?;
             if !blueprint.nodes.iter().any(|n| n.name == node) {
-                return Err(Error::not_found("node", node));
+                return Err(Error::not_found("node", limits::quoted(node)));
             }
+        }
+        let mut cluster = cluster;
+        if action == NodeAction::Stop && node.is_none() && cluster.status == ClusterStatus::Ready {
+            // Out of the pool before the engine stops it, so no apply hands it out meanwhile.
+            cluster = self
+                .change_cluster(id, |c| {
+                    if c.status == ClusterStatus::Ready {
+                        c.status = ClusterStatus::Stopped;
+                    }
+                    Ok(())
+                })
+                .await?;
         }
         let host = self.host(&cluster.host_id).await?;
         let driver = self.driver(&host)?;
@@ -156,29 +198,45 @@ impl Pool {
                 None
             }
         };
-        // Re-read: a release or apply may have happened while the engine worked.
-        let mut cluster = self.cluster(id).await?;
-        if let Some(deployment) = deployment {
-            merge_deployment(&mut cluster.deployment, deployment);
-        }
-        match (action, node, cluster.status) {
-            (NodeAction::Stop, None, ClusterStatus::Ready) => cluster.status = ClusterStatus::Stopped,
-            (NodeAction::Start | NodeAction::Restart, None, ClusterStatus::Stopped) => {
-                cluster.status = ClusterStatus::Ready
+        let all_nodes: BTreeSet<String> = blueprint.nodes.iter().map(|n| n.name.clone()).collect();
+        // A release, apply or health write may have come while the engine worked.
+        self.change_cluster(id, |cluster| {
+            if let Some(deployment) = deployment.clone() {
+                merge_deployment(&mut cluster.deployment, deployment);
             }
-            _ => {}
-        }
-        cluster.health = match (action, node) {
-            (NodeAction::Stop, _) => Health::Failing,
-            (_, None) => Health::Ok,
-            (_, Some(_)) => cluster.health,
-        };
-        cluster.health_reason = match action {
-            NodeAction::Stop => Some(format!("{STOPPED_BY_REQUEST}: {}", node.unwrap_or("all nodes"))),
-            _ if cluster.health == Health::Ok => None,
-            _ => cluster.health_reason,
-        };
-        self.save_cluster(&cluster).await
+            let touched: BTreeSet<String> = match node {
+                Some(node) => BTreeSet::from([node.to_owned()]),
+                None => all_nodes.clone(),
+            };
+            match action {
+                NodeAction::Stop => cluster.stopped_nodes.extend(touched),
+                NodeAction::Start | NodeAction::Restart => {
+                    cluster.stopped_nodes.retain(|n| !touched.contains(n))
+                }
+            }
+            if action != NodeAction::Stop && node.is_none() && cluster.status == ClusterStatus::Stopped {
+                cluster.status = ClusterStatus::Ready;
+            }
+            if cluster.stopped_nodes.is_empty() {
+                if action != NodeAction::Stop {
+                    cluster.health = Health::Ok;
+                    cluster.health_reason = None;
+                }
+            } else {
+                cluster.health = Health::Failing;
+                cluster.health_reason = Some(format!(
+                    "stopped on request: {}",
+                    cluster
+                        .stopped_nodes
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Creates a `creating` cluster's engine objects in the background.

@@ -6,7 +6,11 @@ use tracing::{info, instrument, warn};
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::model::{new_id, ClusterFilter, EngineFacts, Host, HostKind, HostStatus, Labels, LogConfig, Page};
+use crate::limits;
+use crate::model::{
+    new_id, EngineFacts, EngineTls, Host, HostKind, HostStatus, Labels, Listing, LogConfig, Page, Pem,
+    ReleaseReason,
+};
 
 /// What an operator gives to add a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +33,8 @@ pub struct NewHost {
     pub labels: Labels,
     /// Logging config for cluster containers.
     pub log: Option<LogConfig>,
+    /// TLS for a `tcp://` engine.
+    pub tls: Option<EngineTls>,
 }
 
 impl NewHost {
@@ -44,6 +50,7 @@ impl NewHost {
             public_address: None,
             labels: Labels::new(),
             log: None,
+            tls: None,
         }
     }
 }
@@ -65,34 +72,53 @@ pub struct HostPatch {
     pub labels: Option<Labels>,
     /// New logging config (`Some(None)` removes it).
     pub log: Option<Option<LogConfig>>,
+    /// New TLS settings (`Some(None)` removes them).
+    pub tls: Option<Option<EngineTls>>,
 }
 
-/// Largest capacity a host may be given.
-pub const MAX_CAPACITY: u32 = 10_000;
-
 fn validate_capacity(capacity: u32) -> Result<()> {
-    if capacity > MAX_CAPACITY {
-        return Err(Error::invalid(
-            "capacity",
-            format!("{capacity} is above {MAX_CAPACITY}"),
-        ));
-    }
-    Ok(())
+    limits::check_range(
+        "capacity",
+        u64::from(capacity),
+        0,
+        u64::from(limits::CAPACITY_MAX),
+    )
 }
 
 fn validate_log(log: &Option<LogConfig>) -> Result<()> {
-    match log {
-        Some(log) if log.driver.trim().is_empty() => Err(Error::invalid("log.driver", "must not be empty")),
-        _ => Ok(()),
-    }
+    let Some(log) = log else { return Ok(()) };
+    limits::check_name("log.driver", &log.driver)?;
+    limits::check_text_map("log.options", &log.options, limits::LOG_OPTIONS_MAX)
 }
 
-fn validate_address(address: &str) -> Result<()> {
-    if address.is_empty() || address.contains(['/', ' ', '@', '?', '#']) {
-        return Err(Error::invalid(
-            "public_address",
-            format!("{address:?} is not a host name or IP address"),
-        ));
+fn validate_tls(tls: &Option<EngineTls>) -> Result<()> {
+    let Some(tls) = tls else { return Ok(()) };
+    for (field, pem) in [
+        ("tls.ca", &tls.ca),
+        ("tls.cert", &tls.cert),
+        ("tls.key", &tls.key),
+    ] {
+        match pem {
+            Some(Pem::Path(path)) if path.is_empty() || path.len() > 4096 || path.contains('\0') => {
+                return Err(Error::invalid(
+                    field,
+                    "a path must be 1-4096 characters without NUL",
+                ))
+            }
+            Some(Pem::Inline(text)) if !text.starts_with("-----BEGIN ") || text.len() > limits::PEM_MAX => {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "inline PEM must start with -----BEGIN and be at most {} bytes",
+                        limits::PEM_MAX
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(Error::invalid("tls", "give both cert and key, or neither"));
     }
     Ok(())
 }
@@ -100,7 +126,10 @@ fn validate_address(address: &str) -> Result<()> {
 /// The address in service URLs for an endpoint: its host part for `tcp://`, loopback
 /// for a local socket.
 fn default_public_address(endpoint: &str) -> Result<String> {
-    if endpoint.starts_with("unix://") || endpoint.starts_with("npipe://") {
+    if ["unix://", "npipe://", "sim://"]
+        .iter()
+        .any(|local| endpoint.starts_with(local))
+    {
         return Ok("127.0.0.1".to_owned());
     }
     let rest = ["tcp://", "http://", "https://"]
@@ -109,7 +138,10 @@ fn default_public_address(endpoint: &str) -> Result<String> {
         .ok_or_else(|| {
             Error::invalid(
                 "endpoint",
-                format!("{endpoint:?} is not unix:///path, tcp://host:port, http:// or https://"),
+                format!(
+                    "{} is not unix:///path, tcp://host:port, http://, https:// or sim://name",
+                    limits::quoted(endpoint)
+                ),
             )
         })?;
     let authority = rest.split('/').next().unwrap_or_default();
@@ -143,22 +175,81 @@ fn not_a_swarm_manager(endpoint: &str, facts: &EngineFacts) -> Error {
     )
 }
 
+impl NewHost {
+    /// Checks every field against [`limits`].
+    pub fn validate(&self) -> Result<()> {
+        limits::check_name("name", &self.name)?;
+        limits::check_endpoint("endpoint", &self.endpoint)?;
+        validate_capacity(self.capacity)?;
+        if let Some(address) = &self.public_address {
+            limits::check_address("public_address", address)?;
+        }
+        limits::check_labels("labels", &self.labels)?;
+        validate_log(&self.log)?;
+        validate_tls(&self.tls)
+    }
+}
+
+impl HostPatch {
+    /// Checks every field given against [`limits`].
+    pub fn validate(&self) -> Result<()> {
+        if let Some(name) = &self.name {
+            limits::check_name("name", name)?;
+        }
+        if let Some(capacity) = self.capacity {
+            validate_capacity(capacity)?;
+        }
+        if let Some(address) = &self.public_address {
+            limits::check_address("public_address", address)?;
+        }
+        if let Some(labels) = &self.labels {
+            limits::check_labels("labels", labels)?;
+        }
+        if let Some(log) = &self.log {
+            validate_log(log)?;
+        }
+        if let Some(tls) = &self.tls {
+            validate_tls(tls)?;
+        }
+        Ok(())
+    }
+
+    fn apply_to(&self, host: &mut Host) {
+        let patch = self.clone();
+        host.name = patch.name.unwrap_or(std::mem::take(&mut host.name));
+        host.capacity = patch.capacity.unwrap_or(host.capacity);
+        host.autofill = patch.autofill.unwrap_or(host.autofill);
+        host.schedulable = patch.schedulable.unwrap_or(host.schedulable);
+        if let Some(address) = patch.public_address {
+            host.public_address = address;
+        }
+        if let Some(labels) = patch.labels {
+            host.labels = labels;
+        }
+        if let Some(log) = patch.log {
+            host.log = log;
+        }
+        if let Some(tls) = patch.tls {
+            host.tls = tls;
+        }
+    }
+}
+
 impl Pool {
     /// Adds a host after probing its engine.
     ///
-    /// An unreachable engine is refused with [`Error::Unavailable`]; a `swarm` host
-    /// whose engine is not a swarm manager with [`Error::Invalid`]. An autofill host
-    /// starts filling at once.
+    /// An engine that does not answer is refused with [`Error::Unavailable`], whose
+    /// message says only that (what the probe met is logged, not returned: the answer
+    /// must not tell a caller what listens where); a `swarm` host whose engine is not
+    /// a swarm manager with [`Error::Invalid`]. An autofill host starts filling at once
+    /// when there are blueprints, and once there are otherwise.
     #[instrument(skip(self, new), fields(host = %new.name))]
     pub async fn add_host(&self, new: NewHost) -> Result<Host> {
-        crate::model::validate_name("name", &new.name)?;
-        validate_capacity(new.capacity)?;
-        validate_log(&new.log)?;
+        new.validate()?;
         let public_address = match new.public_address {
             Some(address) => address,
             None => default_public_address(&new.endpoint)?,
         };
-        validate_address(&public_address)?;
         let mut host = Host {
             id: new_id(),
             name: new.name,
@@ -170,31 +261,45 @@ impl Pool {
             schedulable: new.schedulable,
             labels: new.labels,
             log: new.log,
+            tls: new.tls,
             status: HostStatus::Active,
             last_seen: None,
             last_error: None,
             facts: EngineFacts::default(),
             created_at: Utc::now(),
+            version: 0,
         };
+        if self
+            .store()
+            .list_hosts(Page::ALL)
+            .await?
+            .items
+            .iter()
+            .any(|h| h.name == host.name)
+        {
+            return Err(Error::conflict(format!("host {:?} exists", host.name)));
+        }
         let driver = self.driver(&host)?;
-        let facts = driver
-            .probe()
-            .await
-            .map_err(|e| Error::unavailable(format!("host endpoint {}", host.endpoint), e))?;
+        let probed = driver.probe().await;
+        self.forget_driver(&host.id);
+        let facts = probed.map_err(|e| {
+            warn!(endpoint = %host.endpoint, error = %e, "the new host's engine did not answer its probe");
+            Error::unavailable(
+                format!("host endpoint {}", host.endpoint),
+                "the engine did not answer as a Docker engine; see the server log for details",
+            )
+        })?;
         if host.kind == HostKind::Swarm && !facts.swarm_manager {
-            self.forget_driver(&host.id);
             return Err(not_a_swarm_manager(&host.endpoint, &facts));
         }
         host.facts = facts;
         host.last_seen = Some(Utc::now());
-        if let Err(e) = self.store().insert_host(&host).await {
-            self.forget_driver(&host.id);
-            return Err(e);
-        }
+        self.store().insert_host(&host).await?;
+        self.inner.catalog.invalidate();
         info!(host_id = %host.id, "host added");
         self.emit(Event::Host(host.clone()));
-        if host.autofill && host.capacity > 0 {
-            self.fill_host(&host.id, None).await?;
+        if host.autofill {
+            self.autofill(&host).await;
         }
         Ok(host)
     }
@@ -204,39 +309,33 @@ impl Pool {
         self.store()
             .get_host(id)
             .await?
-            .ok_or_else(|| Error::not_found("host", id))
+            .ok_or_else(|| Error::not_found("host", limits::quoted(id)))
     }
 
     /// Every host, by name.
     pub async fn hosts(&self) -> Result<Vec<Host>> {
-        self.store().list_hosts().await
+        Ok(self.store().list_hosts(Page::ALL).await?.items)
     }
 
-    /// Changes a host's settings.
+    /// One page of hosts, by name, and the total.
+    pub async fn hosts_page(&self, page: Page) -> Result<Listing<Host>> {
+        self.store().list_hosts(page).await
+    }
+
+    /// Changes a host's settings. The change is made on the host as stored when it is
+    /// written, so a probe recorded meanwhile is kept, and the probe never undoes it.
     #[instrument(skip(self, patch))]
     pub async fn update_host(&self, id: &str, patch: HostPatch) -> Result<Host> {
-        let mut host = self.host(id).await?;
-        if let Some(name) = patch.name {
-            crate::model::validate_name("name", &name)?;
-            host.name = name;
+        patch.validate()?;
+        let host = self
+            .change_host(id, |host| {
+                patch.apply_to(host);
+                Ok(())
+            })
+            .await?;
+        if host.autofill {
+            self.autofill(&host).await;
         }
-        if let Some(capacity) = patch.capacity {
-            validate_capacity(capacity)?;
-            host.capacity = capacity;
-        }
-        if let Some(address) = patch.public_address {
-            validate_address(&address)?;
-            host.public_address = address;
-        }
-        if let Some(log) = patch.log {
-            validate_log(&log)?;
-            host.log = log;
-        }
-        host.autofill = patch.autofill.unwrap_or(host.autofill);
-        host.schedulable = patch.schedulable.unwrap_or(host.schedulable);
-        host.labels = patch.labels.unwrap_or(host.labels);
-        self.store().update_host(&host).await?;
-        self.emit(Event::Host(host.clone()));
         Ok(host)
     }
 
@@ -247,11 +346,7 @@ impl Pool {
     #[instrument(skip(self))]
     pub async fn delete_host(&self, id: &str, force: bool) -> Result<()> {
         let host = self.host(id).await?;
-        let filter = ClusterFilter {
-            host_id: Some(host.id.clone()),
-            ..ClusterFilter::default()
-        };
-        let clusters = self.store().list_clusters(&filter, Page::ALL).await?.items;
+        let clusters = self.host_clusters(&host.id).await?;
         let held = clusters.iter().filter(|c| !c.is_free()).count();
         if held > 0 && !force {
             return Err(Error::conflict(format!(
@@ -264,11 +359,20 @@ impl Pool {
         for cluster in clusters {
             if cluster.is_applied() {
                 // Close the lease so the history stays whole.
-                self.release_one(&cluster, "deleted").await?;
+                self.release_one(&cluster, ReleaseReason::Deleted).await?;
             }
-            if let Some(current) = self.store().get_cluster(&cluster.id).await? {
-                self.store().delete_cluster(&current.id, current.version).await?;
-                self.emit(Event::ClusterDeleted { id: current.id });
+            loop {
+                let Some(current) = self.store().get_cluster(&cluster.id).await? else {
+                    break;
+                };
+                match self.store().delete_cluster(&current.id, current.version).await {
+                    Err(e) if e.is_stale() => continue,
+                    Err(e) => return Err(e),
+                    Ok(_) => {
+                        self.emit(Event::ClusterDeleted { id: current.id });
+                        break;
+                    }
+                }
             }
         }
         match self.driver(&host)?.remove_all().await {
@@ -278,6 +382,7 @@ impl Pool {
         }
         self.store().delete_host(&host.id).await?;
         self.forget_driver(&host.id);
+        self.inner.catalog.invalidate();
         info!(host_id = %host.id, "host deleted");
         self.emit(Event::HostDeleted { id: host.id });
         Ok(())

@@ -6,10 +6,12 @@
 
 mod apply;
 mod blueprints;
+mod catalog;
 mod clusters;
 mod hosts;
+mod lifecycle;
 mod operations;
-mod reconcile;
+pub mod reconcile;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -22,14 +24,16 @@ use tracing::Instrument;
 use crate::driver::{Connector, HostDriver};
 use crate::error::{Error, Result};
 use crate::events::{Event, EVENT_BUFFER};
-use crate::model::{Cluster, Host, HostKind, LogConfig};
+use crate::model::{Cluster, EngineTls, Host, HostKind, LogConfig};
 use crate::store::Store;
 
 pub use apply::{ApplyRequest, BlueprintStats, HostStats, ReleaseTarget, Stats};
 pub use blueprints::NewBlueprint;
-pub use clusters::NodeAction;
+pub use clusters::{Actor, NodeAction};
 pub use hosts::{HostPatch, NewHost};
-pub use reconcile::{ReconcileConfig, ReconcileReport, RECONCILER_LOCK};
+pub use lifecycle::ReconcilerHandle;
+pub use operations::fill_plan;
+pub use reconcile::{decide, ClusterAction, ReconcileConfig, ReconcileReport, RECONCILER_LOCK};
 
 /// Tunables of a [`Pool`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +47,10 @@ pub struct PoolConfig {
     pub max_ttl: Option<Duration>,
     /// How the reconciler runs.
     pub reconcile: ReconcileConfig,
+    /// How long apply trusts its cached list of blueprints and schedulable hosts.
+    /// Changes made through this pool are seen at once; changes made by another server
+    /// sharing the store are seen within this time.
+    pub catalog_ttl: Duration,
 }
 
 impl Default for PoolConfig {
@@ -52,6 +60,7 @@ impl Default for PoolConfig {
             default_ttl: None,
             max_ttl: None,
             reconcile: ReconcileConfig::default(),
+            catalog_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -78,6 +87,12 @@ impl PoolConfig {
     /// With [`PoolConfig::reconcile`].
     pub fn with_reconcile(mut self, reconcile: ReconcileConfig) -> Self {
         self.reconcile = reconcile;
+        self
+    }
+
+    /// With [`PoolConfig::catalog_ttl`].
+    pub fn with_catalog_ttl(mut self, ttl: Duration) -> Self {
+        self.catalog_ttl = ttl;
         self
     }
 }
@@ -114,7 +129,9 @@ impl PoolBuilder {
                 tasks: TaskTracker::new(),
                 events: broadcast::channel(EVENT_BUFFER).0,
                 busy: Mutex::default(),
+                operations: Mutex::default(),
                 probe_failures: Mutex::default(),
+                catalog: catalog::CatalogCache::default(),
                 config: self.config,
             }),
         }
@@ -127,6 +144,7 @@ struct DriverKey {
     endpoint: String,
     public_address: String,
     log: Option<LogConfig>,
+    tls: Option<EngineTls>,
 }
 
 impl DriverKey {
@@ -135,6 +153,7 @@ impl DriverKey {
             endpoint: host.endpoint.clone(),
             public_address: host.public_address.clone(),
             log: host.log.clone(),
+            tls: host.tls.clone(),
         }
     }
 }
@@ -152,8 +171,12 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Clusters this process is doing engine work on; the reconciler leaves them be.
     busy: Mutex<HashSet<String>>,
+    /// Operations this process is running; the reconciler never takes them for abandoned.
+    operations: Mutex<HashSet<String>>,
     /// Probes failed in a row, per host id.
     probe_failures: Mutex<HashMap<String, u32>>,
+    /// What apply reads of blueprints and hosts, cached.
+    catalog: catalog::CatalogCache,
     config: PoolConfig,
 }
 
@@ -247,6 +270,43 @@ impl Pool {
         let saved = self.store().update_cluster(cluster).await?;
         self.emit(Event::Cluster(saved.clone()));
         Ok(saved)
+    }
+
+    /// Reads cluster `id`, lets `change` decide on it and change it, and writes it;
+    /// when another write came in between, reads again and lets `change` decide anew.
+    async fn change_cluster<F>(&self, id: &str, mut change: F) -> Result<Cluster>
+    where
+        F: FnMut(&mut Cluster) -> Result<()> + Send,
+    {
+        loop {
+            let mut cluster = self.cluster(id).await?;
+            change(&mut cluster)?;
+            match self.save_cluster(&cluster).await {
+                Err(e) if e.is_stale() => continue,
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Reads host `id`, lets `change` change it, and writes it, reading again when
+    /// another write came in between; tells the subscribers.
+    async fn change_host<F>(&self, id: &str, mut change: F) -> Result<Host>
+    where
+        F: FnMut(&mut Host) -> Result<()> + Send,
+    {
+        loop {
+            let mut host = self.host(id).await?;
+            change(&mut host)?;
+            match self.store().update_host(&host).await {
+                Err(e) if e.is_stale() => continue,
+                Err(e) => return Err(e),
+                Ok(saved) => {
+                    self.inner.catalog.invalidate();
+                    self.emit(Event::Host(saved.clone()));
+                    return Ok(saved);
+                }
+            }
+        }
     }
 
     /// Marks `cluster_id` as worked on by this process until the guard drops; `None`

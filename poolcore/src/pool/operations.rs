@@ -1,4 +1,9 @@
 //! Long-running host operations (fill, clean, reset) with progress in the store.
+//!
+//! While an operation runs, its server writes it at every step and at least every
+//! [`ReconcileConfig::heartbeat`](super::ReconcileConfig::heartbeat), so that any server
+//! sharing the store can report it, and so that one whose server stopped is found and
+//! closed as `interrupted` by the reconciler.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,25 +11,31 @@ use std::sync::Arc;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use tokio::sync::Mutex;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{info, instrument, warn, Instrument};
 
-use super::Pool;
+use super::{lock, Pool};
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::limits;
 use crate::model::{
-    new_id, Cluster, ClusterFilter, ClusterStatus, Host, Operation, OperationKind, OperationStatus, Page,
+    new_id, Cluster, ClusterStatus, Host, Listing, Operation, OperationFilter, OperationKind,
+    OperationStatus, Page,
 };
 
-/// Progress of one operation, written to the store after every step so that any
-/// server sharing the store can report it.
+/// Progress of one operation, written to the store after every step and on every
+/// heartbeat.
 #[derive(Debug, Clone)]
 struct Progress {
     pool: Pool,
     op: Arc<Mutex<Operation>>,
+    /// Stops the heartbeat when the last clone drops.
+    _heartbeat: Arc<DropGuard>,
 }
 
 impl Progress {
     async fn start(pool: &Pool, kind: OperationKind, host_id: &str, total: u32) -> Result<Self> {
+        let now = Utc::now();
         let op = Operation {
             id: new_id(),
             kind,
@@ -33,14 +44,47 @@ impl Progress {
             done: 0,
             total,
             error: None,
-            created_at: Utc::now(),
+            created_at: now,
+            updated_at: now,
             finished_at: None,
         };
-        pool.store().put_operation(&op).await?;
-        Ok(Progress {
+        lock(&pool.inner.operations).insert(op.id.clone());
+        if let Err(e) = pool.store().put_operation(&op).await {
+            lock(&pool.inner.operations).remove(&op.id);
+            return Err(e);
+        }
+        pool.emit(Event::Operation(op.clone()));
+        let stop = CancellationToken::new();
+        let progress = Progress {
             pool: pool.clone(),
             op: Arc::new(Mutex::new(op)),
-        })
+            _heartbeat: Arc::new(stop.clone().drop_guard()),
+        };
+        progress.beat(stop);
+        Ok(progress)
+    }
+
+    /// Writes the operation every heartbeat until `stop`, so that other servers see its
+    /// server is alive.
+    fn beat(&self, stop: CancellationToken) {
+        let (op, pool) = (Arc::clone(&self.op), self.pool.clone());
+        let every = pool.config().reconcile.heartbeat();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                let mut op = op.lock().await;
+                if op.status.is_finished() {
+                    return;
+                }
+                op.updated_at = Utc::now();
+                if let Err(e) = pool.store().put_operation(&op).await {
+                    warn!(operation_id = %op.id, error = %e, "could not record the operation's heartbeat");
+                }
+            }
+        });
     }
 
     async fn snapshot(&self) -> Operation {
@@ -79,12 +123,16 @@ impl Progress {
             info!(operation_id = %op.id, status = %op.status, done = op.done, total = op.total, "operation ended");
         }
         self.save().await;
+        let id = self.snapshot().await.id;
+        lock(&self.pool.inner.operations).remove(&id);
     }
 
     async fn save(&self) {
-        let op = self.snapshot().await;
+        // Held while writing, so that a heartbeat never writes an older state over it.
+        let mut op = self.op.lock().await;
+        op.updated_at = Utc::now();
         match self.pool.store().put_operation(&op).await {
-            Ok(()) => self.pool.emit(Event::Operation(op)),
+            Ok(()) => self.pool.emit(Event::Operation(op.clone())),
             Err(e) => warn!(operation_id = %op.id, error = %e, "could not save operation progress"),
         }
     }
@@ -96,16 +144,59 @@ impl Pool {
         self.store()
             .get_operation(id)
             .await?
-            .ok_or_else(|| Error::not_found("operation", id))
+            .ok_or_else(|| Error::not_found("operation", limits::quoted(id)))
+    }
+
+    /// Operations matching `filter`, newest first, one page of them.
+    pub async fn operations(&self, filter: &OperationFilter, page: Page) -> Result<Listing<Operation>> {
+        self.store().list_operations(filter, page).await
+    }
+
+    /// Whether this process runs operation `id`.
+    pub(super) fn runs_operation(&self, id: &str) -> bool {
+        lock(&self.inner.operations).contains(id)
     }
 
     /// Fills a host up to its capacity, with `blueprint` or, when `None`, spreading
     /// evenly over every blueprint. Returns the running operation at once.
+    ///
+    /// With no blueprint at all it is [`Error::Invalid`]: there is nothing to fill with.
     #[instrument(skip(self))]
     pub async fn fill_host(&self, host_id: &str, blueprint: Option<&str>) -> Result<Operation> {
         let host = self.host(host_id).await?;
-        let plan = self.fill_plan(&host, blueprint).await?;
-        let clusters = self.insert_planned(&host, &plan).await?;
+        let names = match blueprint {
+            Some(name) => vec![self.blueprint(name).await?.name],
+            None => self.blueprints().await?.into_iter().map(|b| b.name).collect(),
+        };
+        if names.is_empty() {
+            return Err(Error::invalid(
+                "blueprint",
+                "there is no blueprint to fill the host with",
+            ));
+        }
+        self.start_fill(&host, &names).await
+    }
+
+    /// Starts filling an autofill host that has room, when there are blueprints to
+    /// fill it with. What goes wrong is logged: the reconciler tries again.
+    pub(super) async fn autofill(&self, host: &Host) {
+        let started = async {
+            let names: Vec<String> = self.blueprints().await?.into_iter().map(|b| b.name).collect();
+            if names.is_empty() || self.host_clusters(&host.id).await?.len() >= host.capacity as usize {
+                return Ok(None);
+            }
+            self.start_fill(host, &names).await.map(Some)
+        };
+        match started.await {
+            Ok(Some(op)) => info!(host_id = %host.id, operation_id = %op.id, "filling an autofill host"),
+            Ok(None) => {}
+            Err(e) => warn!(host_id = %host.id, error = %e, "could not start filling an autofill host"),
+        }
+    }
+
+    async fn start_fill(&self, host: &Host, blueprints: &[String]) -> Result<Operation> {
+        let plan = fill_plan(&self.host_clusters(&host.id).await?, blueprints, host.capacity);
+        let clusters = self.insert_planned(host, &plan).await?;
         let progress = Progress::start(self, OperationKind::Fill, &host.id, len_u32(&clusters)).await?;
         let op = progress.snapshot().await;
         let pool = self.clone();
@@ -120,43 +211,15 @@ impl Pool {
         Ok(op)
     }
 
-    /// Which blueprint each missing cluster of `host` gets: the one with the fewest
-    /// clusters on the host so far.
-    async fn fill_plan(&self, host: &Host, only: Option<&str>) -> Result<Vec<String>> {
-        let names: Vec<String> = match only {
-            Some(name) => vec![self.blueprint(name).await?.name],
-            None => self.blueprints().await?.into_iter().map(|b| b.name).collect(),
-        };
-        if names.is_empty() {
-            return Err(Error::invalid(
-                "blueprint",
-                "there is no blueprint to fill the host with",
-            ));
-        }
-        let on_host = self.host_clusters(&host.id).await?;
-        let mut counts: BTreeMap<&str, usize> = names.iter().map(|n| (n.as_str(), 0)).collect();
-        for c in &on_host {
-            if let Some(n) = counts.get_mut(c.blueprint.as_str()) {
-                *n += 1;
-            }
-        }
-        let missing = (host.capacity as usize).saturating_sub(on_host.len());
-        let mut plan = Vec::with_capacity(missing);
-        for _ in 0..missing {
-            let (name, n) = counts
-                .iter_mut()
-                .min_by_key(|(_, n)| **n)
-                .expect("names is not empty");
-            *n += 1;
-            plan.push((*name).to_owned());
-        }
-        Ok(plan)
-    }
-
+    /// Inserts the planned clusters, stopping where the host is full (another server
+    /// may fill it at the same time).
     async fn insert_planned(&self, host: &Host, plan: &[String]) -> Result<Vec<Cluster>> {
         let mut clusters = Vec::with_capacity(plan.len());
         for blueprint in plan {
-            clusters.push(self.insert_cluster(&host.id, blueprint, None).await?);
+            match self.insert_cluster(host, blueprint, None).await? {
+                Some(cluster) => clusters.push(cluster),
+                None => break,
+            }
         }
         Ok(clusters)
     }
@@ -181,9 +244,9 @@ impl Pool {
     }
 
     pub(super) async fn host_clusters(&self, host_id: &str) -> Result<Vec<Cluster>> {
-        let filter = ClusterFilter {
+        let filter = crate::model::ClusterFilter {
             host_id: Some(host_id.to_owned()),
-            ..ClusterFilter::default()
+            ..Default::default()
         };
         Ok(self.store().list_clusters(&filter, Page::ALL).await?.items)
     }
@@ -264,15 +327,42 @@ impl Pool {
         }
         let removed = self.driver(host)?.remove_all().await;
         progress.step(removed.map(drop)).await;
-        if self.blueprints().await?.is_empty() {
+        let names: Vec<String> = self.blueprints().await?.into_iter().map(|b| b.name).collect();
+        if names.is_empty() {
             return Ok(());
         }
-        let plan = self.fill_plan(host, None).await?;
+        let plan = fill_plan(&self.host_clusters(&host.id).await?, &names, host.capacity);
         let fresh = self.insert_planned(host, &plan).await?;
         progress.add_total(len_u32(&fresh)).await;
         self.provision_all(fresh, progress).await;
         Ok(())
     }
+}
+
+/// Which blueprint each missing cluster of a host gets, so that the host holds
+/// `capacity` clusters: each goes to the wanted blueprint with the fewest clusters on
+/// the host so far (ties by name). Clusters of other blueprints count toward the
+/// capacity too.
+pub fn fill_plan(on_host: &[Cluster], blueprints: &[String], capacity: u32) -> Vec<String> {
+    if blueprints.is_empty() {
+        return Vec::new();
+    }
+    let mut counts: BTreeMap<&str, usize> = blueprints.iter().map(|n| (n.as_str(), 0)).collect();
+    for c in on_host {
+        if let Some(n) = counts.get_mut(c.blueprint.as_str()) {
+            *n += 1;
+        }
+    }
+    let missing = (capacity as usize).saturating_sub(on_host.len());
+    let mut plan = Vec::with_capacity(missing);
+    for _ in 0..missing {
+        let Some((name, n)) = counts.iter_mut().min_by_key(|(_, n)| **n) else {
+            break;
+        };
+        *n += 1;
+        plan.push((*name).to_owned());
+    }
+    plan
 }
 
 fn len_u32<T>(items: &[T]) -> u32 {

@@ -13,6 +13,13 @@
 //!    [`ReconcileConfig::transition_timeout`] to their end, as a crashed server left them;
 //! 5. fills `autofill` hosts up to their capacity.
 //!
+//! Before the hosts, a pass also closes operations whose server stopped: a running
+//! operation that no server has written for [`ReconcileConfig::operation_timeout`]
+//! becomes `interrupted`; the steps above then bring its host where it should be.
+//!
+//! What to do with each cluster is decided by [`decide`], a pure function of the
+//! record, its blueprint and what the engine shows; the pass only carries it out.
+//!
 //! [`Pool::run_reconciler`] repeats passes every [`ReconcileConfig::interval`] under the
 //! store lock [`RECONCILER_LOCK`], so that of several servers sharing a store, one
 //! reconciles at a time.
@@ -30,7 +37,8 @@ use crate::driver::{HostDriver, NodeState, ObservedCluster};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::model::{
-    new_id, Blueprint, Cluster, ClusterFilter, ClusterStatus, Health, Host, HostStatus, Page,
+    new_id, Blueprint, Cluster, ClusterFilter, ClusterStatus, Health, Host, HostStatus, OperationFilter,
+    OperationStatus, Page, ReleaseReason,
 };
 
 /// Name of the store lock the reconciler runs under.
@@ -50,6 +58,9 @@ pub struct ReconcileConfig {
     /// for abandoned (its server died) and driven on; also the wait before a `failed`
     /// cluster is tried again.
     pub transition_timeout: Duration,
+    /// Age after which a running operation that no server wrote (its server writes it
+    /// every [`ReconcileConfig::heartbeat`]) is taken for interrupted.
+    pub operation_timeout: Duration,
 }
 
 impl Default for ReconcileConfig {
@@ -59,6 +70,7 @@ impl Default for ReconcileConfig {
             host_concurrency: 8,
             failed_probes: 3,
             transition_timeout: Duration::from_secs(300),
+            operation_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -86,6 +98,18 @@ impl ReconcileConfig {
     pub fn with_transition_timeout(mut self, timeout: Duration) -> Self {
         self.transition_timeout = timeout;
         self
+    }
+
+    /// With [`ReconcileConfig::operation_timeout`] (at least 400 ms).
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout.max(Duration::from_millis(400));
+        self
+    }
+
+    /// How often a server writes the operations it runs: a quarter of
+    /// [`ReconcileConfig::operation_timeout`], so that a few missed writes are no alarm.
+    pub fn heartbeat(&self) -> Duration {
+        self.operation_timeout / 4
     }
 
     /// How long the reconciler lock holds without renewal: three intervals, so a
@@ -116,6 +140,8 @@ pub struct ReconcileReport {
     pub orphans_removed: u32,
     /// Clusters added to fill hosts.
     pub created: u32,
+    /// Operations whose server stopped, closed as `interrupted`.
+    pub operations_interrupted: u32,
     /// What went wrong, one line each; the pass goes on past errors.
     pub errors: Vec<String>,
 }
@@ -130,6 +156,7 @@ impl ReconcileReport {
         self.resumed += other.resumed;
         self.orphans_removed += other.orphans_removed;
         self.created += other.created;
+        self.operations_interrupted += other.operations_interrupted;
         self.errors.extend(other.errors);
     }
 
@@ -141,6 +168,7 @@ impl ReconcileReport {
             + self.resumed
             + self.orphans_removed
             + self.created
+            + self.operations_interrupted
             > 0
             || !self.errors.is_empty()
     }
@@ -210,6 +238,7 @@ impl Pool {
     #[instrument(skip(self))]
     pub async fn reconcile_once(&self) -> Result<ReconcileReport> {
         let mut report = self.expire_leases().await?;
+        report.add(self.close_interrupted_operations().await?);
         let blueprints: HashMap<String, Blueprint> = self
             .blueprints()
             .await?
@@ -242,13 +271,50 @@ impl Pool {
         };
         let clusters = self.clusters(&applied, Page::ALL).await?.items;
         for cluster in clusters.iter().filter(|c| c.expires_at.is_some_and(|t| t <= now)) {
-            match self.release_one(cluster, "expired").await {
+            match self.release_one(cluster, ReleaseReason::Expired).await {
                 Ok(Some(released)) => {
                     report.leases_expired += 1;
                     self.spawn_recycle(released);
                 }
                 Ok(None) => {}
                 Err(e) => report.error(format!("expiring the lease of {}", cluster.name), e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Closes, as `interrupted`, the running operations that no server has written for
+    /// [`ReconcileConfig::operation_timeout`] and that this process does not run.
+    async fn close_interrupted_operations(&self) -> Result<ReconcileReport> {
+        let mut report = ReconcileReport::default();
+        let running = OperationFilter {
+            status: Some(OperationStatus::Running),
+            ..OperationFilter::default()
+        };
+        let timeout = self.config().reconcile.operation_timeout;
+        let now = Utc::now();
+        for mut op in self.operations(&running, Page::ALL).await?.items {
+            let silent = (now - op.updated_at).to_std().unwrap_or_default();
+            if silent < timeout || self.runs_operation(&op.id) {
+                continue;
+            }
+            op.status = OperationStatus::Interrupted;
+            op.error = Some(format!(
+                "its server stopped before it finished ({} of {} steps done; no sign of life for {}s); \
+                 the reconciler brings the host to its desired state",
+                op.done,
+                op.total,
+                silent.as_secs()
+            ));
+            op.updated_at = now;
+            op.finished_at = Some(now);
+            match self.store().put_operation(&op).await {
+                Ok(()) => {
+                    info!(operation_id = %op.id, host_id = %op.host_id, "closed an interrupted operation");
+                    report.operations_interrupted += 1;
+                    self.emit(Event::Operation(op));
+                }
+                Err(e) => report.error(format!("closing operation {}", op.id), e),
             }
         }
         Ok(report)
@@ -323,46 +389,60 @@ impl Pool {
         report
     }
 
-    /// Probes `host` and records the outcome. Returns the host as written when it
+    /// Probes `host` and records the outcome on the host as stored, so that an
+    /// operator's change made meanwhile is kept. Returns the host as written when it
     /// answered, `None` when it did not.
     async fn probe_host(&self, host: Host, driver: &dyn HostDriver) -> Result<Option<Host>> {
         let probed = driver.probe().await;
-        // Write onto a fresh copy: an operator may have changed the host meanwhile.
-        let Some(mut current) = self.store().get_host(&host.id).await? else {
-            return Ok(None);
-        };
-        let before = (current.status, current.last_error.clone());
         let threshold = self.config().reconcile.failed_probes;
-        let answered = {
+        let failures = {
             let mut failures = lock(&self.inner.probe_failures);
-            match probed {
-                Ok(facts) => {
+            match &probed {
+                Ok(_) => {
                     failures.remove(&host.id);
-                    current.facts = facts;
-                    current.last_seen = Some(Utc::now());
-                    current.last_error = None;
-                    current.status = HostStatus::Active;
-                    true
+                    0
                 }
-                Err(e) => {
+                Err(_) => {
                     let failed = failures.entry(host.id.clone()).or_insert(0);
                     *failed += 1;
-                    current.last_error = Some(e.to_string());
-                    if *failed >= threshold {
-                        current.status = HostStatus::Inactive;
-                    }
-                    false
+                    *failed
                 }
             }
         };
-        self.store().update_host(&current).await?;
-        if before != (current.status, current.last_error.clone()) {
-            if before.0 != current.status {
-                info!(status = %current.status, error = current.last_error, "host status changed");
+        let now = Utc::now();
+        loop {
+            // Gone meanwhile (deleted by an operator): nothing to record.
+            let Some(mut current) = self.store().get_host(&host.id).await? else {
+                return Ok(None);
+            };
+            let before = (current.status, current.last_error.clone());
+            match &probed {
+                Ok(facts) => {
+                    current.facts = facts.clone();
+                    current.last_seen = Some(now);
+                    current.last_error = None;
+                    current.status = HostStatus::Active;
+                }
+                Err(e) => {
+                    current.last_error = Some(e.to_string());
+                    if failures >= threshold {
+                        current.status = HostStatus::Inactive;
+                    }
+                }
             }
-            self.emit(Event::Host(current.clone()));
+            let saved = match self.store().update_host(&current).await {
+                Err(e) if e.is_stale() => continue,
+                outcome => outcome?,
+            };
+            if before != (saved.status, saved.last_error.clone()) {
+                if before.0 != saved.status {
+                    info!(status = %saved.status, error = saved.last_error, "host status changed");
+                    self.inner.catalog.invalidate();
+                }
+                self.emit(Event::Host(saved.clone()));
+            }
+            return Ok(probed.is_ok().then_some(saved));
         }
-        Ok(answered.then_some(current))
     }
 
     async fn remove_orphan(&self, driver: &dyn HostDriver, cluster_id: &str, report: &mut ReconcileReport) {
@@ -388,65 +468,55 @@ impl Pool {
         now: DateTime<Utc>,
         report: &mut ReconcileReport,
     ) -> Result<()> {
-        let stale = (now - cluster.updated_at)
-            .to_std()
-            .is_ok_and(|age| age >= self.config().reconcile.transition_timeout);
-        match cluster.status {
-            ClusterStatus::Ready | ClusterStatus::Applied if !cluster.stopped_by_request() => {
-                let Some(blueprint) = blueprint else {
-                    return Ok(());
-                };
-                match (diagnose(blueprint, observed), cluster.status) {
-                    (None, _) => {
-                        if cluster.health != Health::Ok {
-                            let mut healed = cluster.clone();
-                            healed.health = Health::Ok;
-                            healed.health_reason = None;
-                            self.save_cluster(&healed).await?;
-                        }
-                    }
-                    (Some(reason), ClusterStatus::Ready) => {
-                        info!(cluster_id = %cluster.id, reason, "replacing a broken free cluster");
-                        let mut broken = cluster.clone();
-                        broken.status = ClusterStatus::Releasing;
-                        broken.health = Health::Failing;
-                        broken.health_reason = Some(reason);
-                        // Conditional: if it was applied meanwhile, leave it to the next pass.
-                        let broken = self.save_cluster(&broken).await?;
-                        report.replaced += 1;
-                        self.spawn_recycle(broken);
-                    }
-                    (Some(reason), _) => {
-                        info!(cluster_id = %cluster.id, reason, "repairing a broken applied cluster");
-                        let mut broken = cluster.clone();
-                        broken.health = Health::Failing;
-                        broken.health_reason = Some(reason);
-                        let broken = self.save_cluster(&broken).await?;
-                        report.repaired += 1;
-                        self.spawn_repair(broken, blueprint.clone());
-                    }
-                }
+        let action = decide(cluster, blueprint, observed, now, &self.config().reconcile);
+        match action {
+            ClusterAction::Leave => {}
+            ClusterAction::MarkHealthy => {
+                let mut healed = cluster.clone();
+                healed.health = Health::Ok;
+                healed.health_reason = None;
+                self.save_cluster(&healed).await?;
             }
-            ClusterStatus::Creating if stale => {
+            ClusterAction::Replace { reason } => {
+                info!(cluster_id = %cluster.id, reason, "replacing a broken free cluster");
+                let mut broken = cluster.clone();
+                broken.status = ClusterStatus::Releasing;
+                broken.health = Health::Failing;
+                broken.health_reason = Some(reason);
+                // Conditional: if it was applied meanwhile, leave it to the next pass.
+                let broken = self.save_cluster(&broken).await?;
+                report.replaced += 1;
+                self.spawn_recycle(broken);
+            }
+            ClusterAction::Repair { reason } => {
+                info!(cluster_id = %cluster.id, reason, "repairing a broken applied cluster");
+                let Some(blueprint) = blueprint else { return Ok(()) };
+                let mut broken = cluster.clone();
+                broken.health = Health::Failing;
+                broken.health_reason = Some(reason);
+                let broken = self.save_cluster(&broken).await?;
+                report.repaired += 1;
+                self.spawn_repair(broken, blueprint.clone());
+            }
+            ClusterAction::ResumeCreate => {
                 report.resumed += 1;
                 self.spawn_provision(cluster.clone());
             }
-            ClusterStatus::Releasing if stale => {
+            ClusterAction::ResumeRecycle => {
                 report.resumed += 1;
                 self.spawn_recycle(cluster.clone());
             }
-            ClusterStatus::Failed if stale => {
+            ClusterAction::RetryFailed => {
                 let mut retry = cluster.clone();
                 retry.status = ClusterStatus::Releasing;
                 let retry = self.save_cluster(&retry).await?;
                 report.replaced += 1;
                 self.spawn_recycle(retry);
             }
-            ClusterStatus::Deleting if stale => {
+            ClusterAction::ResumeDelete => {
                 report.resumed += 1;
                 self.spawn_remove(cluster.clone());
             }
-            _ => {}
         }
         Ok(())
     }
@@ -490,9 +560,84 @@ impl Pool {
     }
 }
 
+/// What the reconciler does with one cluster record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterAction {
+    /// Nothing: it is as it should be, or someone is working on it.
+    Leave,
+    /// Its nodes run again: record it healthy.
+    MarkHealthy,
+    /// A free cluster is broken: destroy it and make it anew (same id and name).
+    Replace {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An applied cluster is broken: repair it in place, keeping its owner and URLs.
+    Repair {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A create was left unfinished: finish it.
+    ResumeCreate,
+    /// A release was left unfinished: destroy and make the cluster anew.
+    ResumeRecycle,
+    /// A failed cluster has waited long enough: try making it again.
+    RetryFailed,
+    /// A delete was left unfinished: finish it.
+    ResumeDelete,
+}
+
+/// What to do with `cluster` (of `blueprint`, observed on its engine as `observed`)
+/// at `now`. Pure: the reconciler carries out what it returns.
+///
+/// - `ready` and `applied` clusters are compared with what the engine shows: nodes
+///   stopped on purpose (`stopped_nodes`) are expected to be stopped, every other node
+///   of the blueprint to run. A broken free cluster is replaced, a broken applied one
+///   repaired; one found healthy again is marked so (unless nodes are stopped on
+///   purpose). A cluster whose blueprint is gone is left alone.
+/// - `creating`, `releasing` and `deleting` clusters not written for
+///   [`ReconcileConfig::transition_timeout`] are taken for abandoned and driven on;
+///   `failed` ones are tried again after the same wait.
+/// - `stopped` clusters are left as they are.
+pub fn decide(
+    cluster: &Cluster,
+    blueprint: Option<&Blueprint>,
+    observed: Option<&ObservedCluster>,
+    now: DateTime<Utc>,
+    config: &ReconcileConfig,
+) -> ClusterAction {
+    let stale = (now - cluster.updated_at)
+        .to_std()
+        .is_ok_and(|age| age >= config.transition_timeout);
+    match cluster.status {
+        ClusterStatus::Ready | ClusterStatus::Applied => {
+            let Some(blueprint) = blueprint else {
+                return ClusterAction::Leave;
+            };
+            match diagnose(blueprint, &cluster.stopped_nodes, observed) {
+                None if cluster.health != Health::Ok && cluster.stopped_nodes.is_empty() => {
+                    ClusterAction::MarkHealthy
+                }
+                None => ClusterAction::Leave,
+                Some(reason) if cluster.status == ClusterStatus::Ready => ClusterAction::Replace { reason },
+                Some(reason) => ClusterAction::Repair { reason },
+            }
+        }
+        ClusterStatus::Creating if stale => ClusterAction::ResumeCreate,
+        ClusterStatus::Releasing if stale => ClusterAction::ResumeRecycle,
+        ClusterStatus::Failed if stale => ClusterAction::RetryFailed,
+        ClusterStatus::Deleting if stale => ClusterAction::ResumeDelete,
+        _ => ClusterAction::Leave,
+    }
+}
+
 /// What is wrong with a made cluster as observed, or `None` when every node of its
-/// blueprint runs (or is starting).
-fn diagnose(blueprint: &Blueprint, observed: Option<&ObservedCluster>) -> Option<String> {
+/// blueprint that is not in `stopped` runs (or is starting).
+fn diagnose(
+    blueprint: &Blueprint,
+    stopped: &std::collections::BTreeSet<String>,
+    observed: Option<&ObservedCluster>,
+) -> Option<String> {
     let Some(observed) = observed else {
         return Some("its network and containers are gone".to_owned());
     };
@@ -503,6 +648,7 @@ fn diagnose(blueprint: &Blueprint, observed: Option<&ObservedCluster>) -> Option
     for node in &blueprint.nodes {
         match observed.nodes.get(&node.name) {
             None => problems.push(format!("node {} is gone", node.name)),
+            Some(NodeState::Exited(_)) if stopped.contains(&node.name) => {}
             Some(NodeState::Exited(how)) => problems.push(format!("node {} exited: {how}", node.name)),
             Some(NodeState::Unhealthy(why)) => {
                 problems.push(format!("node {} is unhealthy: {why}", node.name))
@@ -535,39 +681,117 @@ mod tests {
                     health: None,
                 })
                 .collect(),
+            api_port: None,
             created_at: Utc::now(),
         }
+    }
+
+    fn seen(nodes: &[(&str, NodeState)]) -> ObservedCluster {
+        ObservedCluster {
+            cluster_id: "c".into(),
+            network: true,
+            nodes: nodes.iter().map(|(n, s)| ((*n).to_owned(), s.clone())).collect(),
+        }
+    }
+
+    fn cluster(status: ClusterStatus, health: Health, age_secs: i64, stopped: &[&str]) -> Cluster {
+        let mut c = Cluster::new("c", "bp", "h");
+        c.status = status;
+        c.health = health;
+        c.updated_at = Utc::now() - chrono::Duration::seconds(age_secs);
+        c.stopped_nodes = stopped.iter().map(|s| (*s).to_owned()).collect();
+        c
     }
 
     #[test]
     fn diagnosis_names_every_broken_node() {
         let bp = blueprint(&["vp0", "vp1", "vp2"]);
+        let none = Default::default();
         assert_eq!(
-            diagnose(&bp, None).as_deref(),
+            diagnose(&bp, &none, None).as_deref(),
             Some("its network and containers are gone")
         );
-        let mut seen = ObservedCluster {
-            cluster_id: "c".into(),
-            network: true,
-            nodes: BTreeMap::from([
-                ("vp0".into(), NodeState::Running),
-                ("vp1".into(), NodeState::Starting),
-                ("vp2".into(), NodeState::Running),
-            ]),
-        };
+        let mut observed = seen(&[
+            ("vp0", NodeState::Running),
+            ("vp1", NodeState::Starting),
+            ("vp2", NodeState::Running),
+        ]);
         assert_eq!(
-            diagnose(&bp, Some(&seen)),
+            diagnose(&bp, &none, Some(&observed)),
             None,
             "running and starting nodes are fine"
         );
-        seen.nodes
+        observed
+            .nodes
             .insert("vp1".into(), NodeState::Exited("exit code 137".into()));
-        seen.nodes.remove("vp2");
+        observed.nodes.remove("vp2");
         assert_eq!(
-            diagnose(&bp, Some(&seen)).as_deref(),
+            diagnose(&bp, &none, Some(&observed)).as_deref(),
             Some("node vp1 exited: exit code 137; node vp2 is gone")
         );
-        seen.network = false;
-        assert!(diagnose(&bp, Some(&seen)).is_some_and(|d| d.starts_with("its network is gone")));
+        let stopped = ["vp1".to_owned()].into();
+        assert_eq!(
+            diagnose(&bp, &stopped, Some(&observed)).as_deref(),
+            Some("node vp2 is gone"),
+            "a node stopped on purpose is expected to have exited"
+        );
+        observed.network = false;
+        assert!(diagnose(&bp, &none, Some(&observed)).is_some_and(|d| d.starts_with("its network is gone")));
+    }
+
+    #[test]
+    fn decisions_as_a_table() {
+        use ClusterAction as A;
+        use ClusterStatus as S;
+        let config = ReconcileConfig::default().with_transition_timeout(Duration::from_secs(300));
+        let bp = blueprint(&["vp0", "vp1"]);
+        let running = seen(&[("vp0", NodeState::Running), ("vp1", NodeState::Running)]);
+        let vp1_exited = seen(&[
+            ("vp0", NodeState::Running),
+            ("vp1", NodeState::Exited("137".into())),
+        ]);
+        let vp1_unhealthy = seen(&[
+            ("vp0", NodeState::Running),
+            ("vp1", NodeState::Unhealthy("no".into())),
+        ]);
+        let broken = |reason: &str| reason.to_owned();
+        #[rustfmt::skip]
+        let table: Vec<(&str, Cluster, Option<&ObservedCluster>, ClusterAction)> = vec![
+            ("healthy ready", cluster(S::Ready, Health::Ok, 0, &[]), Some(&running), A::Leave),
+            ("ready found healthy again", cluster(S::Ready, Health::Failing, 0, &[]), Some(&running), A::MarkHealthy),
+            ("ready with a dead node", cluster(S::Ready, Health::Ok, 0, &[]), Some(&vp1_exited),
+                A::Replace { reason: broken("node vp1 exited: 137") }),
+            ("ready, gone from the engine", cluster(S::Ready, Health::Ok, 0, &[]), None,
+                A::Replace { reason: broken("its network and containers are gone") }),
+            ("applied with a dead node", cluster(S::Applied, Health::Ok, 0, &[]), Some(&vp1_exited),
+                A::Repair { reason: broken("node vp1 exited: 137") }),
+            ("applied, unhealthy node", cluster(S::Applied, Health::Ok, 0, &[]), Some(&vp1_unhealthy),
+                A::Repair { reason: broken("node vp1 is unhealthy: no") }),
+            ("applied, node stopped on purpose", cluster(S::Applied, Health::Failing, 0, &["vp1"]), Some(&vp1_exited),
+                A::Leave),
+            ("applied, stopped node and another dead", cluster(S::Applied, Health::Failing, 0, &["vp0"]),
+                Some(&vp1_exited), A::Repair { reason: broken("node vp1 exited: 137") }),
+            ("stopped cluster", cluster(S::Stopped, Health::Failing, 9999, &["vp0", "vp1"]), None, A::Leave),
+            ("fresh create", cluster(S::Creating, Health::Unknown, 10, &[]), None, A::Leave),
+            ("abandoned create", cluster(S::Creating, Health::Unknown, 301, &[]), None, A::ResumeCreate),
+            ("fresh release", cluster(S::Releasing, Health::Ok, 10, &[]), Some(&running), A::Leave),
+            ("abandoned release", cluster(S::Releasing, Health::Ok, 301, &[]), Some(&running), A::ResumeRecycle),
+            ("failed, waiting", cluster(S::Failed, Health::Failing, 10, &[]), None, A::Leave),
+            ("failed long ago", cluster(S::Failed, Health::Failing, 301, &[]), None, A::RetryFailed),
+            ("abandoned delete", cluster(S::Deleting, Health::Ok, 301, &[]), None, A::ResumeDelete),
+        ];
+        for (case, c, observed, expected) in table {
+            assert_eq!(
+                decide(&c, Some(&bp), observed, Utc::now(), &config),
+                expected,
+                "{case}"
+            );
+        }
+        let orphaned = cluster(S::Ready, Health::Ok, 0, &[]);
+        assert_eq!(
+            decide(&orphaned, None, None, Utc::now(), &config),
+            A::Leave,
+            "a cluster whose blueprint is gone is left alone"
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::Server;
-use tracing::{info, warn};
+use tracing::info;
 
 use api::auth::Tokens;
 use config::Config;
@@ -23,7 +23,6 @@ use poolcore_docker::DockerConnector;
 use poolcore_mongo::MongoStore;
 use poolcore_sqlite::SqliteStore;
 use poolcore_swarm::SwarmConnector;
-use tokio_util::sync::CancellationToken;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +186,7 @@ pub async fn run(
         let database = config::redact_database(&config.database);
         info!(%addr, %database, "PoolManager listening; Swagger UI at http://{addr}/docs");
     }
-    let reconciler = (config.reconcile_interval > 0).then(|| Reconciler::start(&pool));
+    let reconciler = (config.reconcile_interval > 0).then(|| pool.spawn_reconciler());
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             api::app(pool.clone(), tokens),
@@ -200,44 +199,15 @@ pub async fn run(
             path: config.listen.clone(),
             source,
         })?;
-    if let Some(reconciler) = reconciler {
-        reconciler.stop().await;
-    }
-    finish_background_work(&pool).await;
+    match reconciler {
+        Some(reconciler) => reconciler.shutdown(SHUTDOWN_GRACE).await,
+        None => pool.shutdown(SHUTDOWN_GRACE).await,
+    };
     Ok(())
 }
 
-/// The reconciler loop of a pool, on its own task.
-struct Reconciler {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Reconciler {
-    fn start(pool: &Pool) -> Reconciler {
-        let stop = CancellationToken::new();
-        let (pool, token) = (pool.clone(), stop.clone());
-        let task = tokio::spawn(async move { pool.run_reconciler(token).await });
-        Reconciler { stop, task }
-    }
-
-    /// Ends the loop after its current pass and gives the lock back.
-    async fn stop(self) {
-        self.stop.cancel();
-        if let Err(e) = self.task.await {
-            warn!(error = %e, "the reconciler ended abnormally");
-        }
-    }
-}
-
-async fn finish_background_work(pool: &Pool) {
-    if tokio::time::timeout(Duration::from_secs(30), pool.wait_idle())
-        .await
-        .is_err()
-    {
-        warn!("background work still running at exit; it is finished on the next start");
-    }
-}
+/// How long a stopping server waits for its background work to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Why `poolmanager reconcile --once` did not reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -268,10 +238,9 @@ pub async fn reconcile_forever(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
     let pool = build_pool(config).await?;
-    let reconciler = Reconciler::start(&pool);
+    let reconciler = pool.spawn_reconciler();
     shutdown.await;
-    reconciler.stop().await;
-    finish_background_work(&pool).await;
+    reconciler.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
 }
 

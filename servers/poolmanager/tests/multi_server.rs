@@ -73,7 +73,8 @@ async fn two_servers_share_one_pool(endpoint: &str, database: &str) {
         .await;
     if let Err(panic) = outcome {
         // The engine is shared: leave nothing of a failed run on it.
-        for host in store.list_hosts().await.unwrap_or_default() {
+        let hosts = store.list_hosts(poolcore::Page::ALL).await;
+        for host in hosts.map(|l| l.items).unwrap_or_default() {
             if let Ok(driver) = DockerConnector::new().connect(&host) {
                 let _ = driver.remove_all().await;
             }

@@ -339,7 +339,7 @@ async fn leases_expire_unless_renewed_and_events_tell() {
     assert!(seen.iter().any(|e| matches!(
         e,
         poolcore::Event::Released {
-            reason: "expired",
+            reason: poolcore::ReleaseReason::Expired,
             ..
         }
     )));

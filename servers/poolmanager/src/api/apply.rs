@@ -33,8 +33,13 @@ impl ApplyApi {
     /// Give back one cluster (`cluster_id`) or all of a user's (`user_id`). Answers at
     /// once; each cluster is destroyed and recreated fresh behind the answer.
     #[oai(path = "/release", method = "post")]
-    async fn release(&self, _auth: UserAuth, body: Json<ReleaseDto>) -> ApiResult<Json<ReleasedDto>> {
-        let released = self.pool.release(body.0.try_into()?).await?;
+    async fn release(&self, auth: UserAuth, body: Json<ReleaseDto>) -> ApiResult<Json<ReleasedDto>> {
+        let target: poolcore::ReleaseTarget = body.0.clone().try_into()?;
+        let owner = match &target {
+            poolcore::ReleaseTarget::Cluster(_) => body.0.user_id.as_deref(),
+            poolcore::ReleaseTarget::User(_) => None,
+        };
+        let released = self.pool.release(target, auth.0.actor(owner)?).await?;
         Ok(Json(ReleasedDto { released }))
     }
 }

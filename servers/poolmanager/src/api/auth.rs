@@ -34,6 +34,20 @@ pub enum Role {
     User,
 }
 
+impl Role {
+    /// On whose behalf a call acts on a cluster: the admin token as the operator; the
+    /// user token only on behalf of the user it names (`user_id`, required).
+    pub fn actor(self, user_id: Option<&str>) -> Result<poolcore::Actor<'_>, ApiError> {
+        match (self, user_id) {
+            (Role::Admin, None) => Ok(poolcore::Actor::Operator),
+            (_, Some(user)) => Ok(poolcore::Actor::User(user)),
+            (Role::User, None) => Err(ApiError::invalid(
+                "user_id is required with the user token: it names the user the cluster is applied to",
+            )),
+        }
+    }
+}
+
 /// Compares without stopping at the first difference, so timing tells nothing.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -4,7 +4,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::auth::{AdminAuth, UserAuth};
+use super::auth::{AdminAuth, Role, UserAuth};
 use super::dto::{ClusterDto, ClusterListDto, NewClusterDto, NodeTargetDto, RenewDto};
 use super::error::{ApiError, ApiResult};
 use super::Deleted;
@@ -24,11 +24,18 @@ impl ClustersApi {
         ClustersApi { pool }
     }
 
-    async fn control(&self, id: &str, action: NodeAction, body: poem::Body) -> ApiResult<Json<ClusterDto>> {
+    async fn control(
+        &self,
+        role: Role,
+        id: &str,
+        action: NodeAction,
+        body: poem::Body,
+    ) -> ApiResult<Json<ClusterDto>> {
         let target: NodeTargetDto = optional_json(body).await?.unwrap_or_default();
+        let actor = role.actor(target.user_id.as_deref())?;
         let cluster = self
             .pool
-            .control_cluster(id, action, target.node.as_deref())
+            .control_cluster(id, action, target.node.as_deref(), actor)
             .await?;
         Ok(Json(cluster.into()))
     }
@@ -114,34 +121,27 @@ impl ClustersApi {
 
     /// Start the cluster, or one node with body `{"node": name}`.
     #[oai(path = "/clusters/:id/start", method = "post")]
-    async fn start(
-        &self,
-        _auth: UserAuth,
-        id: Path<String>,
-        body: poem::Body,
-    ) -> ApiResult<Json<ClusterDto>> {
-        self.control(&id, NodeAction::Start, body).await
+    async fn start(&self, auth: UserAuth, id: Path<String>, body: poem::Body) -> ApiResult<Json<ClusterDto>> {
+        self.control(auth.0, &id, NodeAction::Start, body).await
     }
 
     /// Stop the cluster, or one node with body `{"node": name}`.
     #[oai(path = "/clusters/:id/stop", method = "post")]
-    async fn stop(&self, _auth: UserAuth, id: Path<String>, body: poem::Body) -> ApiResult<Json<ClusterDto>> {
-        self.control(&id, NodeAction::Stop, body).await
+    async fn stop(&self, auth: UserAuth, id: Path<String>, body: poem::Body) -> ApiResult<Json<ClusterDto>> {
+        self.control(auth.0, &id, NodeAction::Stop, body).await
     }
 
     /// Extend the lease of an applied cluster to `ttl_seconds` from now (the server's
     /// default when left out, at most its maximum). With `user_id`, only if the
     /// cluster is applied to that user (else 409).
     #[oai(path = "/clusters/:id/renew", method = "post")]
-    async fn renew(
-        &self,
-        _auth: UserAuth,
-        id: Path<String>,
-        body: poem::Body,
-    ) -> ApiResult<Json<ClusterDto>> {
+    async fn renew(&self, auth: UserAuth, id: Path<String>, body: poem::Body) -> ApiResult<Json<ClusterDto>> {
         let renew: RenewDto = optional_json(body).await?.unwrap_or_default();
         let ttl = renew.ttl_seconds.map(std::time::Duration::from_secs);
-        let cluster = self.pool.renew(&id, renew.user_id.as_deref(), ttl).await?;
+        let cluster = self
+            .pool
+            .renew(&id, auth.0.actor(renew.user_id.as_deref())?, ttl)
+            .await?;
         Ok(Json(cluster.into()))
     }
 
@@ -149,10 +149,10 @@ impl ClustersApi {
     #[oai(path = "/clusters/:id/restart", method = "post")]
     async fn restart(
         &self,
-        _auth: UserAuth,
+        auth: UserAuth,
         id: Path<String>,
         body: poem::Body,
     ) -> ApiResult<Json<ClusterDto>> {
-        self.control(&id, NodeAction::Restart, body).await
+        self.control(auth.0, &id, NodeAction::Restart, body).await
     }
 }

@@ -170,6 +170,7 @@ impl TryFrom<NewHostDto> for poolcore::NewHost {
             public_address: d.public_address,
             labels: d.labels,
             log: d.log.map(Into::into),
+            tls: None,
         })
     }
 }
@@ -203,6 +204,7 @@ impl From<HostPatchDto> for poolcore::HostPatch {
             public_address: d.public_address,
             labels: d.labels,
             log: d.log.map(|l| Some(l.into())),
+            tls: None,
         }
     }
 }
@@ -303,6 +305,7 @@ impl TryFrom<NewBlueprintDto> for poolcore::NewBlueprint {
                 .into_iter()
                 .map(TryInto::try_into)
                 .collect::<Result<_, _>>()?,
+            api_port: None,
         })
     }
 }
@@ -427,6 +430,8 @@ pub struct NewClusterDto {
 pub struct NodeTargetDto {
     /// Node name.
     pub node: Option<String>,
+    /// The user the cluster is applied to; required with the user token.
+    pub user_id: Option<String>,
 }
 
 /// A lease renewal; every field may be left out.
@@ -472,12 +477,13 @@ impl From<ApplyDto> for poolcore::ApplyRequest {
     }
 }
 
-/// A release: give exactly one of `cluster_id` and `user_id`.
+/// A release: one cluster (`cluster_id`, with the `user_id` it is applied to when the
+/// user token is used), or every cluster of a user (`user_id` alone).
 #[derive(Debug, Clone, Object)]
 pub struct ReleaseDto {
     /// Release this cluster.
     pub cluster_id: Option<String>,
-    /// Release every cluster of this user.
+    /// The cluster's user; alone, release every cluster of this user.
     pub user_id: Option<String>,
 }
 
@@ -485,9 +491,9 @@ impl TryFrom<ReleaseDto> for poolcore::ReleaseTarget {
     type Error = ApiError;
     fn try_from(d: ReleaseDto) -> Result<Self, ApiError> {
         match (d.cluster_id, d.user_id) {
-            (Some(id), None) => Ok(poolcore::ReleaseTarget::Cluster(id)),
+            (Some(id), _) => Ok(poolcore::ReleaseTarget::Cluster(id)),
             (None, Some(user)) => Ok(poolcore::ReleaseTarget::User(user)),
-            _ => Err(ApiError::invalid("give exactly one of cluster_id and user_id")),
+            (None, None) => Err(ApiError::invalid("give cluster_id, user_id, or both")),
         }
     }
 }
@@ -754,7 +760,7 @@ impl From<poolcore::Event> for EventDto {
             } => EventDto {
                 cluster: Some(cluster.into()),
                 user_id: Some(user_id),
-                reason: Some(reason.to_owned()),
+                reason: Some(reason.to_string()),
                 ..base
             },
             Event::Operation(op) => EventDto {

@@ -65,7 +65,8 @@ impl From<poolcore::Error> for ApiError {
         let b = body(err.code(), err.to_string());
         match err {
             E::NotFound { .. } => ApiError::NotFound(b),
-            E::Conflict { .. } => ApiError::Conflict(b),
+            E::Conflict { .. } | E::Stale { .. } => ApiError::Conflict(b),
+            E::Forbidden { .. } => ApiError::Forbidden(b),
             E::Invalid { .. } => ApiError::BadRequest(b),
             E::PoolExhausted { .. } | E::Unavailable { .. } => ApiError::Unavailable(b, RETRY_AFTER_SECONDS),
             E::Backend { .. } => {

@@ -150,6 +150,7 @@ pub async fn assert_nothing_left(host: &poolcore::Host) {
     let driver = match host.kind {
         HostKind::Docker => poolcore_docker::DockerConnector::new().connect(host),
         HostKind::Swarm => poolcore_swarm::SwarmConnector::new().connect(host),
+        other => panic!("the server tests make docker and swarm hosts only, not {other}"),
     }
     .expect("driver");
     let left = driver.inspect().await.expect("inspect");

@@ -1,0 +1,250 @@
+//! [`SqliteStore`]: the connections to one database, and how statements run on them.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use poolcore::{Error, Result};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tokio::sync::Semaphore;
+
+use crate::config::SqliteConfig;
+use crate::error::{join_error, SqliteError};
+use crate::schema;
+
+/// A [`Store`] in one SQLite database: a file shared by any number of processes, or
+/// a private in-memory database.
+///
+/// Statements run on tokio's blocking threads, never on the async executor. One
+/// connection writes, in `BEGIN IMMEDIATE` transactions; the others
+/// ([`SqliteConfig::pool_size`] in all) read beside it, which WAL mode allows. Across
+/// processes SQLite's file locks order the writers, and a writer that waits longer
+/// than the busy timeout fails with [`Error::Unavailable`].
+///
+/// Open it with [`SqliteStore::open`], [`SqliteStore::memory`],
+/// [`SqliteStore::from_url`] or [`SqliteStore::with_config`].
+pub struct SqliteStore {
+    config: SqliteConfig,
+    writer: Arc<Connections>,
+    /// `None` when reads share the writer (in memory, or a pool of one).
+    readers: Option<Arc<Connections>>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.config.path)
+            .field("pool_size", &self.config.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database file at `path` with default
+    /// options, and brings its schema up to date.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the file cannot be opened or its schema is newer than
+    /// this code.
+    pub async fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::with_config(SqliteConfig::new(path)).await
+    }
+
+    /// A new, empty, private database in memory: gone when the store is dropped.
+    pub async fn memory() -> Result<Self> {
+        Self::with_config(SqliteConfig::memory()).await
+    }
+
+    /// Opens the database a store URL names; see [`SqliteConfig::from_url`] for the
+    /// forms (`sqlite://./poolmanager.db`, `sqlite:///abs/path.db`, `sqlite::memory:`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a URL that is not a SQLite one, else as [`SqliteStore::open`].
+    pub async fn from_url(url: &str) -> Result<Self> {
+        Self::with_config(SqliteConfig::from_url(url)?).await
+    }
+
+    /// Opens the database `config` describes and brings its schema up to date.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad config, else as [`SqliteStore::open`].
+    pub async fn with_config(config: SqliteConfig) -> Result<Self> {
+        config.validate()?;
+        let opening = config.clone();
+        let (writer, readers) = tokio::task::spawn_blocking(move || open_connections(&opening))
+            .await
+            .map_err(join_error)?
+            .map_err(|e| e.into_error("open database"))?;
+        let readers = (!readers.is_empty()).then(|| Connections::new(readers));
+        Ok(SqliteStore {
+            config,
+            writer: Connections::new(vec![writer]),
+            readers,
+        })
+    }
+
+    /// The config the store was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.config
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer connection and
+    /// commits if it succeeds; `op` names the operation in errors.
+    pub(crate) async fn write<T, F>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, SqliteError> + Send + 'static,
+    {
+        self.writer
+            .run(op, move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Runs `f` in a read transaction (one snapshot) on a reader connection.
+    pub(crate) async fn read<T, F>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, SqliteError> + Send + 'static,
+    {
+        let connections = self.readers.as_ref().unwrap_or(&self.writer);
+        connections
+            .run(op, move |conn| {
+                let tx = conn.transaction()?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            })
+            .await
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Connections
+
+/// A few open connections to one database, each used by one blocking thread at a
+/// time. The semaphore holds one permit per idle connection.
+struct Connections {
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Connections {
+    fn new(connections: Vec<Connection>) -> Arc<Self> {
+        let permits = Arc::new(Semaphore::new(connections.len()));
+        Arc::new(Connections {
+            idle: Mutex::new(connections),
+            permits,
+        })
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Connection>> {
+        // The vector is consistent whatever a panicking holder did; keep using it.
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits for an idle connection and runs `f` with it on a blocking thread.
+    async fn run<T, F>(self: &Arc<Self>, op: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::unavailable("sqlite store", "it is closed"))?;
+        let conn = self.idle().pop().ok_or_else(|| {
+            Error::backend(
+                "sqlite",
+                format!("{op}: no idle connection although a permit was free"),
+            )
+        })?;
+        let mut checkout = Checkout {
+            conn: Some(conn),
+            home: Arc::clone(self),
+            _permit: permit,
+        };
+        // Created here, the span is a child of the caller's (the pool operation's).
+        let span = tracing::debug_span!("sqlite", op);
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.entered();
+            match checkout.conn.as_mut() {
+                Some(conn) => f(conn).map_err(|e| e.into_error(op)),
+                None => Err(Error::backend("sqlite", format!("{op}: connection missing"))),
+            }
+        })
+        .await
+        .map_err(join_error)?
+    }
+}
+
+/// A connection taken from [`Connections`]; goes back, and frees its permit, when
+/// dropped, also if the work on it panicked (its transaction has rolled back by then).
+struct Checkout {
+    conn: Option<Connection>,
+    home: Arc<Connections>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.home.idle().push(conn);
+        }
+    }
+}
+
+/// Opens the writer (setting WAL mode and migrating the schema) and then the readers.
+fn open_connections(config: &SqliteConfig) -> Result<(Connection, Vec<Connection>), SqliteError> {
+    let path = config.path.display().to_string();
+    let open_failed = |source| SqliteError::Open {
+        path: path.clone(),
+        source,
+    };
+    if config.is_memory() {
+        let mut conn = Connection::open_in_memory().map_err(open_failed)?;
+        configure(&conn, config)?;
+        schema::migrate(&mut conn)?;
+        return Ok((conn, Vec::new()));
+    }
+    let write_flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut writer = Connection::open_with_flags(&config.path, write_flags).map_err(open_failed)?;
+    configure(&writer, config)?;
+    let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(
+            path,
+            mode,
+            "sqlite refused WAL mode; readers will wait for writers"
+        );
+    }
+    let found = schema::migrate(&mut writer)?;
+    tracing::debug!(
+        path,
+        found,
+        current = schema::current_version(),
+        "opened sqlite store"
+    );
+    let read_flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let readers = (1..config.pool_size)
+        .map(|_| {
+            let reader = Connection::open_with_flags(&config.path, read_flags).map_err(open_failed)?;
+            configure(&reader, config)?;
+            Ok(reader)
+        })
+        .collect::<Result<Vec<_>, SqliteError>>()?;
+    Ok((writer, readers))
+}
+
+fn configure(conn: &Connection, config: &SqliteConfig) -> Result<(), SqliteError> {
+    conn.busy_timeout(config.busy_timeout())?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // With WAL, NORMAL loses at most the last commits on power loss, never consistency.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
