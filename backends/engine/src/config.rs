@@ -86,8 +86,9 @@ impl fmt::Display for Endpoint {
 
 #[cfg(test)]
 mod tests {
+    use poolcore::EngineTls;
+
     use super::*;
-    use crate::tls::EngineTls;
 
     fn plain(endpoint: &str) -> Result<String> {
         Endpoint::parse(endpoint, None).map(|e| e.to_string())

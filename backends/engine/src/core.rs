@@ -9,7 +9,7 @@ use bollard::models::{Network, NetworkCreateRequest, SystemInfo, SystemVersion};
 use bollard::query_parameters::ListNetworksOptionsBuilder;
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::future::join_all;
-use poolcore::{labels_for, object_name, Cluster, EngineFacts, Error, Host, HostKind, Result};
+use poolcore::{labels_for, object_name, Cluster, EngineFacts, EngineTls, Error, Host, HostKind, Result};
 use tokio::sync::OnceCell;
 
 use crate::config::Endpoint;
@@ -18,7 +18,7 @@ use crate::error::{
 };
 use crate::labels::{cluster_of, LabelFilter};
 use crate::spec::label_map;
-use crate::tls::{EngineTls, TlsConfig};
+use crate::tls::TlsConfig;
 
 /// One Docker engine or swarm manager. Connects, and agrees on the API version, on first
 /// use; every request fails with a [`poolcore::Error`] that names its object.
@@ -47,9 +47,7 @@ impl Engine {
     /// The engine of `host`, a host of `kind`, at its endpoint and with its TLS
     /// settings: see [`Engine::new`].
     pub fn for_host(kind: HostKind, host: &Host, request_timeout: Duration) -> Result<Self> {
-        // Hosts carry no TLS settings yet.
-        let tls: Option<&EngineTls> = None;
-        Self::new(kind, &host.endpoint, tls, request_timeout)
+        Self::new(kind, &host.endpoint, host.tls.as_ref(), request_timeout)
     }
 
     /// The engine of a `kind` host at `endpoint`, with TLS settings `tls` or none.

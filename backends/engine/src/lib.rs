@@ -5,10 +5,11 @@
 //! [bollard](https://docs.rs/bollard):
 //!
 //! - **Connecting** to an endpoint ([`Engine`]): `unix:///path`, `tcp://host:port` or
-//!   `http://host:port`, or over TLS with a host's [`EngineTls`] settings (PEM files or
-//!   inline [`Pem`], the engine's certificate verified unless turned off), lazily,
-//!   agreeing on the API version on first use, so Docker 20.10 (API 1.41) and newer
-//!   engines answer. Key material is never logged nor put in an error.
+//!   `http://host:port`, or over TLS with a host's [`EngineTls`](poolcore::EngineTls)
+//!   settings (PEM files or inline [`Pem`](poolcore::Pem), the engine's certificate
+//!   verified unless turned off), lazily, agreeing on the API version on first use, so
+//!   Docker 20.10 (API 1.41) and newer engines answer. Key material is never logged
+//!   nor put in an error.
 //! - **Error mapping** ([`Engine::fail`], [`Action`]): a 404 is
 //!   [`Error::NotFound`](poolcore::Error::NotFound) ("already gone" for a delete), a 409
 //!   [`Error::Conflict`](poolcore::Error::Conflict) ("exists, adopt it" for a create), no
@@ -21,8 +22,8 @@
 //!   [`env_list`], [`health_config`]).
 //!
 //! It is no driver itself: it implements no [`HostDriver`](poolcore::HostDriver). With
-//! the feature `testing`, its module `testing` offers the drivers' tests certificates and a
-//! private dockerd that speaks TLS.
+//! the feature `testing`, its module `testing` offers the drivers' tests certificates
+//! and a private dockerd that speaks TLS.
 //!
 //! ```
 //! use std::time::Duration;
@@ -59,4 +60,3 @@ pub use crate::core::{first_error, nothing_of, ClusterNetwork, Engine};
 pub use error::{has_status, Action};
 pub use labels::{cluster_of, group_clusters, is_node_of, ports_from_labels, LabelFilter};
 pub use spec::{env_list, health_config, label_map, node_labels};
-pub use tls::{EngineTls, Pem};

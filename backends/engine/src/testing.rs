@@ -20,7 +20,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-use crate::tls::{EngineTls, Pem};
+use poolcore::{EngineTls, Pem};
 
 /// A test CA, a server certificate it signed for `127.0.0.1` and `localhost`, a client
 /// certificate it signed, and a second CA that signed neither. All PEM.

@@ -22,44 +22,12 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use poolcore::{Error, Result};
+use poolcore::{EngineTls, Error, Pem, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, InconsistentKeys, RootCertStore, SignatureScheme};
-
-/// Where a PEM document comes from. `Debug` never prints inline contents.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Pem {
-    /// A file on the machine that runs the driver, read when the driver is made.
-    Path(String),
-    /// The document itself.
-    Inline(String),
-}
-
-impl fmt::Debug for Pem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Pem::Path(path) => f.debug_tuple("Path").field(path).finish(),
-            Pem::Inline(_) => f.write_str("Inline(<redacted>)"),
-        }
-    }
-}
-
-/// TLS to a `tcp://` engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EngineTls {
-    /// The CA that signed the engine's certificate; without it, the system's roots.
-    pub ca: Option<Pem>,
-    /// The client certificate the engine asks for (`dockerd --tlsverify`), with `key`.
-    pub cert: Option<Pem>,
-    /// The client certificate's private key.
-    pub key: Option<Pem>,
-    /// Verify the engine's certificate (and its name) against `ca`. Turning it off lets
-    /// anyone on the path pose as the engine.
-    pub verify: bool,
-}
 
 /// A host's TLS settings, read and checked: the rustls config every connection to the
 /// engine uses. Cheap to clone.

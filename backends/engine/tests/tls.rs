@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use poolcore::{Cluster, Error, HostKind};
+use poolcore::{Cluster, EngineTls, Error, HostKind, Pem};
 use poolcore_engine::testing::TlsEngine;
-use poolcore_engine::{ClusterNetwork, Engine, EngineTls, LabelFilter, Pem};
+use poolcore_engine::{ClusterNetwork, Engine, LabelFilter};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
