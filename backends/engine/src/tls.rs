@@ -129,8 +129,8 @@ pub(crate) fn handshake_hint(err: &BollardError) -> Option<&'static str> {
         match rustls_error(err) {
             Some(rustls::Error::InvalidCertificate(_)) => {
                 return Some(
-                    "the engine's certificate is not trusted: it must be signed by tls.ca and name the \
-                     endpoint's host",
+                    "the engine's certificate is not trusted: it must be signed by tls.ca (without one, \
+                     by a root this machine trusts) and name the endpoint's host",
                 )
             }
             Some(rustls::Error::AlertReceived(
