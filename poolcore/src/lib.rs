@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod driver;
+pub mod endpoint;
 pub mod error;
 pub mod events;
 pub mod limits;
@@ -42,6 +43,7 @@ pub mod store;
 pub mod conformance;
 
 pub use driver::{labels_for, object_name, Capability, Connector, HostDriver, NodeState, ObservedCluster};
+pub use endpoint::EndpointPolicy;
 pub use error::{BoxError, Error, Result};
 pub use events::Event;
 pub use memory::MemStore;
