@@ -6,14 +6,13 @@
 
 pub mod api;
 pub mod config;
+pub mod serve;
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::Server;
 use tracing::info;
 
 use api::auth::Tokens;
@@ -49,6 +48,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] serve::TlsError),
 }
 
 /// Opens the store named by `url`: a SQLite database (`sqlite://PATH`,
@@ -172,29 +174,15 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let pool = build_pool(&config).await?;
     let tokens = tokens(&config)?;
-    let acceptor = TcpListener::bind(config.listen.clone())
-        .into_acceptor()
-        .await
-        .map_err(|source| StartError::Io {
-            what: "listening on",
-            path: config.listen.clone(),
-            source,
-        })?;
-    if let Some(addr) = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-    {
+    let listening = serve::Listening::bind(&config).await?;
+    if let Some(addr) = listening.local_addr() {
         let database = config::redact_database(&config.database);
-        info!(%addr, %database, "PoolManager listening; Swagger UI at http://{addr}/docs");
+        let scheme = listening.scheme();
+        info!(%addr, %database, scheme, "PoolManager listening; Swagger UI at {scheme}://{addr}/docs");
     }
     let reconciler = (config.reconcile_interval > 0).then(|| pool.spawn_reconciler());
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            api::app(pool.clone(), tokens),
-            shutdown,
-            Some(Duration::from_secs(10)),
-        )
+    listening
+        .serve(api::app(pool.clone(), tokens), shutdown)
         .await
         .map_err(|source| StartError::Io {
             what: "serving on",

@@ -10,7 +10,6 @@ mod clusters;
 mod hosts;
 mod ops;
 
-use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 use serde::de::DeserializeOwned;
@@ -35,7 +34,9 @@ pub enum Tag {
 }
 
 /// The whole HTTP app: the API under `/api/v1`, its spec at `/api/v1/openapi.json`
-/// and Swagger UI at `/docs`.
+/// and Swagger UI at `/docs`, with the access log (no secrets in it) and the cap on
+/// event subscribers that the server gives as request data
+/// ([`crate::serve::EventSlots`]).
 pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
     let api = (
         hosts::HostsApi::new(pool.clone()),
@@ -58,7 +59,8 @@ pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
         .nest("/docs", docs)
         .data(tokens)
         .catch_all_error(error::json_errors)
-        .with(Tracing)
+        .with(crate::serve::LimitEventSubscribers)
+        .with(crate::serve::AccessLog)
 }
 
 /// Answer of every delete.
