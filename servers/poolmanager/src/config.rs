@@ -350,7 +350,10 @@ mod tests {
             };
             let config = Config::load(Some(Path::new("pm.toml")), &overrides).map_err(|e| e.to_string())?;
             let (cert, key) = config.tls_files().expect("TLS is on");
-            assert_eq!((cert, key), (Path::new("/etc/pm/cert.pem"), Path::new("/etc/pm/key.pem")));
+            assert_eq!(
+                (cert, key),
+                (Path::new("/etc/pm/cert.pem"), Path::new("/etc/pm/key.pem"))
+            );
             assert_eq!(config.max_connections, 500);
             assert_eq!(config.header_timeout_seconds, 3);
             assert_eq!(config.idle_timeout_seconds, 60, "default stays");

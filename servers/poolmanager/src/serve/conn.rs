@@ -111,12 +111,7 @@ impl Acceptor for GuardedAcceptor {
                 Some(tls) => (Transport::Handshake(Box::new(tls.accept(stream))), Scheme::HTTPS),
                 None => (Transport::Plain(stream), Scheme::HTTP),
             };
-            let conn = Conn {
-                io,
-                head: HeadWatch::new(self.header_timeout),
-                _slot: slot,
-            };
-            return Ok((conn, local, remote, scheme));
+            return Ok((Conn::new(io, self.header_timeout, slot), local, remote, scheme));
         }
     }
 }
@@ -149,20 +144,32 @@ impl Throttled {
     }
 }
 
-/// A connection as poem sees it.
-pub struct Conn {
-    io: Transport,
+/// A connection as poem sees it (over TCP; other streams in tests).
+pub struct Conn<S = TcpStream> {
+    io: Transport<S>,
     head: HeadWatch,
+    /// The server is sending an answer, and the client sent nothing since.
+    answering: bool,
+    /// The client closed its side while an answer was being sent: it left.
+    client_left: bool,
     _slot: Slot,
 }
 
-impl AsyncRead for Conn {
+impl<S: Stream> AsyncRead for Conn<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
+        let room = buf.remaining() > 0;
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
         match polled {
-            Poll::Ready(Ok(())) => this.head.read(&buf.filled()[before..]),
+            Poll::Ready(Ok(())) => {
+                let bytes = &buf.filled()[before..];
+                // The end of the stream after an answer began: the client left. Before
+                // one, it may just have closed its side and wait for the answer.
+                this.client_left |= room && bytes.is_empty() && this.answering;
+                this.answering &= bytes.is_empty();
+                this.head.read(bytes);
+            }
             Poll::Ready(Err(_)) => return polled,
             Poll::Pending => {}
         }
@@ -177,11 +184,50 @@ impl AsyncRead for Conn {
     }
 }
 
-impl AsyncWrite for Conn {
+impl<S> Conn<S> {
+    fn new(io: Transport<S>, header_timeout: Option<Duration>, slot: Slot) -> Conn<S> {
+        Conn {
+            io,
+            head: HeadWatch::new(header_timeout),
+            answering: false,
+            client_left: false,
+            _slot: slot,
+        }
+    }
+
+    /// Follows bytes the server sent: an answer, unless informational (`100 Continue`
+    /// comes before the body it asks for).
+    fn wrote(&mut self, bytes: &[u8]) {
+        if !(bytes.starts_with(b"HTTP/1.1 1") || bytes.starts_with(b"HTTP/1.0 1")) {
+            self.answering = true;
+            self.head.answered();
+        }
+    }
+
+    /// Fails writes once the client closed its side.
+    ///
+    /// hyper notices a client leaving in the middle of a response (an event stream)
+    /// when it reads the end of the stream, and ends the connection with an error; but
+    /// poem then waits for the connection to shut down gracefully, which only happens
+    /// on the next write, an event or a keep-alive comment, seconds later. Failing the
+    /// flush hyper does meanwhile ends it at once, and frees the stream's resources.
+    fn check_client(&self) -> io::Result<()> {
+        if self.client_left {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client closed the connection",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<S: Stream> AsyncWrite for Conn<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.check_client()?;
         let written = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
-        this.head.wrote(buf);
+        this.wrote(buf);
         Poll::Ready(Ok(written))
     }
 
@@ -191,9 +237,10 @@ impl AsyncWrite for Conn {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.check_client()?;
         let written = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
         if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
-            this.head.wrote(first);
+            this.wrote(first);
         }
         Poll::Ready(Ok(written))
     }
@@ -203,6 +250,7 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check_client()?;
         Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
@@ -262,7 +310,9 @@ impl HeadWatch {
         }
         if self.phase == Phase::Answered {
             if let Some(deadline) = &mut self.deadline {
-                deadline.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+                deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + self.timeout);
             }
             self.phase = Phase::Head {
                 tail: 0,
@@ -275,11 +325,9 @@ impl HeadWatch {
         }
     }
 
-    /// Follows bytes the server sent: an answer, unless informational (`100 Continue`
-    /// comes before the body it asks for).
-    fn wrote(&mut self, bytes: &[u8]) {
-        let informational = bytes.starts_with(b"HTTP/1.1 1") || bytes.starts_with(b"HTTP/1.0 1");
-        if matches!(self.phase, Phase::Head { .. } | Phase::Request) && !informational {
+    /// The server answered the request.
+    fn answered(&mut self) {
+        if matches!(self.phase, Phase::Head { .. } | Phase::Request) {
             self.phase = Phase::Answered;
         }
     }
@@ -315,14 +363,14 @@ fn scan_head(mut tail: u32, mut started: bool, mut first: u8, bytes: &[u8]) -> P
 }
 
 /// The byte stream under HTTP: plain TCP, or TLS once its handshake is done.
-enum Transport {
-    Plain(TcpStream),
-    Handshake(Box<tokio_rustls::Accept<TcpStream>>),
-    Tls(Box<TlsStream<TcpStream>>),
+enum Transport<S> {
+    Plain(S),
+    Handshake(Box<tokio_rustls::Accept<S>>),
+    Tls(Box<TlsStream<S>>),
     Failed,
 }
 
-impl Transport {
+impl<S: Stream> Transport<S> {
     /// The stream to read and write, after the TLS handshake if there is one.
     fn poll_stream(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Pin<&mut (dyn Stream + '_)>>> {
         if let Transport::Handshake(accept) = self {
@@ -338,9 +386,10 @@ impl Transport {
         Poll::Ready(match self {
             Transport::Plain(tcp) => Ok(Pin::new(tcp as &mut dyn Stream)),
             Transport::Tls(tls) => Ok(Pin::new(tls.as_mut() as &mut dyn Stream)),
-            Transport::Handshake(_) | Transport::Failed => {
-                Err(io::Error::new(io::ErrorKind::NotConnected, "TLS handshake failed"))
-            }
+            Transport::Handshake(_) | Transport::Failed => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "TLS handshake failed",
+            )),
         })
     }
 
@@ -358,13 +407,13 @@ trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-impl AsyncRead for Transport {
+impl<S: Stream> AsyncRead for Transport<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         ready!(self.get_mut().poll_stream(cx))?.poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for Transport {
+impl<S: Stream> AsyncWrite for Transport<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         ready!(self.get_mut().poll_stream(cx))?.poll_write(cx, buf)
     }
@@ -392,7 +441,17 @@ impl AsyncWrite for Transport {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    fn plain<S>(stream: S, header_timeout: Option<Duration>) -> Conn<S> {
+        Conn::new(
+            Transport::Plain(stream),
+            header_timeout,
+            Slot(Arc::new(AtomicUsize::new(1))),
+        )
+    }
 
     fn head() -> Phase {
         Phase::Head {
@@ -412,15 +471,24 @@ mod tests {
     #[test]
     fn a_head_ends_at_its_empty_line() {
         assert_eq!(after(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]), Phase::Request);
-        assert_eq!(after(&[b"GET / HTTP/1.1\r\n", b"Host: a\r", b"\n", b"\r\n"]), Phase::Request);
+        assert_eq!(
+            after(&[b"GET / HTTP/1.1\r\n", b"Host: a\r", b"\n", b"\r\n"]),
+            Phase::Request
+        );
         assert_eq!(after(&[b"GET / HTTP/1.1\nHost: a\n\n"]), Phase::Request);
-        assert!(matches!(after(&[b"GET / HTTP/1.1\r\nX-a: 1\r\n"]), Phase::Head { .. }));
+        assert!(matches!(
+            after(&[b"GET / HTTP/1.1\r\nX-a: 1\r\n"]),
+            Phase::Head { .. }
+        ));
     }
 
     #[test]
     fn empty_lines_before_a_head_do_not_end_it() {
         assert!(matches!(after(&[b"\r\n\r\n", b"\r\n"]), Phase::Head { .. }));
-        assert!(matches!(after(&[b"\r\n\r\nGET / HTTP/1.1\r\n"]), Phase::Head { .. }));
+        assert!(matches!(
+            after(&[b"\r\n\r\nGET / HTTP/1.1\r\n"]),
+            Phase::Head { .. }
+        ));
     }
 
     #[test]
@@ -431,19 +499,61 @@ mod tests {
 
     #[tokio::test]
     async fn answers_reopen_the_watch_and_continues_do_not() {
-        let mut watch = HeadWatch::new(Some(Duration::from_secs(10)));
-        watch.read(b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
-        assert_eq!(watch.phase, Phase::Request);
-        watch.wrote(b"HTTP/1.1 100 Continue\r\n\r\n");
-        assert_eq!(watch.phase, Phase::Request, "the body is still to come");
-        watch.wrote(b"HTTP/1.1 200 OK\r\n");
-        assert_eq!(watch.phase, Phase::Answered);
-        watch.read(b"GET");
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut conn = plain(server, Some(Duration::from_secs(10)));
+        let mut buf = [0u8; 256];
+        client
+            .write_all(b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")
+            .await
+            .expect("send");
+        let _ = conn.read(&mut buf).await.expect("read");
+        assert_eq!(conn.head.phase, Phase::Request);
+        conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(conn.head.phase, Phase::Request, "the body is still to come");
+        client.write_all(b"{}").await.expect("send");
+        let _ = conn.read(&mut buf).await.expect("read");
+        assert_eq!(conn.head.phase, Phase::Request);
+        conn.write_all(b"HTTP/1.1 200 OK\r\n").await.expect("write");
+        assert_eq!(conn.head.phase, Phase::Answered);
+        client.write_all(b"GET").await.expect("send");
+        let _ = conn.read(&mut buf).await.expect("read");
         assert!(
-            matches!(watch.phase, Phase::Head { first: 4, .. }),
+            matches!(conn.head.phase, Phase::Head { first: 4, .. }),
             "{:?}",
-            watch.phase
+            conn.head.phase
         );
+    }
+
+    #[tokio::test]
+    async fn a_client_leaving_an_answer_fails_writes_and_a_half_close_does_not() {
+        let mut buf = [0u8; 256];
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut waiting = plain(server, None);
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("send");
+        client.shutdown().await.expect("half-close");
+        let _ = waiting.read(&mut buf).await.expect("read");
+        assert_eq!(waiting.read(&mut buf).await.expect("end"), 0);
+        waiting
+            .write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .expect("the answer goes out");
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut streaming = plain(server, None);
+        client
+            .write_all(b"GET /events HTTP/1.1\r\n\r\n")
+            .await
+            .expect("send");
+        let _ = streaming.read(&mut buf).await.expect("read");
+        streaming
+            .write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .expect("write");
+        drop(client);
+        assert_eq!(streaming.read(&mut buf).await.expect("end"), 0);
+        assert!(streaming.flush().await.is_err(), "the client left");
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,7 +13,15 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::{info, info_span, Instrument};
 
 /// Words in a query parameter name that mark its value as secret.
-const SECRET_WORDS: [&str; 7] = ["token", "secret", "password", "passwd", "key", "auth", "signature"];
+const SECRET_WORDS: [&str; 7] = [
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "key",
+    "auth",
+    "signature",
+];
 
 /// What replaces a secret.
 const REDACTED: &str = "<redacted>";
@@ -123,9 +131,15 @@ mod tests {
         let table = [
             ("/api/v1/health", "/api/v1/health"),
             ("/api/v1/health?", "/api/v1/health"),
-            ("/api/v1/clusters?status=ready&limit=5", "/api/v1/clusters?status=ready&limit=5"),
+            (
+                "/api/v1/clusters?status=ready&limit=5",
+                "/api/v1/clusters?status=ready&limit=5",
+            ),
             ("/x?token=abc", "/x?token=<redacted>"),
-            ("/x?access_token=abc&status=ready", "/x?access_token=<redacted>&status=ready"),
+            (
+                "/x?access_token=abc&status=ready",
+                "/x?access_token=<redacted>&status=ready",
+            ),
             ("/x?API_KEY=abc", "/x?API_KEY=<redacted>"),
             ("/x?%74oken=abc", "/x?%74oken=<redacted>"),
             ("/x?abc123", "/x?<redacted>"),

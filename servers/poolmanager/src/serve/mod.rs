@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::listener::{Acceptor, TcpAcceptor};
 use poem::{Endpoint, EndpointExt, Server};
+use tokio::net::TcpSocket;
 
 pub use self::conn::GuardedAcceptor;
 pub use self::events::{EventSlots, LimitEventSubscribers};
@@ -23,6 +24,12 @@ use crate::StartError;
 
 /// How long open requests get to finish once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Connections the kernel queues for the server to accept (capped by
+/// `net.core.somaxconn`). The default of Rust and tokio, 128, overflows when a few
+/// hundred clients connect at once: the others' connection attempts are dropped and
+/// retried a second later.
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// File descriptors kept free beyond `max_connections`: the store, engine sockets, logs.
 const SPARE_FILES: u64 = 256;
@@ -46,14 +53,11 @@ impl Listening {
             .transpose()?;
         let tls = certificate.as_ref().map(Certificate::acceptor).transpose()?;
         raise_open_file_limit(config.max_connections);
-        let tcp = TcpListener::bind(config.listen.clone())
-            .into_acceptor()
-            .await
-            .map_err(|source| StartError::Io {
-                what: "listening on",
-                path: config.listen.clone(),
-                source,
-            })?;
+        let tcp = bind_tcp(&config.listen).await.map_err(|source| StartError::Io {
+            what: "listening on",
+            path: config.listen.clone(),
+            source,
+        })?;
         let acceptor = GuardedAcceptor::new(
             tcp,
             tls,
@@ -107,6 +111,34 @@ impl Listening {
         }
         served
     }
+}
+
+/// A TCP listener on the first address `listen` resolves to that can be bound.
+async fn bind_tcp(listen: &str) -> std::io::Result<TcpAcceptor> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let bound = (|| {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            #[cfg(unix)]
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(LISTEN_BACKLOG)
+        })();
+        match bound {
+            Ok(listener) => return TcpAcceptor::from_tokio(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
 }
 
 /// Raises the soft limit on open files (up to the hard one) so that `max_connections`

@@ -94,7 +94,9 @@ impl Certificate {
 
 impl ResolvesServerCert for Certificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner())))
+        Some(Arc::clone(
+            &self.current.read().unwrap_or_else(|e| e.into_inner()),
+        ))
     }
 }
 
@@ -162,7 +164,8 @@ fn file_error(path: &Path, what: &'static str, reason: impl Into<String>) -> Tls
 mod tests {
     use super::*;
 
-    const KEY_TEXT: &str = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n";
+    const KEY_TEXT: &str =
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n";
 
     #[test]
     fn errors_name_the_file_and_never_its_contents() {
@@ -184,8 +187,13 @@ mod tests {
         assert!(text.contains("key.pem") && !text.contains("c2VjcmV0"), "{text}");
 
         std::fs::write(&key, format!("-----BEGIN PRIVATE KEY-----{KEY_TEXT}")).expect("write");
-        let broken = Certificate::load(&cert, &key).expect_err("broken PEM").to_string();
-        assert!(broken.contains("key.pem") && !broken.contains("c2VjcmV0"), "{broken}");
+        let broken = Certificate::load(&cert, &key)
+            .expect_err("broken PEM")
+            .to_string();
+        assert!(
+            broken.contains("key.pem") && !broken.contains("c2VjcmV0"),
+            "{broken}"
+        );
 
         let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
         std::fs::write(&key, other.signing_key.serialize_pem()).expect("write");
