@@ -363,6 +363,9 @@ mod tests {
             assert!(!policy.deny_link_local);
             assert!(policy.check("tcp://10.0.1.2:2376").is_ok());
             assert!(policy.check("unix:///etc/shadow").is_err());
+            jail.set_env("POOLMANAGER_ENDPOINT_ALLOW", "[\"sim://*\"]");
+            let config = Config::load(Some(Path::new("pm.toml")), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.endpoint_allow, ["sim://*"], "a list from the environment");
             Ok(())
         });
     }

@@ -177,6 +177,16 @@ async fn latencies(base: &str, count: usize, until: Instant) -> Vec<Duration> {
     times
 }
 
+/// The server's resident memory (Linux), in KiB; 0 where unknown.
+fn resident_kib(server: &ServeProcess) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[index]
@@ -198,12 +208,13 @@ async fn slow_and_idle_clients_neither_hold_nor_slow_the_server() {
     raise_fd_limit();
     let (server, _dir) = start(&[("POOLMANAGER_HEADER_TIMEOUT_SECONDS", "4")]).await;
     let before = latencies(&server.base, 200, Instant::now() + Duration::from_secs(20)).await;
+    let memory_before = resident_kib(&server);
 
     let connected = Arc::new(AtomicUsize::new(0));
     let attack_began = Instant::now();
     let mut attackers = Vec::new();
     for i in 0..SLOW + IDLE {
-        let every = (i < SLOW).then_some(Duration::from_millis(700));
+        let every = (i < SLOW).then_some(Duration::from_millis(1500));
         let connected = Arc::clone(&connected);
         attackers.push(tokio::spawn(attacker(
             server.addr,
@@ -233,6 +244,7 @@ async fn slow_and_idle_clients_neither_hold_nor_slow_the_server() {
     )
     .await;
     let held_at_the_end = attack_began.elapsed();
+    let memory_held = resident_kib(&server);
 
     let mut slow = Vec::new();
     let mut idle = Vec::new();
@@ -272,6 +284,11 @@ async fn slow_and_idle_clients_neither_hold_nor_slow_the_server() {
         ms(percentile(&slow, 1.0)),
         ms(percentile(&idle, 0.5)),
         ms(percentile(&idle, 1.0)),
+    );
+    eprintln!(
+        "server resident memory: {memory_before} KiB before, {memory_held} KiB holding the {} \
+         connections",
+        SLOW + IDLE
     );
     assert!(during.len() >= 50, "only {} requests while held", during.len());
     assert!(
