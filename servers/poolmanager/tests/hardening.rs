@@ -450,6 +450,46 @@ fn self_signed() -> (String, String) {
     (made.cert.pem(), made.signing_key.serialize_pem())
 }
 
+/// A self-signed certificate and its key, in files.
+struct TlsFiles {
+    dir: tempfile::TempDir,
+    cert_path: std::path::PathBuf,
+    key_path: std::path::PathBuf,
+    cert: String,
+    key: String,
+}
+
+impl TlsFiles {
+    fn new() -> TlsFiles {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = self_signed();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, &cert).expect("write cert");
+        std::fs::write(&key_path, &key).expect("write key");
+        TlsFiles {
+            dir,
+            cert_path,
+            key_path,
+            cert,
+            key,
+        }
+    }
+}
+
+/// A server serving HTTPS with `tls`, and `env`.
+async fn start_https(tls: &TlsFiles, env: &[(&str, &str)]) -> (ServeProcess, tempfile::TempDir) {
+    let (cert, key) = (
+        tls.cert_path.display().to_string(),
+        tls.key_path.display().to_string(),
+    );
+    let mut env = env.to_vec();
+    env.extend([
+        ("POOLMANAGER_TLS_CERT", cert.as_str()),
+        ("POOLMANAGER_TLS_KEY", key.as_str()),
+    ]);
+    start(&env).await
+}
+
 /// A client that trusts only `cert` and opens a new connection for each request.
 fn trusting(cert: &str, addr: SocketAddr) -> reqwest::Client {
     reqwest::Client::builder()
@@ -476,17 +516,9 @@ fn send_hangup(server: &ServeProcess) {
 #[tokio::test]
 async fn https_serves_and_reloads_its_certificate_on_sighup() {
     let _shared = TIMING.read().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let (old_cert, old_key) = self_signed();
-    std::fs::write(&cert_path, &old_cert).expect("write cert");
-    std::fs::write(&key_path, &old_key).expect("write key");
-    let (cert_env, key_env) = (cert_path.display().to_string(), key_path.display().to_string());
-    let (server, _db) = start(&[
-        ("POOLMANAGER_TLS_CERT", cert_env.as_str()),
-        ("POOLMANAGER_TLS_KEY", key_env.as_str()),
-    ])
-    .await;
+    let tls = TlsFiles::new();
+    let (server, _db) = start_https(&tls, &[]).await;
+    let (cert_path, key_path, old_cert, old_key) = (&tls.cert_path, &tls.key_path, &tls.cert, &tls.key);
     let listening = server
         .log()
         .into_iter()
@@ -495,15 +527,15 @@ async fn https_serves_and_reloads_its_certificate_on_sighup() {
     assert!(listening.contains("https://"), "{listening}");
 
     assert_eq!(
-        health_over_tls(&old_cert, server.addr).await.expect("HTTPS"),
+        health_over_tls(old_cert, server.addr).await.expect("HTTPS"),
         StatusCode::OK
     );
     let plain = reqwest::get(format!("http://{}/api/v1/health", server.addr)).await;
     assert!(plain.is_err(), "plain HTTP is not served: {plain:?}");
 
     let (new_cert, new_key) = self_signed();
-    std::fs::write(&cert_path, &new_cert).expect("write cert");
-    std::fs::write(&key_path, &new_key).expect("write key");
+    std::fs::write(cert_path, &new_cert).expect("write cert");
+    std::fs::write(key_path, &new_key).expect("write key");
     send_hangup(&server);
     wait_log(&server, "TLS certificate reloaded").await;
     assert_eq!(
@@ -513,12 +545,12 @@ async fn https_serves_and_reloads_its_certificate_on_sighup() {
         StatusCode::OK
     );
     assert!(
-        health_over_tls(&old_cert, server.addr).await.is_err(),
+        health_over_tls(old_cert, server.addr).await.is_err(),
         "the old certificate is gone"
     );
 
     // A broken pair is refused and the one in use stays.
-    std::fs::write(&key_path, &old_key).expect("write key of the old certificate");
+    std::fs::write(key_path, old_key).expect("write key of the old certificate");
     send_hangup(&server);
     wait_log(&server, "TLS certificate not reloaded").await;
     assert_eq!(
@@ -528,7 +560,7 @@ async fn https_serves_and_reloads_its_certificate_on_sighup() {
         StatusCode::OK
     );
     let log = server.log().join("\n");
-    assert!(!log.contains(key_body(&old_key)) && !log.contains(key_body(&new_key)));
+    assert!(!log.contains(key_body(old_key)) && !log.contains(key_body(&new_key)));
 }
 
 /// The base64 body of a PEM key: what must never be logged.
@@ -539,21 +571,19 @@ fn key_body(pem: &str) -> &str {
 #[tokio::test]
 async fn unusable_tls_files_stop_the_start_naming_the_file_only() {
     let _shared = TIMING.read().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (cert, key) = self_signed();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, &cert).expect("write cert");
+    let tls = TlsFiles::new();
     // The key with its header cut off: not PEM any more.
-    let broken: String = key.lines().skip(1).collect::<Vec<_>>().join("\n");
-    std::fs::write(&key_path, &broken).expect("write key");
-    let output = start_and_exit(&dir.path().join("pool.db"), &cert_path, &key_path).await;
+    let broken: String = tls.key.lines().skip(1).collect::<Vec<_>>().join("\n");
+    std::fs::write(&tls.key_path, &broken).expect("write key");
+    let db = tls.dir.path().join("pool.db");
+    let output = start_and_exit(&db, &tls.cert_path, &tls.key_path).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("key.pem"), "{stderr}");
-    assert!(!stderr.contains(key_body(&key)), "{stderr}");
+    assert!(!stderr.contains(key_body(&tls.key)), "{stderr}");
 
-    let missing = dir.path().join("absent.pem");
-    let output = start_and_exit(&dir.path().join("pool.db"), &missing, &key_path).await;
+    let missing = tls.dir.path().join("absent.pem");
+    let output = start_and_exit(&db, &missing, &tls.key_path).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success() && stderr.contains("absent.pem"),
@@ -586,20 +616,11 @@ async fn start_and_exit(db: &Path, cert: &Path, key: &Path) -> std::process::Out
 #[tokio::test]
 async fn tokens_and_keys_never_reach_the_log() {
     let _shared = TIMING.read().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (cert, key) = self_signed();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, &cert).expect("write cert");
-    std::fs::write(&key_path, &key).expect("write key");
-    let (cert_env, key_env) = (cert_path.display().to_string(), key_path.display().to_string());
-    let (server, _db) = start(&[
-        ("RUST_LOG", "debug"),
-        ("POOLMANAGER_TLS_CERT", cert_env.as_str()),
-        ("POOLMANAGER_TLS_KEY", key_env.as_str()),
-    ])
-    .await;
+    let tls = TlsFiles::new();
+    let (server, _db) = start_https(&tls, &[("RUST_LOG", "debug")]).await;
+    let (cert, key) = (&tls.cert, &tls.key);
     const WRONG: &str = "wrong-token-0123456789";
-    let http = trusting(&cert, server.addr);
+    let http = trusting(cert, server.addr);
     let base = format!("https://localhost:{}/api/v1", server.addr.port());
     let calls = [
         (format!("{base}/hosts"), Some(ADMIN)),
@@ -622,7 +643,7 @@ async fn tokens_and_keys_never_reach_the_log() {
     wait_log(&server, "/nowhere?token=<redacted>").await;
     let log = server.log().join("\n");
     assert!(log.contains("\"status\":401"), "refusals are logged");
-    for secret in [ADMIN, USER, WRONG, key_body(&key)] {
+    for secret in [ADMIN, USER, WRONG, key_body(key)] {
         assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
     }
 }
