@@ -74,7 +74,7 @@ impl<E: Endpoint> Endpoint for AccessLogEndpoint<E> {
 }
 
 /// `uri`'s path and query, safe to log.
-pub fn loggable(uri: &Uri) -> String {
+fn loggable(uri: &Uri) -> String {
     let path = uri.path();
     let Some(query) = uri.query().filter(|q| !q.is_empty()) else {
         return path.to_owned();

@@ -15,10 +15,11 @@ use poem::listener::{Acceptor, TcpAcceptor};
 use poem::{Endpoint, EndpointExt, Server};
 use tokio::net::TcpSocket;
 
-pub use self::conn::GuardedAcceptor;
+use self::conn::GuardedAcceptor;
 pub use self::events::{EventSlots, LimitEventSubscribers};
-pub use self::log::{loggable, AccessLog};
-pub use self::tls::{Certificate, TlsError};
+pub use self::log::AccessLog;
+use self::tls::Certificate;
+pub use self::tls::TlsError;
 use crate::config::Config;
 use crate::StartError;
 
