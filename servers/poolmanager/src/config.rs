@@ -61,6 +61,10 @@ pub struct Config {
     /// How swarm hosts are driven (the `[swarm]` table of the config file): stop grace
     /// period, how long to wait for nodes to start, restart attempts.
     pub swarm: SwarmConfig,
+    /// Networks (`10.0.0.0/8`, `fd00::/8`) or addresses whose callers may use the
+    /// original PoolManager API (`/v1/...`, `/v2/...`) without a token, as with the
+    /// user token; none by default. `/api/v1` always needs a token.
+    pub legacy_open_to: Vec<String>,
 }
 
 impl Default for Config {
@@ -80,6 +84,7 @@ impl Default for Config {
             reconcile_transition_timeout: 300,
             reconcile_host_concurrency: 8,
             swarm: SwarmConfig::default(),
+            legacy_open_to: Vec::new(),
         }
     }
 }
@@ -102,6 +107,7 @@ impl std::fmt::Debug for Config {
             .field("reconcile_transition_timeout", &self.reconcile_transition_timeout)
             .field("reconcile_host_concurrency", &self.reconcile_host_concurrency)
             .field("swarm", &self.swarm)
+            .field("legacy_open_to", &self.legacy_open_to)
             .finish()
     }
 }
@@ -230,6 +236,21 @@ mod tests {
             jail.set_env("POOLMANAGER_RECONCILE_INTERVAL", "3");
             let config = Config::load(Some(Path::new("pm.toml")), &overrides).map_err(|e| e.to_string())?;
             assert_eq!(config.reconcile_interval, 3, "env sets the reconcile interval");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn legacy_networks_come_from_file_or_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pm.toml", "legacy_open_to = [\"10.0.0.0/8\"]")?;
+            let load =
+                || Config::load(Some(Path::new("pm.toml")), &Overrides::default()).map_err(|e| e.to_string());
+            assert_eq!(load()?.legacy_open_to, ["10.0.0.0/8"]);
+            jail.set_env("POOLMANAGER_LEGACY_OPEN_TO", "[127.0.0.1, \"fd00::/8\"]");
+            assert_eq!(load()?.legacy_open_to, ["127.0.0.1", "fd00::/8"]);
+            assert!(Config::default().legacy_open_to.is_empty(), "closed by default");
             Ok(())
         });
     }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod legacy;
 
 use std::io::Write;
 use std::path::Path;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::Server;
+use poem::{EndpointExt, Server};
 use tracing::info;
 
 use api::auth::Tokens;
@@ -170,6 +171,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let pool = build_pool(&config).await?;
     let tokens = tokens(&config)?;
+    let legacy_open = legacy::OpenNetworks::parse(&config.legacy_open_to).map_err(StartError::Config)?;
     let acceptor = TcpListener::bind(config.listen.clone())
         .into_acceptor()
         .await
@@ -189,7 +191,7 @@ pub async fn run(
     let reconciler = (config.reconcile_interval > 0).then(|| pool.spawn_reconciler());
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
-            api::app(pool.clone(), tokens),
+            api::app(pool.clone(), tokens).data(legacy_open),
             shutdown,
             Some(Duration::from_secs(10)),
         )
