@@ -1,5 +1,10 @@
-//! Shared pieces of the benchmarks: seeding a store with ready clusters and
-//! summarising latencies.
+//! The benchmarks' pieces: seeding a store with ready clusters, summarising
+//! latencies, and the `poolmanager-bench` load generator ([`load`], [`server`],
+//! [`plot`]).
+
+pub mod load;
+pub mod plot;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -52,6 +52,10 @@ pub struct Capability {
     pub health_checks: bool,
     /// Single nodes can be started, stopped and restarted.
     pub node_control: bool,
+    /// Nodes run their images and commands as real processes: a port serves what the
+    /// node's command serves, nodes reach each other by name, a command can exit. Off for
+    /// a simulated engine, which only plays the nodes' states.
+    pub runs_processes: bool,
 }
 
 impl Capability {
@@ -75,6 +79,12 @@ impl Capability {
     /// With [`Capability::node_control`].
     pub fn with_node_control(mut self, on: bool) -> Self {
         self.node_control = on;
+        self
+    }
+
+    /// With [`Capability::runs_processes`].
+    pub fn with_runs_processes(mut self, on: bool) -> Self {
+        self.runs_processes = on;
         self
     }
 }

@@ -307,7 +307,10 @@ fn container_body(
 #[async_trait]
 impl HostDriver for DockerDriver {
     fn capability(&self) -> Capability {
-        Capability::new().with_health_checks(true).with_node_control(true)
+        Capability::new()
+            .with_health_checks(true)
+            .with_node_control(true)
+            .with_runs_processes(true)
     }
 
     #[instrument(skip(self), fields(host_id = %self.host_id))]

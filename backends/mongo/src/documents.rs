@@ -15,10 +15,17 @@
 //! Decoding reverses each step. It also reads a time that a server stored as text:
 //! MongoDB never does, but a compatible server may turn a date written with `$set`
 //! into text (the nx-27017 test server does), and that must not make a record
-//! unreadable.
+//! unreadable. Likewise a boolean written with `$set` that such a server stores as 0
+//! or 1 reads as the boolean. Fields added since an earlier version (a host's `version`, a cluster's
+//! `stopped_nodes`, ...) read as their defaults where a document lacks them.
+//!
+//! A cluster document carries three fields of the store's own beside the record's:
+//! [`SLOT`], [`SINGLE_HOLDER`] and [`LAST_RELEASE`]; the updates built here keep them
+//! in step with the record.
 
-use bson::{Bson, Document};
+use bson::{doc, Bson, Document};
 use chrono::{DateTime, NaiveDateTime, Utc};
+use poolcore::{Claim, Cluster, ClusterFilter, ClusterStatus, Error, Health, LeaseRecord, OperationFilter};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -31,6 +38,34 @@ pub(crate) struct Shape {
     pub(crate) id: &'static str,
     /// The record's timestamp fields (`DateTime<Utc>` or `Option<DateTime<Utc>>`).
     pub(crate) times: &'static [&'static str],
+    /// The record's boolean fields.
+    pub(crate) flags: &'static [&'static str],
+    /// Fields that documents written by an earlier version lack, with what they read as.
+    pub(crate) added: &'static [(&'static str, Missing)],
+}
+
+/// What a field missing from a stored document reads as.
+#[derive(Debug)]
+pub(crate) enum Missing {
+    /// Zero (a version).
+    Zero,
+    /// False.
+    False,
+    /// An empty list (a set).
+    Empty,
+    /// The value of another field of the document.
+    SameAs(&'static str),
+}
+
+impl Missing {
+    fn value(&self, doc: &Document) -> Bson {
+        match self {
+            Missing::Zero => Bson::Int64(0),
+            Missing::False => Bson::Boolean(false),
+            Missing::Empty => Bson::Array(Vec::new()),
+            Missing::SameAs(field) => doc.get(*field).cloned().unwrap_or(Bson::Null),
+        }
+    }
 }
 
 /// [`poolcore::Host`].
@@ -38,6 +73,8 @@ pub(crate) const HOST: Shape = Shape {
     kind: "host",
     id: "id",
     times: &["last_seen", "created_at"],
+    flags: &["schedulable", "autofill"],
+    added: &[("version", Missing::Zero)],
 };
 
 /// [`poolcore::Blueprint`]: its name is its id.
@@ -45,6 +82,8 @@ pub(crate) const BLUEPRINT: Shape = Shape {
     kind: "blueprint",
     id: "name",
     times: &["created_at"],
+    flags: &[],
+    added: &[],
 };
 
 /// [`poolcore::Cluster`].
@@ -52,6 +91,11 @@ pub(crate) const CLUSTER: Shape = Shape {
     kind: "cluster",
     id: "id",
     times: &["applied_at", "expires_at", "created_at", "updated_at"],
+    flags: &["single_apply"],
+    added: &[
+        ("single_apply", Missing::False),
+        ("stopped_nodes", Missing::Empty),
+    ],
 };
 
 /// [`poolcore::LeaseRecord`].
@@ -59,13 +103,17 @@ pub(crate) const LEASE: Shape = Shape {
     kind: "lease",
     id: "id",
     times: &["applied_at", "released_at"],
+    flags: &[],
+    added: &[],
 };
 
 /// [`poolcore::Operation`].
 pub(crate) const OPERATION: Shape = Shape {
     kind: "operation",
     id: "id",
-    times: &["created_at", "finished_at"],
+    times: &["created_at", "updated_at", "finished_at"],
+    flags: &[],
+    added: &[("updated_at", Missing::SameAs("created_at"))],
 };
 
 /// Why a record could not become a document, or a document a record.
@@ -96,20 +144,6 @@ pub(crate) enum CodecError {
 /// A BSON date for `t`, cut to the millisecond.
 pub(crate) fn date(t: DateTime<Utc>) -> Bson {
     Bson::DateTime(bson::DateTime::from_chrono(t))
-}
-
-/// A BSON date for `t`, or null.
-pub(crate) fn opt_date(t: Option<DateTime<Utc>>) -> Bson {
-    t.map_or(Bson::Null, date)
-}
-
-/// `value` as BSON with its map keys encoded: for a `$set` of one field.
-pub(crate) fn field<T: Serialize>(kind: &'static str, value: &T) -> Result<Bson, CodecError> {
-    let value = bson::to_bson(value).map_err(|source| CodecError::Encode {
-        kind,
-        source: Box::new(source),
-    })?;
-    Ok(escape_keys(value))
 }
 
 /// `record` as a document shaped like `shape`.
@@ -144,10 +178,15 @@ pub(crate) fn encode<T: Serialize>(shape: &Shape, record: &T) -> Result<Document
 }
 
 /// The record a document shaped like `shape` holds.
-pub(crate) fn decode<T: DeserializeOwned>(shape: &Shape, doc: Document) -> Result<T, CodecError> {
+pub(crate) fn decode<T: DeserializeOwned>(shape: &Shape, mut doc: Document) -> Result<T, CodecError> {
     let id = doc
         .get("_id")
         .map_or_else(|| "without _id".to_owned(), |id| id.to_string());
+    for (field, missing) in shape.added {
+        if !doc.contains_key(field) {
+            doc.insert(*field, missing.value(&doc));
+        }
+    }
     let mut record = Document::new();
     for (key, value) in doc {
         let value = match value {
@@ -158,6 +197,8 @@ pub(crate) fn decode<T: DeserializeOwned>(shape: &Shape, doc: Document) -> Resul
                 Some(t) => Bson::String(t.to_rfc3339()),
                 None => Bson::String(text),
             },
+            Bson::Int32(n) if shape.flags.contains(&key.as_str()) => Bson::Boolean(n != 0),
+            Bson::Int64(n) if shape.flags.contains(&key.as_str()) => Bson::Boolean(n != 0),
             other => unescape_keys(other),
         };
         if key == "_id" {
@@ -239,13 +280,186 @@ fn map_keys(value: Bson, f: &dyn Fn(String) -> String) -> Bson {
     }
 }
 
+// ---------------------------------------------------------------------------------
+// Clusters: the store's own fields, and the updates that change them
+
+/// The cluster's place on its host, `0..`: a unique index on `(host_id, slot)` keeps
+/// a host within its capacity (see [`MongoStore`](crate::MongoStore)).
+pub(crate) const SLOT: &str = "slot";
+/// The user an applied, single-claimed cluster is held by; absent on every other
+/// cluster. Its unique index lets a user hold one such cluster at most.
+pub(crate) const SINGLE_HOLDER: &str = "single_holder";
+/// The closed lease record of the cluster's last release, for the lease repair.
+pub(crate) const LAST_RELEASE: &str = "last_release";
+
+/// The fields [`Cluster::claim`] changes, the version aside.
+const CLAIMED: &[&str] = &[
+    "status",
+    "user_id",
+    "applied_at",
+    "expires_at",
+    "metadata",
+    "lease_id",
+    "single_apply",
+    "stopped_nodes",
+    "updated_at",
+];
+
+/// A version as BSON stores it.
+pub(crate) fn version(v: u64) -> Result<i64, Error> {
+    i64::try_from(v).map_err(|_| Error::invalid("version", format!("{v} is too large")))
+}
+
+/// The document of a new cluster at `slot` on its host.
+pub(crate) fn new_cluster(cluster: &Cluster, slot: i64) -> Result<Document, CodecError> {
+    let mut doc = encode(&CLUSTER, cluster)?;
+    doc.insert(SLOT, slot);
+    if let Some(user) = single_holder(cluster) {
+        doc.insert(SINGLE_HOLDER, user);
+    }
+    Ok(doc)
+}
+
+/// The update that writes `cluster` over the stored one; its slot stays.
+pub(crate) fn cluster_update(cluster: &Cluster) -> Result<Document, CodecError> {
+    let mut fields = encode(&CLUSTER, cluster)?;
+    fields.remove("_id");
+    Ok(with_single_holder(doc! {"$set": fields}, cluster))
+}
+
+/// The update a claim makes: what [`Cluster::claim`] changes, the version bumped.
+pub(crate) fn claim_update(claim: &Claim) -> Result<Document, CodecError> {
+    let mut claimed = Cluster::new("", "", "");
+    claimed.claim(claim);
+    let mut fields = encode(&CLUSTER, &claimed)?;
+    let set: Document = CLAIMED
+        .iter()
+        .filter_map(|field| Some((field.to_string(), fields.remove(field)?)))
+        .collect();
+    Ok(with_single_holder(
+        doc! {"$set": set, "$inc": {"version": 1_i64}},
+        &claimed,
+    ))
+}
+
+/// The holder [`SINGLE_HOLDER`] names for `cluster`, if any.
+fn single_holder(cluster: &Cluster) -> Option<&str> {
+    if cluster.is_applied() && cluster.single_apply {
+        cluster.user_id.as_deref()
+    } else {
+        None
+    }
+}
+
+/// `update` (with a `$set`) also setting or removing [`SINGLE_HOLDER`].
+fn with_single_holder(mut update: Document, cluster: &Cluster) -> Document {
+    match single_holder(cluster) {
+        Some(user) => {
+            if let Ok(set) = update.get_document_mut("$set") {
+                set.insert(SINGLE_HOLDER, user);
+            }
+        }
+        None => {
+            update.insert("$unset", doc! {SINGLE_HOLDER: ""});
+        }
+    }
+    update
+}
+
+/// The open lease record of an applied cluster, made from the lease fields it
+/// carries, as its claim made it; `None` when it lacks them.
+pub(crate) fn open_lease_of(cluster: &Cluster) -> Option<LeaseRecord> {
+    let claim = Claim {
+        user_id: cluster.user_id.clone()?,
+        blueprints: vec![cluster.blueprint.clone()],
+        hosts: vec![cluster.host_id.clone()],
+        metadata: cluster.metadata.clone(),
+        lease_id: cluster.lease_id.clone()?,
+        now: cluster.applied_at?,
+        expires_at: cluster.expires_at,
+        allow_multiple: !cluster.single_apply,
+    };
+    Some(LeaseRecord::opened(cluster, &claim))
+}
+
+// ---------------------------------------------------------------------------------
+// Queries
+
+/// The clusters a claim may take: ready, healthy, of a wanted blueprint, on a wanted host.
+pub(crate) fn claimable(claim: &Claim) -> Document {
+    doc! {
+        "status": ClusterStatus::Ready.as_str(),
+        "health": Health::Ok.as_str(),
+        "blueprint": {"$in": &claim.blueprints},
+        "host_id": {"$in": &claim.hosts},
+    }
+}
+
+/// The clusters that decide a single claim before it takes one: those the user holds
+/// of a wanted blueprint, and the single-claimed one they hold. The explicit `$and`
+/// is what MongoDB reads anyway; nx-27017 needs it to keep the other conditions
+/// beside an `$or`.
+pub(crate) fn holdings(claim: &Claim) -> Document {
+    doc! {"$and": [
+        {"status": ClusterStatus::Applied.as_str(), "user_id": &claim.user_id},
+        {"$or": [{"blueprint": {"$in": &claim.blueprints}}, {"single_apply": true}]},
+    ]}
+}
+
+/// The query of a cluster listing.
+pub(crate) fn cluster_filter(filter: &ClusterFilter) -> Document {
+    let mut query = Document::new();
+    if let Some(status) = filter.status {
+        query.insert("status", status.as_str());
+    }
+    if let Some(host_id) = &filter.host_id {
+        query.insert("host_id", host_id);
+    }
+    if let Some(user_id) = &filter.user_id {
+        query.insert("user_id", user_id);
+    }
+    if let Some(blueprints) = &filter.blueprints {
+        query.insert("blueprint", doc! {"$in": blueprints});
+    }
+    query
+}
+
+/// The query of an operation listing.
+pub(crate) fn operation_filter(filter: &OperationFilter) -> Document {
+    let mut query = Document::new();
+    if let Some(host_id) = &filter.host_id {
+        query.insert("host_id", host_id);
+    }
+    if let Some(kind) = filter.kind {
+        query.insert("kind", kind.as_str());
+    }
+    if let Some(status) = filter.status {
+        query.insert("status", status.as_str());
+    }
+    query
+}
+
+/// The leases applied or released at `since` or later.
+pub(crate) fn active_since(since: DateTime<Utc>) -> Document {
+    doc! {"$or": [{"applied_at": {"$gte": date(since)}}, {"released_at": {"$gte": date(since)}}]}
+}
+
+/// A count an aggregation answered: a whole number of either width.
+pub(crate) fn whole_number(value: Option<&Bson>) -> Option<u64> {
+    match value {
+        Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
+        Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
-    use bson::doc;
     use poolcore::conformance::store::{ready_cluster, sample_blueprint, sample_host};
-    use poolcore::{Blueprint, Cluster, Host};
+    use poolcore::model::new_id;
+    use poolcore::{Blueprint, Cluster, Host, Operation};
 
     use super::*;
 
@@ -336,11 +550,168 @@ mod tests {
     }
 
     #[test]
+    fn flags_stored_as_numbers_are_read() {
+        let mut cluster = encode(&CLUSTER, &ready_cluster("bp", "h")).expect("encode");
+        cluster.insert("single_apply", 1_i32);
+        let cluster: Cluster = decode(&CLUSTER, cluster).expect("decode");
+        assert!(cluster.single_apply);
+        let mut host = encode(&HOST, &sample_host()).expect("encode");
+        host.insert("schedulable", 0_i64);
+        let host: Host = decode(&HOST, host).expect("decode");
+        assert!(!host.schedulable);
+    }
+
+    #[test]
     fn unknown_escapes_are_kept() {
         let value = unescape_keys(Bson::Document(doc! {"50%": 1, "%zz": 2, "%2": 3}));
         let Bson::Document(doc) = value else {
             panic!("a document")
         };
         assert_eq!(doc.keys().collect::<Vec<_>>(), ["50%", "%zz", "%2"]);
+    }
+
+    /// `doc` after the server applied `update` (`$set`, `$unset`, `$inc` of whole
+    /// numbers at the top level, as the store's updates use them).
+    fn apply(mut doc: Document, update: &Document) -> Document {
+        for (op, fields) in update {
+            let Bson::Document(fields) = fields else {
+                panic!("{op} takes a document")
+            };
+            for (field, value) in fields {
+                match op.as_str() {
+                    "$set" => drop(doc.insert(field, value.clone())),
+                    "$unset" => drop(doc.remove(field)),
+                    "$inc" => {
+                        let n = doc.get_i64(field).expect("a whole number") + value.as_i64().expect("i64");
+                        doc.insert(field, n);
+                    }
+                    other => panic!("unexpected {other}"),
+                }
+            }
+        }
+        doc
+    }
+
+    fn a_claim(allow_multiple: bool) -> Claim {
+        Claim {
+            user_id: "alice".into(),
+            blueprints: vec!["bp".into()],
+            hosts: vec!["h".into()],
+            metadata: BTreeMap::from([("ticket.id".into(), "42".into())]),
+            lease_id: new_id(),
+            now: millis(Utc::now()),
+            expires_at: Some(millis(Utc::now())),
+            allow_multiple,
+        }
+    }
+
+    #[test]
+    fn the_claim_update_changes_what_the_model_claim_changes() {
+        let mut ready = ready_cluster("bp", "h");
+        ready.created_at = millis(ready.created_at);
+        ready.stopped_nodes.insert("vp0".into());
+        for allow_multiple in [true, false] {
+            let claim = a_claim(allow_multiple);
+            let update = claim_update(&claim).expect("update");
+            let stored = new_cluster(&ready, 3).expect("document");
+            let written = apply(stored, &update);
+            let mut expected = ready.clone();
+            expected.claim(&claim);
+            let got: Cluster = decode(&CLUSTER, written.clone()).expect("decode");
+            assert_eq!(got, expected);
+            assert_eq!(written.get_i64(SLOT).ok(), Some(3), "the slot stays");
+            let holder = written.get_str(SINGLE_HOLDER).ok();
+            assert_eq!(holder, (!allow_multiple).then_some("alice"));
+        }
+    }
+
+    #[test]
+    fn only_applied_single_clusters_name_their_holder() {
+        let mut cluster = ready_cluster("bp", "h");
+        assert!(new_cluster(&cluster, 0)
+            .expect("doc")
+            .get(SINGLE_HOLDER)
+            .is_none());
+        cluster.claim(&a_claim(false));
+        let doc = new_cluster(&cluster, 0).expect("doc");
+        assert_eq!(doc.get_str(SINGLE_HOLDER).ok(), Some("alice"));
+        assert_eq!(
+            cluster_update(&cluster)
+                .expect("update")
+                .get_document("$set")
+                .expect("$set")
+                .get_str(SINGLE_HOLDER)
+                .ok(),
+            Some("alice")
+        );
+        cluster.release(Utc::now());
+        let update = cluster_update(&cluster).expect("update");
+        assert_eq!(
+            update.get_document("$unset").ok(),
+            Some(&doc! {SINGLE_HOLDER: ""})
+        );
+        assert!(update.get_document("$set").expect("$set").get("_id").is_none());
+    }
+
+    #[test]
+    fn a_lease_is_rebuilt_from_its_claimed_cluster() {
+        let mut cluster = ready_cluster("bp", "h");
+        assert!(open_lease_of(&cluster).is_none(), "a free cluster has no lease");
+        let claim = a_claim(true);
+        cluster.claim(&claim);
+        assert_eq!(
+            open_lease_of(&cluster),
+            Some(LeaseRecord::opened(&cluster, &claim))
+        );
+    }
+
+    #[test]
+    fn documents_of_an_earlier_version_read_with_defaults() {
+        let mut host = encode(&HOST, &sample_host()).expect("encode");
+        host.remove("version");
+        host.remove("tls");
+        let host: Host = decode(&HOST, host).expect("decode");
+        assert_eq!((host.version, host.tls), (0, None));
+
+        let mut cluster = encode(&CLUSTER, &ready_cluster("bp", "h")).expect("encode");
+        cluster.remove("single_apply");
+        cluster.remove("stopped_nodes");
+        let cluster: Cluster = decode(&CLUSTER, cluster).expect("decode");
+        assert!(!cluster.single_apply && cluster.stopped_nodes.is_empty());
+
+        let op = doc! {"_id": "op", "kind": "fill", "host_id": "h", "status": "running", "done": 0_i64,
+        "total": 1_i64, "error": null, "created_at": date(Utc::now()), "finished_at": null};
+        let op: Operation = decode(&OPERATION, op).expect("decode");
+        assert_eq!(op.updated_at, op.created_at, "updated_at reads as created_at");
+    }
+
+    #[test]
+    fn filters_become_queries() {
+        assert_eq!(cluster_filter(&ClusterFilter::default()), doc! {});
+        let filter = ClusterFilter {
+            status: Some(ClusterStatus::Ready),
+            host_id: Some("h".into()),
+            user_id: Some("u".into()),
+            blueprints: Some(vec!["a".into(), "b".into()]),
+        };
+        assert_eq!(
+            cluster_filter(&filter),
+            doc! {"status": "ready", "host_id": "h", "user_id": "u", "blueprint": {"$in": ["a", "b"]}}
+        );
+        let filter = OperationFilter {
+            host_id: Some("h".into()),
+            kind: Some(poolcore::OperationKind::Fill),
+            status: Some(poolcore::OperationStatus::Interrupted),
+        };
+        assert_eq!(
+            operation_filter(&filter),
+            doc! {"host_id": "h", "kind": "fill", "status": "interrupted"}
+        );
+    }
+
+    #[test]
+    fn versions_beyond_i64_are_refused() {
+        assert_eq!(version(7).ok(), Some(7));
+        assert!(version(u64::MAX).is_err());
     }
 }

@@ -3,7 +3,9 @@
 //! [`MongoStore`]: PoolManager's [`Store`](poolcore::Store) on MongoDB, for several
 //! PoolManager servers (behind a load balancer, on different machines) sharing one
 //! pool. Applies stay atomic across them without multi-document transactions: every
-//! change of a cluster is one conditional single-document write.
+//! change is one conditional single-document write, and unique indexes keep hosts
+//! within their capacity and users to one single-claimed cluster (see
+//! [`MongoStore`]).
 //!
 //! ```no_run
 //! use chrono::Utc;
@@ -22,6 +24,7 @@
 //!     name: "fabric-pbft-4".into(),
 //!     labels: [("consensus_plugin".to_string(), "pbft".to_string())].into(),
 //!     nodes: vec![],
+//!     api_port: None,
 //!     created_at: Utc::now(),
 //! };
 //! store.insert_blueprint(&blueprint).await?;
@@ -31,15 +34,16 @@
 //! ```
 //!
 //! Collections: `hosts`, `blueprints`, `clusters`, `leases`, `operations` and
-//! `locks`; their indexes are created when a store connects. Timestamps are BSON
-//! dates (millisecond precision).
+//! `locks`; their indexes are created, and documents of an earlier version migrated,
+//! when a store connects. Timestamps are BSON dates (millisecond precision).
 
 #![warn(missing_docs)]
 
 pub mod config;
+mod core;
 mod documents;
-mod schema;
+mod error;
 mod store;
 
+pub use crate::core::{LeaseRepair, MongoStore};
 pub use config::{MongoConfig, DEFAULT_DATABASE};
-pub use store::{LeaseRepair, MongoStore};

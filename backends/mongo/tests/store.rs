@@ -1,6 +1,8 @@
 //! What the Mongo store promises beyond the shared suite: lease records survive a
-//! crash between a claim's or a release's two writes, locks and keys behave on a
-//! real server, two connections share one pool, and connection errors are clear.
+//! crash between a claim's or a release's two writes, documents of an earlier
+//! version are migrated, locks and keys behave on a real server, two connections
+//! (as two servers) share one pool without exceeding a capacity or a single claim,
+//! and connection errors are clear.
 
 mod common;
 
@@ -11,7 +13,9 @@ use chrono::{Duration, Utc};
 use futures::future::join_all;
 use poolcore::conformance::store::{ready_cluster, sample_host};
 use poolcore::model::new_id;
-use poolcore::{Claim, Cluster, ClusterStatus, LeaseRecord, Store};
+use poolcore::{
+    Claim, ClaimOutcome, Cluster, ClusterFilter, ClusterStatus, LeaseRecord, Page, ReleaseReason, Store,
+};
 use poolcore_mongo::{LeaseRepair, MongoConfig, MongoStore};
 
 fn claim(user: &str, blueprint: &str, host: &str) -> Claim {
@@ -23,6 +27,86 @@ fn claim(user: &str, blueprint: &str, host: &str) -> Claim {
         lease_id: new_id(),
         now: Utc::now(),
         expires_at: None,
+        allow_multiple: true,
+    }
+}
+
+/// A store on the same database as `store`, through its own client: as a second
+/// server sees it.
+async fn second_server(store: &MongoStore) -> MongoStore {
+    MongoStore::with_config(store.config().clone())
+        .await
+        .expect("second connection")
+}
+
+/// Two servers on one fresh database, each with its own client.
+struct Servers {
+    first: MongoStore,
+    second: MongoStore,
+}
+
+impl Servers {
+    async fn start() -> Option<Self> {
+        let first = common::fresh_store().await?;
+        let second = second_server(&first).await;
+        Some(Servers { first, second })
+    }
+
+    /// The server the `i`th of many concurrent calls goes to: each in turn.
+    fn nth(&self, i: usize) -> &MongoStore {
+        if i.is_multiple_of(2) {
+            &self.first
+        } else {
+            &self.second
+        }
+    }
+
+    /// Inserts `clusters` all at once, spread over both servers; returns how many
+    /// went in.
+    async fn insert_all(&self, clusters: &[Cluster], capacity: u32) -> usize {
+        let results = join_all(
+            clusters
+                .iter()
+                .enumerate()
+                .map(|(i, c)| self.nth(i).insert_cluster(c, capacity)),
+        )
+        .await;
+        results
+            .into_iter()
+            .filter(|r| *r.as_ref().expect("insert"))
+            .count()
+    }
+
+    /// Claims with `claims` all at once, spread over both servers.
+    async fn claim_all(&self, claims: &[Claim]) -> Vec<ClaimOutcome> {
+        let results = join_all(
+            claims
+                .iter()
+                .enumerate()
+                .map(|(i, c)| self.nth(i).claim_cluster(c)),
+        )
+        .await;
+        results
+            .into_iter()
+            .map(|r| r.expect("claim does not fail"))
+            .collect()
+    }
+
+    async fn stop(self) {
+        common::drop_database(self.first).await;
+    }
+}
+
+/// Inserts `cluster` on a host with room to spare.
+async fn insert(store: &MongoStore, cluster: &Cluster) {
+    assert!(store.insert_cluster(cluster, 100).await.expect("insert"));
+}
+
+/// The cluster `req` took; panics on any other outcome.
+async fn take(store: &MongoStore, req: &Claim) -> Cluster {
+    match store.claim_cluster(req).await.expect("claim") {
+        ClaimOutcome::Claimed(c) => c,
+        other => panic!("expected a claimed cluster, got {other:?}"),
     }
 }
 
@@ -38,21 +122,16 @@ async fn lease(store: &MongoStore, id: &str) -> Option<LeaseRecord> {
 async fn claimed(store: &MongoStore) -> (Cluster, Claim) {
     let host = new_id();
     let cluster = ready_cluster("bp", &host);
-    store.insert_cluster(&cluster).await.expect("insert");
+    insert(store, &cluster).await;
     let req = claim(&format!("user-{}", &new_id()[..8]), "bp", &host);
-    let got = store
-        .claim_cluster(&req)
-        .await
-        .expect("claim")
-        .expect("a cluster");
-    (got, req)
+    (take(store, &req).await, req)
 }
 
 /// A cluster claimed, then released at `at`; returns it with the claim.
 async fn released(store: &MongoStore, at: chrono::DateTime<Utc>) -> (Cluster, Claim) {
     let (cluster, req) = claimed(store).await;
     store
-        .release_cluster(&cluster.id, at)
+        .release_cluster(&cluster.id, at, ReleaseReason::Expired)
         .await
         .expect("release")
         .expect("released");
@@ -71,7 +150,7 @@ async fn a_claim_cut_short_gets_its_lease_back() {
     cluster.lease_id = Some(new_id());
     cluster.applied_at = Some(Utc::now());
     cluster.metadata.insert("ticket".into(), "7".into());
-    store.insert_cluster(&cluster).await.expect("insert");
+    insert(&store, &cluster).await;
     let lease_id = cluster.lease_id.clone().expect("lease id");
     assert!(lease(&store, &lease_id).await.is_none());
 
@@ -99,16 +178,14 @@ async fn a_claim_cut_short_gets_its_lease_back() {
     // Releasing it closes the rebuilt lease; none is duplicated.
     let now = Utc::now();
     store
-        .release_cluster(&cluster.id, now)
+        .release_cluster(&cluster.id, now, ReleaseReason::Release)
         .await
         .expect("release")
         .expect("released");
-    let user_leases = store
-        .list_leases(Some("alice"), poolcore::Page::ALL)
-        .await
-        .expect("list");
+    let user_leases = store.list_leases(Some("alice"), Page::ALL).await.expect("list");
     assert_eq!(user_leases.total, 1);
     assert!(user_leases.items[0].released_at.is_some());
+    assert_eq!(user_leases.items[0].release_reason, Some(ReleaseReason::Release));
     common::drop_database(store).await;
 }
 
@@ -125,7 +202,7 @@ async fn a_release_cut_short_closes_its_lease_at_the_release_time() {
     leases
         .update_one(
             doc! {"_id": &open_claim.lease_id},
-            doc! {"$set": {"released_at": null}},
+            doc! {"$set": {"released_at": null, "release_reason": null}},
         )
         .await
         .expect("reopen the lease");
@@ -156,6 +233,11 @@ async fn a_release_cut_short_closes_its_lease_at_the_release_time() {
             (closed - released_at).num_milliseconds().abs() < 1,
             "closed at the release time {released_at}, not at the repair: {closed}"
         );
+        assert_eq!(
+            record.release_reason,
+            Some(ReleaseReason::Expired),
+            "closed for the reason of the release"
+        );
     }
     common::drop_database(store).await;
 }
@@ -184,6 +266,7 @@ async fn an_open_lease_of_a_gone_cluster_is_closed() {
     assert!(closed
         .released_at
         .is_some_and(|t| t >= before - Duration::seconds(1)));
+    assert_eq!(closed.release_reason, Some(ReleaseReason::Deleted));
     let open = lease(&store, &kept_claim.lease_id).await.expect("lease kept");
     assert!(
         open.released_at.is_none(),
@@ -261,15 +344,18 @@ async fn keys_with_dots_and_dollars_round_trip() {
     let mut cluster = ready_cluster("bp", &host_id);
     let endpoints = cluster.deployment.nodes.remove("vp0").expect("a node");
     cluster.deployment.nodes.insert("peer0.org1".into(), endpoints);
-    store.insert_cluster(&cluster).await.expect("insert cluster");
+    cluster.stopped_nodes.insert("peer0.org1".into());
+    insert(&store, &cluster).await;
+    let stored = store
+        .get_cluster(&cluster.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(stored.stopped_nodes, cluster.stopped_nodes);
     let mut req = claim("alice", "bp", &host_id);
     req.metadata.insert("build.id".into(), "1.2".into());
     req.metadata.insert("$cost".into(), "100%".into());
-    let got = store
-        .claim_cluster(&req)
-        .await
-        .expect("claim")
-        .expect("a cluster");
+    let got = take(&store, &req).await;
     assert_eq!(got.metadata, req.metadata);
     assert!(got.deployment.nodes.contains_key("peer0.org1"));
     let record = lease(&store, &req.lease_id).await.expect("lease");
@@ -279,32 +365,188 @@ async fn keys_with_dots_and_dollars_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_connections_share_one_pool() {
-    let Some(first) = common::fresh_store().await else {
+    let Some(servers) = Servers::start().await else {
         return;
     };
-    let config = first.config().clone();
-    let second = MongoStore::with_config(config).await.expect("second connection");
     let host = new_id();
-    let clusters: Vec<Cluster> = (0..10).map(|_| ready_cluster("bp", &host)).collect();
-    for c in &clusters {
-        first.insert_cluster(c).await.expect("insert");
+    for _ in 0..10 {
+        insert(&servers.first, &ready_cluster("bp", &host)).await;
     }
     let claims: Vec<Claim> = (0..40).map(|i| claim(&format!("u{i}"), "bp", &host)).collect();
-    let results = join_all(claims.iter().enumerate().map(|(i, c)| {
-        let store: &dyn Store = if i % 2 == 0 { &first } else { &second };
-        store.claim_cluster(c)
-    }))
-    .await;
-    let won: Vec<String> = results
+    let won: Vec<String> = servers
+        .claim_all(&claims)
+        .await
         .into_iter()
-        .filter_map(|r| r.expect("claim does not fail"))
-        .map(|c| c.id)
+        .filter_map(|outcome| match outcome {
+            ClaimOutcome::Claimed(c) => Some(c.id),
+            _ => None,
+        })
         .collect();
     let distinct: BTreeSet<&String> = won.iter().collect();
     assert_eq!((won.len(), distinct.len()), (10, 10), "each cluster once");
-    let leases = second.list_leases(None, poolcore::Page::ALL).await.expect("list");
+    let leases = servers.second.list_leases(None, Page::ALL).await.expect("list");
     assert_eq!(leases.total, 10, "one lease per claimed cluster");
-    common::drop_database(first).await;
+    servers.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_filling_one_host_never_exceed_its_capacity() {
+    let Some(servers) = Servers::start().await else {
+        return;
+    };
+    let host = new_id();
+    let on_host = ClusterFilter {
+        host_id: Some(host.clone()),
+        ..ClusterFilter::default()
+    };
+    // The second round, at a lowered capacity, finds the host full already.
+    for (capacity, expected) in [(7, 7), (3, 0)] {
+        let clusters: Vec<Cluster> = (0..30).map(|_| ready_cluster("bp", &host)).collect();
+        let inserted = servers.insert_all(&clusters, capacity).await;
+        let listing = servers
+            .first
+            .list_clusters(&on_host, Page::ALL)
+            .await
+            .expect("list");
+        assert_eq!((inserted, listing.total), (expected, 7), "capacity {capacity}");
+    }
+    servers.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lowered_capacity_holds_after_deletes() {
+    let Some(servers) = Servers::start().await else {
+        return;
+    };
+    let host = new_id();
+    let clusters: Vec<Cluster> = (0..6).map(|_| ready_cluster("bp", &host)).collect();
+    assert_eq!(servers.insert_all(&clusters, 6).await, 6);
+    // Lowered to 4 with slots 0, 4 and 5 left in use: only one more fits.
+    for c in &clusters[1..4] {
+        assert!(servers
+            .first
+            .delete_cluster(&c.id, c.version)
+            .await
+            .expect("delete"));
+    }
+    let more: Vec<Cluster> = (0..12).map(|_| ready_cluster("bp", &host)).collect();
+    assert_eq!(
+        servers.insert_all(&more, 4).await,
+        1,
+        "3 clusters left on a host of capacity 4"
+    );
+    let slots = slots_of(&servers.first, &host).await;
+    assert_eq!(
+        slots,
+        BTreeSet::from([0, 1, 2, 3]),
+        "every cluster moved below the capacity"
+    );
+    servers.stop().await;
+}
+
+/// The slots the clusters of `host` sit on.
+async fn slots_of(store: &MongoStore, host: &str) -> BTreeSet<i64> {
+    use futures::TryStreamExt;
+    let docs: Vec<Document> = collection(store, "clusters")
+        .find(doc! {"host_id": host})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("read");
+    // A server may store a whole number it was given as 64 bits in 32 (nx-27017 does).
+    let slot = |d: &Document| match d.get("slot") {
+        Some(bson::Bson::Int32(n)) => i64::from(*n),
+        Some(bson::Bson::Int64(n)) => *n,
+        other => panic!("not a slot: {other:?}"),
+    };
+    docs.iter().map(slot).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_single_claims_of_one_user_through_two_servers_take_one_cluster() {
+    let Some(servers) = Servers::start().await else {
+        return;
+    };
+    let host = new_id();
+    for _ in 0..10 {
+        insert(&servers.first, &ready_cluster("bp", &host)).await;
+    }
+    let user = format!("user-{}", &new_id()[..8]);
+    let claims: Vec<Claim> = (0..50)
+        .map(|_| Claim {
+            allow_multiple: false,
+            ..claim(&user, "bp", &host)
+        })
+        .collect();
+    let (mut taken, mut got) = (0, BTreeSet::new());
+    for outcome in servers.claim_all(&claims).await {
+        match outcome {
+            ClaimOutcome::Claimed(c) => {
+                taken += 1;
+                got.insert(c.id);
+            }
+            ClaimOutcome::Held(c) => drop(got.insert(c.id)),
+            other => panic!("expected Claimed or Held, got {other:?}"),
+        }
+    }
+    assert_eq!((taken, got.len()), (1, 1), "one cluster, taken once: {got:?}");
+    let leases = servers
+        .first
+        .list_leases(Some(&user), Page::ALL)
+        .await
+        .expect("leases");
+    assert_eq!(leases.total, 1);
+    servers.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_versions_documents_are_migrated_at_connect() {
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    let (hosts, clusters) = (collection(&store, "hosts"), collection(&store, "clusters"));
+    let host = sample_host();
+    store.insert_host(&host).await.expect("insert host");
+    hosts
+        .update_one(doc! {"_id": &host.id}, doc! {"$unset": {"version": ""}})
+        .await
+        .expect("as an earlier version wrote it");
+    let host_id = new_id();
+    let old: Vec<Cluster> = (0..3).map(|_| ready_cluster("bp", &host_id)).collect();
+    for c in &old {
+        insert(&store, c).await;
+    }
+    clusters
+        .update_many(
+            doc! {"host_id": &host_id},
+            doc! {"$unset": {"slot": "", "stopped_nodes": "", "single_apply": ""}},
+        )
+        .await
+        .expect("as an earlier version wrote them");
+
+    let reopened = second_server(&store).await;
+    assert_eq!(slots_of(&reopened, &host_id).await, BTreeSet::from([0, 1, 2]));
+    let got = reopened.get_host(&host.id).await.expect("get").expect("exists");
+    assert_eq!(got.version, 0);
+    let mut renamed = got.clone();
+    renamed.name = format!("{}-renamed", host.name);
+    assert_eq!(reopened.update_host(&renamed).await.expect("update").version, 1);
+    let cluster = reopened
+        .get_cluster(&old[0].id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert!(cluster.stopped_nodes.is_empty() && !cluster.single_apply);
+    assert!(!reopened
+        .insert_cluster(&ready_cluster("bp", &host_id), 3)
+        .await
+        .expect("insert"));
+    assert!(reopened
+        .insert_cluster(&ready_cluster("bp", &host_id), 4)
+        .await
+        .expect("insert"));
+    common::drop_database(store).await;
 }
 
 #[tokio::test]

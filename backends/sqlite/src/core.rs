@@ -82,6 +82,29 @@ impl SqliteStore {
         })
     }
 
+    /// Adds `clusters` and `leases` as they are, in one transaction: for seeding a
+    /// database (benchmarks, imports), where one transaction per record is too slow.
+    /// Capacities are not checked.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when an id or name is taken; nothing is written then.
+    pub async fn import(
+        &self,
+        clusters: Vec<poolcore::Cluster>,
+        leases: Vec<poolcore::LeaseRecord>,
+    ) -> Result<()> {
+        self.write("import", move |conn| {
+            for cluster in &clusters {
+                crate::rows::insert_cluster(conn, cluster)?;
+            }
+            for lease in &leases {
+                crate::rows::insert_lease(conn, lease)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// The config the store was opened with.
     pub fn config(&self) -> &SqliteConfig {
         &self.config

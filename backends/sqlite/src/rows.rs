@@ -341,6 +341,15 @@ pub(crate) fn cluster_values(c: &Cluster) -> Result<Vec<(&'static str, Value)>, 
     ])
 }
 
+/// Inserts `cluster`, in the caller's transaction.
+pub(crate) fn insert_cluster(conn: &Connection, cluster: &Cluster) -> Result<(), SqliteError> {
+    let values = cluster_values(cluster)?;
+    conn.prepare_cached(INSERT_CLUSTER)?
+        .execute(named(&values).as_slice())
+        .map_err(|e| conflict_on_constraint(e, || format!("cluster {:?} exists", cluster.name)))?;
+    Ok(())
+}
+
 /// The cluster with `id`, in the caller's transaction.
 pub(crate) fn select_cluster(conn: &Connection, id: &str) -> rusqlite::Result<Option<Cluster>> {
     let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE id = ?1");

@@ -17,10 +17,10 @@ use rusqlite::{named_params, params, Connection, OptionalExtension};
 use crate::core::SqliteStore;
 use crate::error::{conflict_on_constraint, SqliteError};
 use crate::rows::{
-    blueprint_from_row, cluster_from_row, cluster_values, count, host_from_row, host_values, host_version,
-    insert_blueprint, insert_lease, json, lease_from_row, list_page, named, operation_from_row,
-    put_operation, select_cluster, select_page, time, write_cluster, BLUEPRINT_COLUMNS, CLUSTER_COLUMNS,
-    HOST_COLUMNS, INSERT_CLUSTER, INSERT_HOST, LEASE_COLUMNS, OPERATION_COLUMNS, UPDATE_HOST,
+    blueprint_from_row, cluster_from_row, count, host_from_row, host_values, host_version, insert_blueprint,
+    insert_lease, json, lease_from_row, list_page, named, operation_from_row, put_operation, select_cluster,
+    select_page, time, write_cluster, BLUEPRINT_COLUMNS, CLUSTER_COLUMNS, HOST_COLUMNS, INSERT_HOST,
+    LEASE_COLUMNS, OPERATION_COLUMNS, UPDATE_HOST,
 };
 
 /// Picks the cluster a new claim takes: ready, healthy, of a wanted blueprint on a
@@ -322,10 +322,7 @@ impl Store for SqliteStore {
             if on_host >= u64::from(capacity) {
                 return Ok(false);
             }
-            let values = cluster_values(&cluster)?;
-            conn.prepare_cached(INSERT_CLUSTER)?
-                .execute(named(&values).as_slice())
-                .map_err(|e| conflict_on_constraint(e, || format!("cluster {:?} exists", cluster.name)))?;
+            crate::rows::insert_cluster(conn, &cluster)?;
             Ok(true)
         })
         .await

@@ -306,6 +306,7 @@ impl HostDriver for SwarmDriver {
             .with_multi_machine(true)
             .with_health_checks(true)
             .with_node_control(true)
+            .with_runs_processes(true)
     }
 
     /// The manager's engine facts; on a manager, CPUs and memory are those of every

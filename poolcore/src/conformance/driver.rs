@@ -18,6 +18,25 @@
 //! other things. The engine needs the [`TEST_IMAGE`] (or the one given with
 //! [`DriverHarness::with_image`]): busybox with `sh`, `httpd`, `nc`, `echo` and
 //! `sleep`, whose default command serves HTTP on port 80.
+//!
+//! ## Drivers that run no processes
+//!
+//! A driver without [`Capability::runs_processes`](crate::Capability::runs_processes)
+//! (the simulated engine) plays the nodes' states but runs no command: its published
+//! ports answer every request alike, and no script exits or fails a health check. Four
+//! cases adapt to it, and the real-engine path of each is unchanged:
+//!
+//! - [`create_runs_every_node_and_publishes_ports`] checks that every published port
+//!   answers, not the page each node's command serves.
+//! - [`nodes_reach_each_other_by_name`] checks that both nodes are on the cluster's
+//!   network and that the client's port answers, not that the client fetched the
+//!   server's page.
+//! - [`inspect_finds_exactly_this_hosts_clusters`] makes the crashing node exit through
+//!   the harness's [`NodeFaults`] instead of its `exit 3`.
+//! - [`unhealthy_node_is_reported`] makes the health check fail through [`NodeFaults`]
+//!   instead of its `exit 1`.
+//!
+//! Such a driver's harness needs [`DriverHarness::with_node_faults`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -52,6 +71,17 @@ pub fn engine_from_env() -> String {
 /// How long a node may take to answer, or to reach a state, before a case fails.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Makes a node fail the way a real node's command would, for engines that run no
+/// processes (see the [module docs](self)): the engine's own test hooks do it.
+pub trait NodeFaults: Send + Sync + 'static {
+    /// Makes `node` of cluster `cluster_id` on `host`'s engine exit, as a command that
+    /// ends does.
+    fn exit(&self, host: &Host, cluster_id: &str, node: &str);
+
+    /// Makes `node` of cluster `cluster_id` on `host`'s engine fail its health check.
+    fn fail_health_check(&self, host: &Host, cluster_id: &str, node: &str);
+}
+
 /// What the cases need: a connector, the engine to test, and how to reach what it
 /// publishes.
 pub struct DriverHarness {
@@ -62,6 +92,7 @@ pub struct DriverHarness {
     missing_image: String,
     unreachable_endpoint: String,
     parallelism: usize,
+    faults: Option<Arc<dyn NodeFaults>>,
     /// Every host a case was given, for the final clean-up.
     hosts: Mutex<Vec<Host>>,
 }
@@ -88,6 +119,7 @@ impl DriverHarness {
             missing_image: "poolmanager/does-not-exist:1".to_owned(),
             unreachable_endpoint: "tcp://127.0.0.1:1".to_owned(),
             parallelism: 4,
+            faults: None,
             hosts: Mutex::new(Vec::new()),
         }
     }
@@ -120,6 +152,13 @@ impl DriverHarness {
     /// How many cases [`run_all`] runs at once (at least one).
     pub fn with_parallelism(mut self, cases: usize) -> Self {
         self.parallelism = cases.max(1);
+        self
+    }
+
+    /// How nodes are made to fail on an engine that runs no processes; such a driver's
+    /// harness needs it.
+    pub fn with_node_faults(mut self, faults: impl NodeFaults) -> Self {
+        self.faults = Some(Arc::new(faults));
         self
     }
 
@@ -216,6 +255,14 @@ impl DriverHarness {
             }
         }
         removed
+    }
+
+    /// The fault hooks, for a case on a driver that runs no processes.
+    fn faults(&self) -> &dyn NodeFaults {
+        match &self.faults {
+            Some(faults) => faults.as_ref(),
+            None => panic!("the driver runs no processes: give the harness DriverHarness::with_node_faults"),
+        }
     }
 
     /// A node running the test image's default command, serving HTTP on port 80 as `http`.
@@ -428,15 +475,19 @@ pub async fn create_runs_every_node_and_publishes_ports(h: &DriverHarness) {
         .collect();
     assert_eq!(host_ports.len(), 3, "ports share a host port: {deployment:?}");
 
-    assert_eq!(wait_http(endpoint(&deployment, "web", "http")).await.trim(), "ok");
-    assert_eq!(
-        wait_http(endpoint(&deployment, "echo", "api")).await.trim(),
-        "hello-from-env"
-    );
-    assert_eq!(
-        wait_http(endpoint(&deployment, "echo", "alt")).await.trim(),
-        "hello-from-env"
-    );
+    // Only a node that runs its command serves its own page; a simulated one answers.
+    let runs_processes = driver.capability().runs_processes;
+    let pages = [
+        ("web", "http", "ok"),
+        ("echo", "api", "hello-from-env"),
+        ("echo", "alt", "hello-from-env"),
+    ];
+    for (node, port, page) in pages {
+        let body = wait_http(endpoint(&deployment, node, port)).await;
+        if runs_processes {
+            assert_eq!(body.trim(), page, "page of {node}.{port}");
+        }
+    }
     // The health check passes, so the node counts as running.
     wait_state(&*driver, &cluster.id, "web", |s| *s == NodeState::Running).await;
     clean(&*driver).await;
@@ -461,10 +512,22 @@ pub async fn nodes_reach_each_other_by_name(h: &DriverHarness) {
     let cluster = cluster_on(&host, &bp);
     let deployment = ok(driver.create_cluster(&cluster, &bp).await, "create");
     let body = wait_http(endpoint(&deployment, "client", "http")).await;
-    assert!(
-        body.contains("greetings-from-server"),
-        "client fetched {body:?} from `server`"
-    );
+    if driver.capability().runs_processes {
+        assert!(
+            body.contains("greetings-from-server"),
+            "client fetched {body:?} from `server`"
+        );
+    } else {
+        // No process fetches anything: both nodes on the cluster's network is what the
+        // engine can show.
+        let observed = observe(&*driver).await;
+        let found = observed.iter().find(|c| c.cluster_id == cluster.id);
+        let on_network = found.is_some_and(|c| c.network && c.nodes.len() == 2);
+        assert!(
+            on_network,
+            "server and client are not on one network: {observed:?}"
+        );
+    }
     clean(&*driver).await;
 }
 
@@ -770,6 +833,9 @@ pub async fn inspect_finds_exactly_this_hosts_clusters(h: &DriverHarness) {
         other.create_cluster(&elsewhere, &healthy).await,
         "create on the other host",
     );
+    if !driver.capability().runs_processes {
+        h.faults().exit(&host, &second.id, "crash");
+    }
 
     let ids: BTreeSet<String> = observe(&*driver)
         .await
@@ -799,11 +865,12 @@ pub async fn inspect_finds_exactly_this_hosts_clusters(h: &DriverHarness) {
 }
 
 /// `inspect`: a node whose health check fails is `Unhealthy` (drivers that run health
-/// checks only).
+/// checks, or that run no processes at all and fail the check through [`NodeFaults`]).
 pub async fn unhealthy_node_is_reported(h: &DriverHarness) {
     let host = h.host("unhealthy");
     let driver = h.driver(&host);
-    if !driver.capability().health_checks {
+    let capability = driver.capability();
+    if capability.runs_processes && !capability.health_checks {
         return;
     }
     // Without ports: a swarm publishes a node's ports only once its health check passes,
@@ -818,6 +885,9 @@ pub async fn unhealthy_node_is_reported(h: &DriverHarness) {
     let bp = blueprint(vec![sick]);
     let cluster = cluster_on(&host, &bp);
     ok(driver.create_cluster(&cluster, &bp).await, "create");
+    if !capability.runs_processes {
+        h.faults().fail_health_check(&host, &cluster.id, "sick");
+    }
     wait_state(&*driver, &cluster.id, "sick", |s| {
         matches!(s, NodeState::Unhealthy(_))
     })

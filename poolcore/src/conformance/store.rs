@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use futures::future::join_all;
 
 use crate::model::{
@@ -55,8 +55,10 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &new_id()[..8])
 }
 
-/// A host with a unique name.
+/// A host with a unique name; its times are whole milliseconds, which every store
+/// keeps exactly (see [`same_instant`]), so that it reads back equal.
 pub fn sample_host() -> Host {
+    let now = Utc::now().trunc_subsecs(3);
     Host {
         id: new_id(),
         name: unique("host"),
@@ -69,7 +71,7 @@ pub fn sample_host() -> Host {
         labels: Labels::from([("zone".into(), "eu".into())]),
         log: None,
         status: HostStatus::Active,
-        last_seen: Some(Utc::now()),
+        last_seen: Some(now),
         last_error: None,
         facts: EngineFacts {
             version: "20.10.24".into(),
@@ -80,7 +82,7 @@ pub fn sample_host() -> Host {
             swarm_manager: false,
         },
         tls: None,
-        created_at: Utc::now(),
+        created_at: now,
         version: 0,
     }
 }
@@ -299,20 +301,6 @@ pub async fn host_updates_are_conditional(store: &dyn Store) {
     store.delete_host(&host.id).await.expect("cleanup");
 }
 
-/// The first `Some` of up to twenty tries of `read`.
-async fn settled<T, F, Fut>(read: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..20 {
-        if let Some(value) = read().await {
-            return value;
-        }
-    }
-    panic!("twenty reads never gave a consistent page");
-}
-
 /// Hosts and blueprints come in pages, by name, with the total.
 pub async fn hosts_and_blueprints_page(store: &dyn Store) {
     let hosts: Vec<Host> = (0..3).map(|_| sample_host()).collect();
@@ -323,40 +311,52 @@ pub async fn hosts_and_blueprints_page(store: &dyn Store) {
     for b in &blueprints {
         store.insert_blueprint(b).await.expect("insert blueprint");
     }
-    // Another run side by side may change hosts between two reads: read both again
-    // until nothing changed in between (twenty tries; a wrong page never agrees).
+    let (all_hosts, page) = page_of_unchanged(
+        || store.list_hosts(Page::ALL),
+        || store.list_hosts(Page { offset: 1, limit: 2 }),
+    )
+    .await;
+    assert_eq!(all_hosts.total as usize, all_hosts.items.len());
+    assert_eq!(page.total, all_hosts.total);
     let names = |hs: &[Host]| hs.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
-    settled(|| async {
-        let all = store.list_hosts(Page::ALL).await.expect("hosts");
-        let page = store
-            .list_hosts(Page { offset: 1, limit: 2 })
-            .await
-            .expect("page");
-        (all.total as usize == all.items.len()
-            && page.total == all.total
-            && names(&page.items) == names(&all.items[1..3]))
-        .then_some(())
-    })
+    assert_eq!(names(&page.items), names(&all_hosts.items[1..3]));
+    let (all_bps, page) = page_of_unchanged(
+        || store.list_blueprints(Page::ALL),
+        || store.list_blueprints(Page { offset: 1, limit: 1 }),
+    )
     .await;
-    let bp_names = |bs: &[Blueprint]| bs.iter().map(|b| b.name.clone()).collect::<Vec<_>>();
-    settled(|| async {
-        let all = store.list_blueprints(Page::ALL).await.expect("blueprints");
-        let page = store
-            .list_blueprints(Page { offset: 1, limit: 1 })
-            .await
-            .expect("page");
-        (all.total as usize == all.items.len()
-            && page.total == all.total
-            && bp_names(&page.items) == bp_names(&all.items[1..2]))
-        .then_some(())
-    })
-    .await;
+    assert_eq!(all_bps.total as usize, all_bps.items.len());
+    assert_eq!((page.total, page.items.len()), (all_bps.total, 1));
+    assert_eq!(page.items[0].name, all_bps.items[1].name);
     for h in &hosts {
         store.delete_host(&h.id).await.expect("cleanup");
     }
     for b in &blueprints {
         store.delete_blueprint(&b.name).await.expect("cleanup");
     }
+}
+
+/// A whole listing and a page of it, read while nothing else changed the listing:
+/// another run of the suite side by side on the store may add or remove records
+/// between two reads, so they are read again until the listing read before and after
+/// the page agree.
+async fn page_of_unchanged<T, L, P>(
+    all: impl Fn() -> L,
+    page: impl Fn() -> P,
+) -> (crate::model::Listing<T>, crate::model::Listing<T>)
+where
+    T: PartialEq,
+    L: std::future::Future<Output = crate::Result<crate::model::Listing<T>>>,
+    P: std::future::Future<Output = crate::Result<crate::model::Listing<T>>>,
+{
+    for _ in 0..50 {
+        let before = all().await.expect("list");
+        let page = page().await.expect("page");
+        if all().await.expect("list") == before {
+            return (before, page);
+        }
+    }
+    panic!("the listing changed at every one of 50 reads");
 }
 
 /// Blueprints read back whole; names are unique.
@@ -973,14 +973,14 @@ pub async fn lease_activity_counts_per_bucket(store: &dyn Store) {
         }
         ids.push(c.id);
     }
-    // Only this case's window: another run side by side may have leases later on.
-    let window = |activity: Vec<LeaseActivity>| -> Vec<LeaseActivity> {
-        activity
-            .into_iter()
-            .filter(|b| b.start < since + Duration::minutes(6))
-            .collect()
+    // Leases of another run side by side fall at another random minute, later ones
+    // past this window's end: leave them out.
+    let end = since + Duration::minutes(10);
+    let activity = |from| async move {
+        let got = store.lease_activity(from, minute).await.expect("activity");
+        got.into_iter().filter(|b| b.start < end).collect::<Vec<_>>()
     };
-    let got = window(store.lease_activity(since, minute).await.expect("activity"));
+    let got = activity(since).await;
     let expected = |i: i32, applied, released| LeaseActivity {
         start: since + minute * i,
         applied,
@@ -995,12 +995,7 @@ pub async fn lease_activity_counts_per_bucket(store: &dyn Store) {
             expected(5, 1, 0)
         ]
     );
-    let later = window(
-        store
-            .lease_activity(since + Duration::minutes(2), minute)
-            .await
-            .expect("activity"),
-    );
+    let later = activity(since + Duration::minutes(2)).await;
     assert_eq!(
         later.len(),
         2,

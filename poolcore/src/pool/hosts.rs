@@ -124,7 +124,7 @@ fn validate_tls(tls: &Option<EngineTls>) -> Result<()> {
 }
 
 /// The address in service URLs for an endpoint: its host part for `tcp://`, loopback
-/// for a local socket.
+/// for a local socket or a simulated engine (whose ports listen on loopback).
 fn default_public_address(endpoint: &str) -> Result<String> {
     if ["unix://", "npipe://", "sim://"]
         .iter()
@@ -400,6 +400,7 @@ mod tests {
             "127.0.0.1"
         );
         assert_eq!(default_public_address("tcp://10.0.0.1:2375").unwrap(), "10.0.0.1");
+        assert_eq!(default_public_address("sim://demo").unwrap(), "127.0.0.1");
         assert_eq!(
             default_public_address("https://dock.example:2376/").unwrap(),
             "dock.example"

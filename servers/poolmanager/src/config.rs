@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use poolcore_sim::SimConfig;
 use poolcore_swarm::SwarmConfig;
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +24,7 @@ pub enum LogFormat {
 }
 
 /// Everything the server can be told.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// Address to listen on.
@@ -61,6 +62,10 @@ pub struct Config {
     /// How swarm hosts are driven (the `[swarm]` table of the config file): stop grace
     /// period, how long to wait for nodes to start, restart attempts.
     pub swarm: SwarmConfig,
+    /// How simulated engines behave (the `[sim]` table): latencies, injected create
+    /// failures, whether published ports are served. Hosts of kind `sim` run on them,
+    /// to try the API without Docker; nothing of theirs survives a restart.
+    pub sim: SimConfig,
     /// Networks (`10.0.0.0/8`, `fd00::/8`) or addresses whose callers may use the
     /// original PoolManager API (`/v1/...`, `/v2/...`) without a token, as with the
     /// user token; none by default. `/api/v1` always needs a token.
@@ -84,6 +89,7 @@ impl Default for Config {
             reconcile_transition_timeout: 300,
             reconcile_host_concurrency: 8,
             swarm: SwarmConfig::default(),
+            sim: SimConfig::default(),
             legacy_open_to: Vec::new(),
         }
     }
@@ -107,6 +113,7 @@ impl std::fmt::Debug for Config {
             .field("reconcile_transition_timeout", &self.reconcile_transition_timeout)
             .field("reconcile_host_concurrency", &self.reconcile_host_concurrency)
             .field("swarm", &self.swarm)
+            .field("sim", &self.sim)
             .field("legacy_open_to", &self.legacy_open_to)
             .finish()
     }

@@ -22,6 +22,7 @@ use config::Config;
 use poolcore::{Pool, PoolConfig, ReconcileConfig, ReconcileReport, Store};
 use poolcore_docker::DockerConnector;
 use poolcore_mongo::MongoStore;
+use poolcore_sim::SimConnector;
 use poolcore_sqlite::SqliteStore;
 use poolcore_swarm::SwarmConnector;
 
@@ -70,7 +71,7 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartError> {
 }
 
 /// The pool the config describes: its store and a connector per host kind (Docker
-/// engines and Swarm managers).
+/// engines, Swarm managers, and simulated engines for trying the API).
 pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
     let store = open_store(&config.database).await?;
     let pool_config = PoolConfig::default()
@@ -88,6 +89,7 @@ pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
     Ok(Pool::builder(store)
         .with_connector(DockerConnector::new())
         .with_connector(SwarmConnector::from_config(config.swarm.clone()))
+        .with_connector(SimConnector::from_config(config.sim.clone()))
         .with_config(pool_config)
         .build())
 }

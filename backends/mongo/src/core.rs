@@ -1,0 +1,896 @@
+//! The client, the collections and their indexes, what a store does when it connects
+//! (migrating documents of an earlier version, repairing lease records), and the
+//! queries the [`Store`](poolcore::Store) implementation is made of.
+//!
+//! # Collections and indexes
+//!
+//! Every record is one document, its id in `_id`. Indexes are created when a store
+//! connects; creating one that exists is a no-op, so several servers starting at
+//! once need no coordination. Unique indexes make names unique (a write that would
+//! break one fails with MongoDB's duplicate-key error, reported as a conflict), keep
+//! hosts within their capacity (`clusters_slot`) and users to one single-claimed
+//! cluster (`clusters_single`).
+//!
+//! # Migration of an earlier version's database
+//!
+//! Documents written before hosts had versions and clusters had slots read with
+//! defaults (see [`documents`](crate::documents)). Two fields are written at connect,
+//! because conditional writes and unique indexes need them stored: hosts without a
+//! `version` get version 0, and clusters without a `slot` get the lowest free slots
+//! of their hosts. Both steps only touch documents that lack the field, so they run
+//! at every connect, from any number of servers at once, and do nothing once done.
+//! An insert also moves a cluster it finds without a slot (written by a server of
+//! the earlier version meanwhile) into a free one; servers of both versions should
+//! still not share a database for long, since the earlier one does not keep hosts
+//! within capacity.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+use bson::{doc, Bson, Document};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::error::ErrorKind;
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+use poolcore::{
+    Claim, ClaimOutcome, Cluster, ClusterStatus, Error, LeaseRecord, Listing, Page, ReleaseReason, Result,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::config::MongoConfig;
+use crate::documents::{
+    self, cluster_update, decode, encode, new_cluster, open_lease_of, version, Shape, LAST_RELEASE, SLOT,
+};
+use crate::error::{conflict_on_duplicate, is_duplicate_key, run, MongoError};
+
+/// Hosts, `_id` = host id.
+const HOSTS: &str = "hosts";
+/// Blueprints, `_id` = blueprint name.
+const BLUEPRINTS: &str = "blueprints";
+/// Clusters, `_id` = cluster id.
+const CLUSTERS: &str = "clusters";
+/// Lease records, `_id` = lease id.
+const LEASES: &str = "leases";
+/// Long-running operations, `_id` = operation id.
+const OPERATIONS: &str = "operations";
+/// Named locks, `_id` = lock name.
+const LOCKS: &str = "locks";
+
+/// How often an insert reads a host's slots again after others took the free ones,
+/// and how often a release reads a cluster again that changed between its read and
+/// its write.
+pub(crate) const TRIES: usize = 32;
+
+/// A [`Store`](poolcore::Store) in one MongoDB database, shared by any number of
+/// PoolManager servers.
+///
+/// Open it with [`MongoStore::from_url`] or [`MongoStore::with_config`]; both check
+/// that the server answers, create the indexes, migrate documents of an earlier
+/// version and repair the lease records. Timestamps are kept as BSON dates, to the
+/// millisecond.
+///
+/// # Atomicity without transactions
+///
+/// Every change is one single-document write whose filter carries the condition,
+/// which MongoDB applies atomically; no multi-document transaction is used.
+///
+/// - A claim is one `findOneAndUpdate` on the ready-cluster filter. Every other change
+///   of a host or a cluster filters on `{_id, version}` (compare-and-set).
+/// - Capacity: each cluster document holds a `slot`, unique per host. An insert reads
+///   the host's slots and inserts at the lowest free one below the capacity, trying
+///   the next on a duplicate key; with none free the host is full. Slots at or above
+///   the capacity (left by a lowered capacity) are moved into free ones below it
+///   first, so that a host never holds more clusters than free slots allow. A
+///   recycled cluster keeps its document and slot; a deleted one frees it.
+/// - Single claims: an applied cluster of a claim without `allow_multiple` holds its
+///   user in `single_holder`, under a unique index: of concurrent single claims by one
+///   user, every write but the first fails (MongoDB answers a duplicate key,
+///   nx-27017 no document); those claims then find the cluster the user holds.
+///
+/// # Leases: two writes, and why none is lost
+///
+/// A claim writes the cluster first and the lease record second; a release writes
+/// the cluster first and closes the lease second. A crash between the two writes
+/// must not lose or duplicate a lease, so:
+///
+/// - the claimed cluster carries every field of its lease (lease id, user,
+///   metadata, applied_at): the lease record can always be rebuilt from it;
+/// - the released cluster keeps the closed lease record, with its release reason, in
+///   an extra field, `last_release`, written by the same write that releases it;
+/// - the lease record's `_id` is the lease id, so writing it twice is harmless;
+/// - [`MongoStore::repair_leases`], run whenever a store connects, writes the lease
+///   records a crash left missing or open.
+///
+/// A claim whose lease write fails hands the cluster back (conditional on the
+/// version it wrote) before it reports the error. A release whose lease write fails
+/// still succeeds: the cluster is released, and its `last_release` closes the lease
+/// at the next repair.
+pub struct MongoStore {
+    config: MongoConfig,
+    db: Database,
+    pub(crate) hosts: Collection<Document>,
+    pub(crate) blueprints: Collection<Document>,
+    pub(crate) clusters: Collection<Document>,
+    pub(crate) leases: Collection<Document>,
+    pub(crate) operations: Collection<Document>,
+    pub(crate) locks: Collection<Document>,
+}
+
+impl fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("url", &self.config.redacted_url())
+            .field("database", &self.db.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`MongoStore::repair_leases`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseRepair {
+    /// Lease records written anew, open or closed, for applies whose record was missing.
+    pub written: u64,
+    /// Open lease records closed, for clusters no longer applied under them.
+    pub closed: u64,
+}
+
+impl MongoStore {
+    /// Connects to the database a connection string names; see [`MongoConfig`] for
+    /// the forms (`mongodb://host:27017/poolmanager?replicaSet=rs0`, ...).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a URL that is not a MongoDB one, else as
+    /// [`MongoStore::with_config`].
+    pub async fn from_url(url: &str) -> Result<Self> {
+        Self::with_config(MongoConfig::from_url(url)?).await
+    }
+
+    /// Connects to the database `config` describes, checks that it answers, creates
+    /// the missing indexes, migrates documents of an earlier version and repairs the
+    /// lease records.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad config; [`Error::Unavailable`] when no server
+    /// answers within the driver's server selection timeout (30 s unless the URL sets
+    /// `serverSelectionTimeoutMS`); [`Error::Backend`] when the server refuses.
+    pub async fn with_config(config: MongoConfig) -> Result<Self> {
+        config.validate()?;
+        let db = client(&config).await?.database(&config.database_name());
+        let collection = |name| db.collection::<Document>(name);
+        let store = MongoStore {
+            hosts: collection(HOSTS),
+            blueprints: collection(BLUEPRINTS),
+            clusters: collection(CLUSTERS),
+            leases: collection(LEASES),
+            operations: collection(OPERATIONS),
+            locks: collection(LOCKS),
+            db,
+            config,
+        };
+        let slotted = run("connect", async {
+            store.db.run_command(doc! {"ping": 1}).await?;
+            create_indexes(&store.db).await?;
+            store.migrate().await
+        })
+        .await?;
+        let repaired = store.repair_leases().await?;
+        info!(
+            url = %store.config.redacted_url(),
+            database = store.db.name(),
+            clusters_slotted = slotted,
+            leases_written = repaired.written,
+            leases_closed = repaired.closed,
+            "opened mongodb store"
+        );
+        Ok(store)
+    }
+
+    /// The config the store was opened with.
+    pub fn config(&self) -> &MongoConfig {
+        &self.config
+    }
+
+    /// The database handle, for what the [`Store`](poolcore::Store) trait does not
+    /// cover (backups, dropping a test database).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Writes what an earlier version's documents lack and the indexes need (see the
+    /// module docs); returns how many clusters got a slot.
+    async fn migrate(&self) -> Result<u64, MongoError> {
+        self.hosts
+            .update_many(
+                doc! {"version": {"$exists": false}},
+                doc! {"$set": {"version": 0_i64}},
+            )
+            .await?;
+        let unslotted = self
+            .clusters
+            .find(doc! {SLOT: {"$exists": false}})
+            .projection(doc! {"host_id": 1})
+            .await?
+            .try_collect::<Vec<Document>>()
+            .await?;
+        let hosts: BTreeSet<&str> = unslotted
+            .iter()
+            .filter_map(|d| d.get_str("host_id").ok())
+            .collect();
+        for host_id in hosts {
+            self.settled_slots(host_id, i64::MAX).await?;
+        }
+        Ok(unslotted.len() as u64)
+    }
+}
+
+/// A client for `config`'s deployment.
+async fn client(config: &MongoConfig) -> Result<Client> {
+    let mut options = ClientOptions::parse(&config.url).await.map_err(|e| {
+        if matches!(*e.kind, ErrorKind::InvalidArgument { .. }) {
+            Error::invalid("mongodb url", format!("{}: {e}", config.redacted_url()))
+        } else {
+            MongoError::from(e).into_error("read the connection string")
+        }
+    })?;
+    options.app_name.get_or_insert_with(|| "poolmanager".to_owned());
+    Client::with_options(options).map_err(|e| MongoError::from(e).into_error("connect"))
+}
+
+// ---------------------------------------------------------------------------------
+// Indexes
+
+/// One index: collection, name, keys, unique or not, and the documents it covers
+/// (all when `None`).
+struct Index {
+    collection: &'static str,
+    name: &'static str,
+    keys: Document,
+    unique: bool,
+    partial: Option<Document>,
+}
+
+fn index(collection: &'static str, name: &'static str, keys: Document) -> Index {
+    Index {
+        collection,
+        name,
+        keys,
+        unique: false,
+        partial: None,
+    }
+}
+
+/// `index` unique, over the documents where `field` has `bson_type`. A partial
+/// index rather than a sparse one: sparse would still index an explicit null.
+/// (nx-27017 accepts the filter and ignores it; its indexes never hold a missing
+/// field, which is the same here.)
+fn unique(mut index: Index, field: &str, bson_type: &str) -> Index {
+    index.unique = true;
+    index.partial = Some(doc! {field: {"$type": bson_type}});
+    index
+}
+
+fn indexes() -> Vec<Index> {
+    let unique_name = |collection, name| Index {
+        unique: true,
+        ..index(collection, name, doc! {"name": 1})
+    };
+    vec![
+        unique_name(HOSTS, "hosts_name"),
+        unique_name(CLUSTERS, "clusters_name"),
+        // The claim's filter: ready, healthy, of a wanted blueprint, on a wanted host.
+        index(
+            CLUSTERS,
+            "clusters_claim",
+            doc! {"status": 1, "health": 1, "blueprint": 1, "host_id": 1},
+        ),
+        index(CLUSTERS, "clusters_host", doc! {"host_id": 1, "name": 1}),
+        index(CLUSTERS, "clusters_user", doc! {"user_id": 1, "status": 1}),
+        unique(
+            index(CLUSTERS, "clusters_slot", doc! {"host_id": 1, SLOT: 1}),
+            SLOT,
+            "number",
+        ),
+        unique(
+            index(CLUSTERS, "clusters_single", doc! {documents::SINGLE_HOLDER: 1}),
+            documents::SINGLE_HOLDER,
+            "string",
+        ),
+        // Lease listings, newest first. `_id` is left out of compound keys: some
+        // MongoDB-compatible servers (nx-27017, the test server) cannot index it there.
+        index(LEASES, "leases_applied", doc! {"applied_at": -1}),
+        index(LEASES, "leases_user", doc! {"user_id": 1, "applied_at": -1}),
+        // Open leases (the lease repair) and recent releases (lease activity).
+        index(LEASES, "leases_released", doc! {"released_at": 1}),
+        index(OPERATIONS, "operations_created", doc! {"created_at": -1}),
+        index(
+            OPERATIONS,
+            "operations_host",
+            doc! {"host_id": 1, "created_at": -1},
+        ),
+    ]
+}
+
+/// Creates every index that is missing.
+async fn create_indexes(db: &Database) -> mongodb::error::Result<()> {
+    for index in indexes() {
+        let options = IndexOptions::builder()
+            .name(index.name.to_owned())
+            .unique(index.unique.then_some(true))
+            .partial_filter_expression(index.partial)
+            .build();
+        let model = IndexModel::builder().keys(index.keys).options(options).build();
+        db.collection::<Document>(index.collection)
+            .create_index(model)
+            .await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Records of any kind
+
+impl MongoStore {
+    /// Adds `record`; a taken `_id` or unique name is a conflict naming `name`.
+    pub(crate) async fn insert<T: Serialize>(
+        &self,
+        collection: &Collection<Document>,
+        shape: &Shape,
+        record: &T,
+        name: &str,
+    ) -> Result<(), MongoError> {
+        let doc = encode(shape, record)?;
+        collection
+            .insert_one(doc)
+            .await
+            .map_err(|e| conflict_on_duplicate(e, || format!("{} {name:?} exists", shape.kind)))?;
+        Ok(())
+    }
+
+    /// The record with `id`, or `None`.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        collection: &Collection<Document>,
+        shape: &Shape,
+        id: &str,
+    ) -> Result<Option<T>, MongoError> {
+        let found = collection.find_one(doc! {"_id": id}).await?;
+        Ok(found.map(|doc| decode(shape, doc)).transpose()?)
+    }
+
+    /// Removes the document with `id`; returns whether it existed.
+    pub(crate) async fn delete(
+        &self,
+        collection: &Collection<Document>,
+        id: &str,
+    ) -> Result<bool, MongoError> {
+        Ok(collection.delete_one(doc! {"_id": id}).await?.deleted_count > 0)
+    }
+
+    /// The version stored for `id`, or `None` when there is no such document. A
+    /// document without one (an earlier version's) is at version 0.
+    pub(crate) async fn stored_version(
+        &self,
+        collection: &Collection<Document>,
+        id: &str,
+    ) -> Result<Option<u64>, MongoError> {
+        let found = collection
+            .find_one(doc! {"_id": id})
+            .projection(doc! {"version": 1})
+            .await?;
+        Ok(found.map(|doc| documents::whole_number(doc.get("version")).unwrap_or(0)))
+    }
+}
+
+/// Every document of `collection` matching `filter`, as records.
+pub(crate) async fn find_all<T: DeserializeOwned>(
+    collection: &Collection<Document>,
+    shape: &Shape,
+    filter: Document,
+) -> Result<Vec<T>, MongoError> {
+    let docs: Vec<Document> = collection.find(filter).await?.try_collect().await?;
+    Ok(decode_all(shape, docs)?)
+}
+
+fn decode_all<T: DeserializeOwned>(
+    shape: &Shape,
+    docs: Vec<Document>,
+) -> Result<Vec<T>, documents::CodecError> {
+    docs.into_iter().map(|doc| decode(shape, doc)).collect()
+}
+
+/// One page of the documents matching `filter`, ordered by `sort`, and their total.
+pub(crate) async fn list_page<T: DeserializeOwned>(
+    collection: &Collection<Document>,
+    shape: &Shape,
+    filter: Document,
+    sort: Document,
+    page: Page,
+) -> Result<Listing<T>, MongoError> {
+    let count = count(collection, filter.clone());
+    let items = async {
+        // MongoDB reads a limit of 0 as "no limit".
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut find = collection.find(filter).sort(sort).skip(page.offset);
+        if let Ok(limit) = i64::try_from(page.limit) {
+            find = find.limit(limit);
+        }
+        let docs: Vec<Document> = find.await?.try_collect().await?;
+        Ok::<_, MongoError>(docs)
+    };
+    let (total, docs) = tokio::try_join!(count, items)?;
+    Ok(Listing {
+        items: decode_all(shape, docs)?,
+        total,
+    })
+}
+
+/// How many documents of `collection` match `filter`.
+///
+/// A `$count` stage rather than the driver's `count_documents` (a `$group` summing
+/// ones): MongoDB answers both alike from the `$match`'s index, and some compatible
+/// servers (nx-27017, the test server) only the former quickly.
+async fn count(collection: &Collection<Document>, filter: Document) -> Result<u64, MongoError> {
+    let mut counted = collection
+        .aggregate([doc! {"$match": filter}, doc! {"$count": "n"}])
+        .await?;
+    // No document at all when nothing matches.
+    let Some(doc) = counted.try_next().await? else {
+        return Ok(0);
+    };
+    documents::whole_number(doc.get("n")).ok_or_else(|| {
+        MongoError::Pool(Error::backend(
+            "mongodb",
+            format!("$count answered {:?}, not a whole number", doc.get("n")),
+        ))
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Clusters: slots, claims, conditional writes
+
+/// Where the clusters of one host sit, as read at one moment.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Slots in use below the bound the slots were read for.
+    taken: BTreeSet<i64>,
+    /// Clusters on no slot below that bound: their id and slot (`None` for documents
+    /// of an earlier version).
+    unplaced: Vec<(String, Option<i64>)>,
+}
+
+impl Slots {
+    /// The free slots below `bound`, lowest first.
+    fn free(&self, bound: i64) -> impl Iterator<Item = i64> + '_ {
+        (0..bound).filter(|slot| !self.taken.contains(slot))
+    }
+}
+
+/// Why a write of `cluster` over the stored one broke a unique index.
+pub(crate) fn clash(cluster: &Cluster) -> String {
+    format!(
+        "cluster {:?}: its name is taken, or its user holds another single-claimed cluster",
+        cluster.name
+    )
+}
+
+impl MongoStore {
+    /// Inserts `cluster` at a free slot of its host below `capacity`; `false` when
+    /// there is none. See [`MongoStore`] for why this never exceeds the capacity.
+    pub(crate) async fn insert_in_slot(&self, cluster: &Cluster, capacity: u32) -> Result<bool, MongoError> {
+        // Whether a duplicate key may be the name or id rather than the slot.
+        let mut maybe_named = true;
+        for _ in 0..TRIES {
+            // Settled: every cluster of the host sits below the capacity, or none is free.
+            let slots = self.settled_slots(&cluster.host_id, i64::from(capacity)).await?;
+            if slots.free(i64::from(capacity)).next().is_none() {
+                return Ok(false);
+            }
+            for slot in slots.free(i64::from(capacity)) {
+                match self.clusters.insert_one(new_cluster(cluster, slot)?).await {
+                    Ok(_) => return Ok(true),
+                    Err(e) if !is_duplicate_key(&e) => return Err(e.into()),
+                    Err(_) if maybe_named && self.name_or_id_taken(cluster).await? => {
+                        return Err(Error::conflict(format!("cluster {:?} exists", cluster.name)).into())
+                    }
+                    // Another insert took the slot: try the next.
+                    Err(_) => maybe_named = false,
+                }
+            }
+        }
+        Err(Error::conflict(format!(
+            "the clusters of host {} changed {TRIES} times while one was being added; try again",
+            cluster.host_id
+        ))
+        .into())
+    }
+
+    /// The slots of `host_id`, after moving its clusters on no slot below `bound` into
+    /// free ones there, as long as there are free ones.
+    async fn settled_slots(&self, host_id: &str, bound: i64) -> Result<Slots, MongoError> {
+        for _ in 0..TRIES {
+            let slots = self.slots(host_id, bound).await?;
+            let moves: Vec<_> = slots.unplaced.iter().zip(slots.free(bound)).collect();
+            if moves.is_empty() {
+                return Ok(slots);
+            }
+            for ((id, from), to) in moves {
+                self.move_to_slot(id, *from, to).await?;
+            }
+        }
+        Err(Error::conflict(format!(
+            "the clusters of host {host_id} changed {TRIES} times while their slots were read; try again"
+        ))
+        .into())
+    }
+
+    async fn slots(&self, host_id: &str, bound: i64) -> Result<Slots, MongoError> {
+        let docs: Vec<Document> = self
+            .clusters
+            .find(doc! {"host_id": host_id})
+            .projection(doc! {SLOT: 1})
+            .await?
+            .try_collect()
+            .await?;
+        let mut slots = Slots::default();
+        for doc in docs {
+            let slot = documents::whole_number(doc.get(SLOT)).and_then(|s| i64::try_from(s).ok());
+            match slot {
+                Some(slot) if slot < bound => {
+                    slots.taken.insert(slot);
+                }
+                _ => slots
+                    .unplaced
+                    .push((doc.get_str("_id").unwrap_or_default().to_owned(), slot)),
+            }
+        }
+        Ok(slots)
+    }
+
+    /// Moves cluster `id` from slot `from` to `to`, unless it moved meanwhile or
+    /// another cluster took `to` (the caller reads the slots again either way).
+    async fn move_to_slot(&self, id: &str, from: Option<i64>, to: i64) -> Result<(), MongoError> {
+        let at = from.map_or_else(|| Bson::Document(doc! {"$exists": false}), Bson::Int64);
+        match self
+            .clusters
+            .update_one(doc! {"_id": id, SLOT: at}, doc! {"$set": {SLOT: to}})
+            .await
+        {
+            Err(e) if !is_duplicate_key(&e) => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn name_or_id_taken(&self, cluster: &Cluster) -> Result<bool, MongoError> {
+        for taken in [doc! {"_id": &cluster.id}, doc! {"name": &cluster.name}] {
+            if self.clusters.find_one(taken).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// What a single claim gets without taking a cluster: a cluster the user holds of
+    /// a wanted blueprint (`Held`), else the single-claimed one they hold
+    /// (`HoldsOther`), else `None`.
+    pub(crate) async fn holding(&self, claim: &Claim) -> Result<Option<ClaimOutcome>, MongoError> {
+        // At most one held cluster is single-claimed, so of any two found one is held
+        // of a wanted blueprint, if the user holds such.
+        let found: Vec<Document> = self
+            .clusters
+            .find(documents::holdings(claim))
+            .limit(2)
+            .await?
+            .try_collect()
+            .await?;
+        let found: Vec<Cluster> = decode_all(&documents::CLUSTER, found)?;
+        let (held, other): (Vec<Cluster>, Vec<Cluster>) = found
+            .into_iter()
+            .partition(|c| c.held_by(&claim.user_id, &claim.blueprints));
+        Ok(held
+            .into_iter()
+            .next()
+            .map(ClaimOutcome::Held)
+            .or_else(|| other.into_iter().next().map(ClaimOutcome::HoldsOther)))
+    }
+
+    /// Takes one ready cluster for `claim` and opens its lease; `None` when there is
+    /// none, or when the user holds a single-claimed cluster already (the unique
+    /// index refused the write).
+    pub(crate) async fn take_ready(&self, claim: &Claim) -> Result<Option<Cluster>, MongoError> {
+        let taken = self
+            .clusters
+            .find_one_and_update(documents::claimable(claim), documents::claim_update(claim)?)
+            .return_document(ReturnDocument::After)
+            .await;
+        let doc = match taken {
+            Ok(Some(doc)) => doc,
+            Ok(None) => return Ok(None),
+            Err(e) if is_duplicate_key(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let claimed: Cluster = decode(&documents::CLUSTER, doc)?;
+        if let Err(e) = self.insert_lease(&LeaseRecord::opened(&claimed, claim)).await {
+            self.undo_claim(&claimed).await;
+            return Err(e);
+        }
+        Ok(Some(claimed))
+    }
+
+    /// Hands a claimed cluster back after its lease could not be written, if nobody
+    /// changed it since.
+    async fn undo_claim(&self, claimed: &Cluster) {
+        let mut ready = claimed.clone();
+        ready.release(Utc::now());
+        ready.status = ClusterStatus::Ready;
+        match self.write_cluster(claimed.version, &ready, None).await {
+            Ok(Some(_)) => warn!(cluster_id = %claimed.id, "lease not written; the claim was undone"),
+            Ok(None) => warn!(cluster_id = %claimed.id, "lease not written; the cluster changed meanwhile"),
+            Err(e) => warn!(
+                cluster_id = %claimed.id,
+                error = %e,
+                "lease not written and the claim not undone; the lease repair writes it"
+            ),
+        }
+    }
+
+    /// Writes `next` over cluster `next.id` if it is still at version `read`, with
+    /// `extra` fields beside the record's; returns the document as written, or `None`
+    /// when the write matched nothing.
+    pub(crate) async fn write_cluster(
+        &self,
+        read: u64,
+        next: &Cluster,
+        extra: Option<(&str, Bson)>,
+    ) -> Result<Option<Document>, MongoError> {
+        let mut update = cluster_update(next)?;
+        if let (Some((field, value)), Ok(set)) = (extra, update.get_document_mut("$set")) {
+            set.insert(field, value);
+        }
+        let written = self
+            .clusters
+            .find_one_and_update(doc! {"_id": &next.id, "version": version(read)?}, update)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(|e| conflict_on_duplicate(e, || clash(next)))?;
+        Ok(written)
+    }
+
+    /// Releases `applied` at `now` for `reason` if it is unchanged since it was read:
+    /// the cluster as written, or `None` when it changed meanwhile. The closed lease
+    /// goes into the cluster's `last_release` in the same write, then into its record.
+    pub(crate) async fn release_read(
+        &self,
+        applied: &Cluster,
+        now: DateTime<Utc>,
+        reason: ReleaseReason,
+    ) -> Result<Option<Cluster>, MongoError> {
+        let closed = open_lease_of(applied).map(|mut lease| {
+            lease.close(now, reason);
+            lease
+        });
+        let mut released = applied.clone();
+        released.release(now);
+        let last_release = match &closed {
+            Some(lease) => Some((LAST_RELEASE, Bson::Document(encode(&documents::LEASE, lease)?))),
+            None => None,
+        };
+        let Some(doc) = self
+            .write_cluster(applied.version, &released, last_release)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(lease) = &closed {
+            // The cluster is released whatever happens to its lease record:
+            // `last_release` holds it for the lease repair.
+            if let Err(e) = self.close_lease(lease).await {
+                warn!(
+                    cluster_id = %applied.id,
+                    lease_id = %lease.id,
+                    error = %e,
+                    "lease not closed; the lease repair closes it"
+                );
+            }
+        }
+        Ok(Some(decode(&documents::CLUSTER, doc)?))
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Lease records, and their repair at connect
+
+impl MongoStore {
+    /// Writes the lease records that a crash between a claim's or a release's two
+    /// writes left missing or open:
+    ///
+    /// - an applied cluster whose lease record is missing gets it, open;
+    /// - a released cluster whose last lease record is missing or still open gets it
+    ///   closed at the time, and for the reason, of the release;
+    /// - an open lease record whose cluster is gone is closed now as `deleted`; one
+    ///   whose cluster is no longer applied under it, now as `release`.
+    ///
+    /// Runs whenever a store connects; safe to run at any time, from any number of
+    /// servers at once: every write is idempotent.
+    ///
+    /// # Errors
+    /// As any store operation: [`Error::Unavailable`] or [`Error::Backend`].
+    pub async fn repair_leases(&self) -> Result<LeaseRepair> {
+        run("repair leases", async {
+            let mut repair = LeaseRepair {
+                written: self.write_missing_open_leases().await?,
+                ..LeaseRepair::default()
+            };
+            let (written, closed) = self.write_released_leases().await?;
+            repair.written += written;
+            repair.closed += closed + self.close_orphaned_leases(Utc::now()).await?;
+            Ok(repair)
+        })
+        .await
+    }
+
+    async fn write_missing_open_leases(&self) -> Result<u64, MongoError> {
+        let applied = doc! {"status": ClusterStatus::Applied.as_str(), "lease_id": {"$ne": Bson::Null}};
+        let clusters: Vec<Cluster> = find_all(&self.clusters, &documents::CLUSTER, applied).await?;
+        let leases: Vec<LeaseRecord> = clusters.iter().filter_map(open_lease_of).collect();
+        let existing = self.existing_leases(leases.iter().map(|l| l.id.as_str())).await?;
+        let mut written = 0;
+        for lease in leases.iter().filter(|l| !existing.contains(&l.id)) {
+            written += u64::from(self.insert_lease(lease).await?);
+        }
+        Ok(written)
+    }
+
+    /// Returns (lease records written, lease records closed).
+    async fn write_released_leases(&self) -> Result<(u64, u64), MongoError> {
+        let closed_leases = self.last_releases().await?;
+        let ids: Vec<&str> = closed_leases.iter().map(|l| l.id.as_str()).collect();
+        let open = self.open_leases_among(&ids).await?;
+        let existing = self.existing_leases(ids.iter().copied()).await?;
+        let (mut written, mut closed) = (0, 0);
+        for lease in &closed_leases {
+            if !existing.contains(&lease.id) {
+                written += u64::from(self.insert_lease(lease).await?);
+            } else if open.contains(&lease.id) {
+                let released_at = lease.released_at.unwrap_or_else(Utc::now);
+                // A release by an earlier version recorded no reason.
+                let reason = lease.release_reason.unwrap_or(ReleaseReason::Release);
+                closed += self.close_if_open(&lease.id, released_at, reason).await?;
+            }
+        }
+        Ok((written, closed))
+    }
+
+    /// The lease records that released clusters keep in `last_release`.
+    async fn last_releases(&self) -> Result<Vec<LeaseRecord>, MongoError> {
+        let released = self
+            .clusters
+            .find(doc! {LAST_RELEASE: {"$type": "object"}})
+            .projection(doc! {LAST_RELEASE: 1})
+            .await?
+            .try_collect::<Vec<Document>>()
+            .await?;
+        let leases = released
+            .into_iter()
+            .filter_map(|mut doc| match doc.remove(LAST_RELEASE) {
+                Some(Bson::Document(lease)) => Some(decode(&documents::LEASE, lease)),
+                _ => None,
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(leases)
+    }
+
+    async fn close_orphaned_leases(&self, now: DateTime<Utc>) -> Result<u64, MongoError> {
+        // Read the leases before their clusters: a claim writes its cluster before
+        // its lease, so a cluster read afterwards is at least as new as the claim.
+        let open: Vec<LeaseRecord> =
+            find_all(&self.leases, &documents::LEASE, doc! {"released_at": Bson::Null}).await?;
+        let cluster_ids: BTreeSet<&str> = open.iter().map(|l| l.cluster_id.as_str()).collect();
+        let clusters: Vec<Cluster> = find_all(
+            &self.clusters,
+            &documents::CLUSTER,
+            doc! {"_id": {"$in": cluster_ids.into_iter().collect::<Vec<_>>()}},
+        )
+        .await?;
+        let lease_of: HashMap<&str, Option<&str>> = clusters
+            .iter()
+            .map(|c| (c.id.as_str(), c.lease_id.as_deref().filter(|_| c.is_applied())))
+            .collect();
+        let mut closed = 0;
+        for lease in &open {
+            let reason = match lease_of.get(lease.cluster_id.as_str()) {
+                None => ReleaseReason::Deleted,
+                Some(held) if *held != Some(lease.id.as_str()) => ReleaseReason::Release,
+                Some(_) => continue,
+            };
+            closed += self.close_if_open(&lease.id, now, reason).await?;
+        }
+        Ok(closed)
+    }
+
+    /// The ids among `ids` of lease records still open.
+    async fn open_leases_among(&self, ids: &[&str]) -> Result<HashSet<String>, MongoError> {
+        self.lease_ids(doc! {"_id": {"$in": ids}, "released_at": Bson::Null})
+            .await
+    }
+
+    /// The ids among `ids` that have a lease record.
+    async fn existing_leases<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<HashSet<String>, MongoError> {
+        let ids: Vec<&str> = ids.collect();
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        self.lease_ids(doc! {"_id": {"$in": ids}}).await
+    }
+
+    async fn lease_ids(&self, filter: Document) -> Result<HashSet<String>, MongoError> {
+        let found = self
+            .leases
+            .find(filter)
+            .projection(doc! {"_id": 1})
+            .await?
+            .try_collect::<Vec<Document>>()
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect())
+    }
+
+    /// Writes `lease` unless a record with its id exists; returns whether it wrote.
+    async fn insert_lease(&self, lease: &LeaseRecord) -> Result<bool, MongoError> {
+        match self.leases.insert_one(encode(&documents::LEASE, lease)?).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Closes an open lease record at `released_at` for `reason`; returns how many it
+    /// closed.
+    async fn close_if_open(
+        &self,
+        id: &str,
+        released_at: DateTime<Utc>,
+        reason: ReleaseReason,
+    ) -> Result<u64, MongoError> {
+        let closed = self
+            .leases
+            .update_one(
+                doc! {"_id": id, "released_at": Bson::Null},
+                doc! {"$set": {"released_at": documents::date(released_at), "release_reason": reason.as_str()}},
+            )
+            .await?;
+        Ok(closed.modified_count)
+    }
+
+    /// Writes the closed `lease`: closes its record, or writes it whole if missing.
+    async fn close_lease(&self, lease: &LeaseRecord) -> Result<(), MongoError> {
+        let mut on_insert = encode(&documents::LEASE, lease)?;
+        on_insert.remove("_id");
+        let closing = ["released_at", "release_reason"]
+            .into_iter()
+            .map(|field| (field.to_owned(), on_insert.remove(field).unwrap_or(Bson::Null)))
+            .collect::<Document>();
+        let update = doc! {"$set": closing, "$setOnInsert": on_insert};
+        let filter = doc! {"_id": &lease.id};
+        match self
+            .leases
+            .update_one(filter.clone(), update.clone())
+            .upsert(true)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Another writer inserted it between the upsert's look and its insert.
+            Err(e) if is_duplicate_key(&e) => Ok(self.leases.update_one(filter, update).await.map(drop)?),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
