@@ -20,7 +20,9 @@ pub async fn cluster_op(pool: &Pool, caller: Caller, keys: ClusterOpKeys) -> Res
             control(pool, caller, node_action, &keys).await?;
             Ok(OpData::Nothing(Nothing {}))
         }
-        None if action == Action::Apply => apply(pool, keys.apply).await.map(OpData::Cluster),
+        None if action == Action::Apply => apply(pool, keys.apply)
+            .await
+            .map(|c| OpData::Cluster(Box::new(c))),
         None => release(pool, caller, keys.release()).await.map(OpData::Nothing),
     }
 }
@@ -61,6 +63,13 @@ async fn released(pool: &Pool, caller: Caller, keys: &ReleaseKeys) -> Result<Vec
     match (&keys.cluster_id, &keys.user_id) {
         (Some(id), user) => {
             let cluster = pool.cluster(id).await?;
+            if !cluster.is_applied() {
+                // Said as such, whoever asks (the pool would say it to the admin token).
+                return Err(Failure::invalid(format!(
+                    "cluster {id} is {}, not applied",
+                    cluster.status
+                )));
+            }
             let actor = caller.actor(user.as_deref(), &cluster)?;
             Ok(pool.release(ReleaseTarget::Cluster(id.clone()), actor).await?)
         }

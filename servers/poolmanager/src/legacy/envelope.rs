@@ -32,7 +32,7 @@ pub struct Nothing {}
 #[oai(rename = "LegacyOpData")]
 pub enum OpData {
     /// `apply`: the cluster handed out.
-    Cluster(LegacyCluster),
+    Cluster(Box<LegacyCluster>),
     /// `release`, `start`, `stop`, `restart`: `{}`.
     Nothing(Nothing),
 }
