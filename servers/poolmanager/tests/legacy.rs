@@ -178,13 +178,20 @@ async fn add_typed_blueprint(
     name
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_documented_requests_work_as_documented() {
-    let Some(s) = TestServer::start().await else {
-        return;
-    };
+/// A server with a host of capacity 4 (not filled yet), a client of its legacy
+/// routes, and the host's id; `None` without an engine.
+async fn with_host() -> Option<(TestServer, Legacy, String)> {
+    let s = TestServer::start().await?;
     let legacy = Legacy::of(&s);
     let host = s.add_host(4, false).await;
+    Some((s, legacy, host))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_documented_requests_work_as_documented() {
+    let Some((s, legacy, host)) = with_host().await else {
+        return;
+    };
     add_typed_blueprint(&s, "pbft", "batch", 2, "vp1.web").await;
     add_typed_blueprint(&s, "pbft", "classic", 1, "vp0.web").await;
     s.fill(&host).await;
@@ -422,27 +429,11 @@ async fn failures_answer_in_the_original_envelope() {
     );
 
     // No ready cluster: no host holds one, or no blueprint has the labels.
-    let none = failed(400, legacy.get("/v1/cluster_apply?user_id=u1").await);
-    assert!(
-        none["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("No available res for u1"),
-        "{none}"
-    );
-    let none = failed(
-        400,
-        legacy
-            .get("/v1/cluster_apply?user_id=u1&consensus_plugin=noops")
-            .await,
-    );
-    assert!(
-        none["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("No available res for u1"),
-        "{none}"
-    );
+    for query in ["user_id=u1", "user_id=u1&consensus_plugin=noops"] {
+        let none = failed(400, legacy.get(&format!("/v1/cluster_apply?{query}")).await);
+        let error = none["error"].as_str().unwrap();
+        assert!(error.starts_with("No available res for u1"), "{none}");
+    }
     failed(400, legacy.get("/v1/cluster_apply?user_id=u1&size=four").await);
     failed(
         400,
@@ -632,11 +623,9 @@ async fn assert_leases_never_overlap(s: &TestServer) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_original_load_script_never_hands_a_cluster_to_two_users() {
-    let Some(s) = TestServer::start().await else {
+    let Some((s, legacy, host)) = with_host().await else {
         return;
     };
-    let legacy = Legacy::of(&s);
-    let host = s.add_host(4, false).await;
     s.add_blueprint(1).await;
     s.fill(&host).await;
 

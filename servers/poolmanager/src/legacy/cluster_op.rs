@@ -110,12 +110,7 @@ pub async fn get(pool: &Pool, id: &str) -> Result<LegacyCluster, Failure> {
 /// `/v2/clusters`: the clusters matching `keys`, by name.
 pub async fn list(pool: &Pool, keys: FilterKeys) -> Result<Vec<LegacyCluster>, Failure> {
     let labels = keys.labels.labels();
-    let blueprints: BTreeMap<_, _> = pool
-        .blueprints()
-        .await?
-        .into_iter()
-        .map(|b| (b.name.clone(), b))
-        .collect();
+    let blueprints = keyed(pool.blueprints().await?, |b| &b.name);
     let matching: Vec<String> = blueprints
         .values()
         .filter(|b| b.matches(&labels))
@@ -136,12 +131,7 @@ pub async fn list(pool: &Pool, keys: FilterKeys) -> Result<Vec<LegacyCluster>, F
         blueprints: (!labels.is_empty()).then_some(matching),
     };
     let clusters = pool.clusters(&filter, Page::ALL).await?.items;
-    let hosts: BTreeMap<_, _> = pool
-        .hosts()
-        .await?
-        .into_iter()
-        .map(|h| (h.id.clone(), h))
-        .collect();
+    let hosts = keyed(pool.hosts().await?, |h| &h.id);
     Ok(clusters
         .into_iter()
         .map(|c| {
@@ -149,6 +139,10 @@ pub async fn list(pool: &Pool, keys: FilterKeys) -> Result<Vec<LegacyCluster>, F
             LegacyCluster::new(c, host, blueprint)
         })
         .collect())
+}
+
+fn keyed<T>(items: Vec<T>, key: impl Fn(&T) -> &String) -> BTreeMap<String, T> {
+    items.into_iter().map(|item| (key(&item).clone(), item)).collect()
 }
 
 /// `cluster` with its host's endpoint and its blueprint's labels and API port; a host
