@@ -87,6 +87,10 @@ pub struct Config {
     pub endpoint_allow: Vec<String>,
     /// Refuse engine endpoints on link-local and cloud metadata addresses.
     pub endpoint_deny_link_local: bool,
+    /// Networks (`10.0.0.0/8`, `fd00::/8`) or addresses whose callers may use the
+    /// original PoolManager API (`/v1/...`, `/v2/...`) without a token, as with the
+    /// user token; none by default. `/api/v1` always needs a token.
+    pub legacy_open_to: Vec<String>,
 }
 
 impl Default for Config {
@@ -115,6 +119,7 @@ impl Default for Config {
             max_event_subscribers: 1_000,
             endpoint_allow: Vec::new(),
             endpoint_deny_link_local: true,
+            legacy_open_to: Vec::new(),
         }
     }
 }
@@ -146,6 +151,7 @@ impl std::fmt::Debug for Config {
             .field("max_event_subscribers", &self.max_event_subscribers)
             .field("endpoint_allow", &self.endpoint_allow)
             .field("endpoint_deny_link_local", &self.endpoint_deny_link_local)
+            .field("legacy_open_to", &self.legacy_open_to)
             .finish()
     }
 }
@@ -389,6 +395,21 @@ mod tests {
                 .map_err(|e| e.to_string())?
                 .tls_files()
                 .is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn legacy_networks_come_from_file_or_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pm.toml", "legacy_open_to = [\"10.0.0.0/8\"]")?;
+            let load =
+                || Config::load(Some(Path::new("pm.toml")), &Overrides::default()).map_err(|e| e.to_string());
+            assert_eq!(load()?.legacy_open_to, ["10.0.0.0/8"]);
+            jail.set_env("POOLMANAGER_LEGACY_OPEN_TO", "[127.0.0.1, \"fd00::/8\"]");
+            assert_eq!(load()?.legacy_open_to, ["127.0.0.1", "fd00::/8"]);
+            assert!(Config::default().legacy_open_to.is_empty(), "closed by default");
             Ok(())
         });
     }

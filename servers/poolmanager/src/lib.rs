@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod legacy;
 pub mod serve;
 
 use std::io::Write;
@@ -13,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::EndpointExt;
 use tracing::info;
 
 use api::auth::Tokens;
@@ -174,6 +176,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let pool = build_pool(&config).await?;
     let tokens = tokens(&config)?;
+    let legacy_open = legacy::OpenNetworks::parse(&config.legacy_open_to).map_err(StartError::Config)?;
     let listening = serve::Listening::bind(&config).await?;
     if let Some(addr) = listening.local_addr() {
         let database = config::redact_database(&config.database);
@@ -182,7 +185,7 @@ pub async fn run(
     }
     let reconciler = (config.reconcile_interval > 0).then(|| pool.spawn_reconciler());
     listening
-        .serve(api::app(pool.clone(), tokens), shutdown)
+        .serve(api::app(pool.clone(), tokens).data(legacy_open), shutdown)
         .await
         .map_err(|source| StartError::Io {
             what: "serving on",

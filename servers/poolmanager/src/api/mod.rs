@@ -43,7 +43,7 @@ pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
         blueprints::BlueprintsApi::new(pool.clone()),
         clusters::ClustersApi::new(pool.clone()),
         apply::ApplyApi::new(pool.clone()),
-        ops::PoolApi::new(pool),
+        ops::PoolApi::new(pool.clone()),
     );
     let service = OpenApiService::new(api, "PoolManager", env!("CARGO_PKG_VERSION"))
         .description(
@@ -53,7 +53,7 @@ pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
         .server("/api/v1");
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
-    Route::new()
+    crate::legacy::mount(Route::new(), pool)
         .at("/api/v1/openapi.json", spec)
         .nest("/api/v1", service)
         .nest("/docs", docs)
