@@ -35,6 +35,7 @@ pub mod error;
 pub mod events;
 pub mod limits;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod pool;
 pub mod store;

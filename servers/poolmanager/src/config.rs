@@ -41,6 +41,9 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// Token for the user endpoints (apply, release, clusters).
     pub user_token: Option<String>,
+    /// Token that may read `GET /metrics` (besides the admin token), for a Prometheus
+    /// scraper that should not hold the admin token.
+    pub metrics_token: Option<String>,
     /// Log format.
     pub log_format: LogFormat,
     /// Clusters created at once on one host.
@@ -58,6 +61,9 @@ pub struct Config {
     /// abandoned by a crashed server and driven on; also the wait before a failed
     /// cluster is tried again.
     pub reconcile_transition_timeout: u64,
+    /// Seconds after which a running fill, clean or reset that no server has written
+    /// (its server writes it every quarter of this) is closed as interrupted.
+    pub reconcile_operation_timeout: u64,
     /// Hosts probed and inspected at once by a pass.
     pub reconcile_host_concurrency: usize,
     /// How swarm hosts are driven (the `[swarm]` table of the config file): stop grace
@@ -101,6 +107,7 @@ impl Default for Config {
             admin_token: None,
             admin_token_file: None,
             user_token: None,
+            metrics_token: None,
             log_format: LogFormat::Human,
             host_parallelism: 4,
             default_ttl_seconds: None,
@@ -108,6 +115,7 @@ impl Default for Config {
             reconcile_interval: 15,
             reconcile_failed_probes: 3,
             reconcile_transition_timeout: 300,
+            reconcile_operation_timeout: 60,
             reconcile_host_concurrency: 8,
             swarm: SwarmConfig::default(),
             sim: SimConfig::default(),
@@ -133,6 +141,7 @@ impl std::fmt::Debug for Config {
             .field("admin_token", &redacted(&self.admin_token))
             .field("admin_token_file", &self.admin_token_file)
             .field("user_token", &redacted(&self.user_token))
+            .field("metrics_token", &redacted(&self.metrics_token))
             .field("log_format", &self.log_format)
             .field("host_parallelism", &self.host_parallelism)
             .field("default_ttl_seconds", &self.default_ttl_seconds)
@@ -140,6 +149,7 @@ impl std::fmt::Debug for Config {
             .field("reconcile_interval", &self.reconcile_interval)
             .field("reconcile_failed_probes", &self.reconcile_failed_probes)
             .field("reconcile_transition_timeout", &self.reconcile_transition_timeout)
+            .field("reconcile_operation_timeout", &self.reconcile_operation_timeout)
             .field("reconcile_host_concurrency", &self.reconcile_host_concurrency)
             .field("swarm", &self.swarm)
             .field("sim", &self.sim)

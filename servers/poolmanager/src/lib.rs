@@ -7,6 +7,7 @@
 pub mod api;
 pub mod config;
 pub mod legacy;
+pub mod metrics;
 pub mod serve;
 
 use std::io::Write;
@@ -78,6 +79,7 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartError> {
 pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
     let store = open_store(&config.database).await?;
     let pool_config = PoolConfig::default()
+        .with_endpoint_policy(config.endpoint_policy())
         .with_host_parallelism(config.host_parallelism)
         .with_default_ttl(config.default_ttl_seconds.map(Duration::from_secs))
         .with_max_ttl(config.max_ttl_seconds.map(Duration::from_secs))
@@ -87,6 +89,7 @@ pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
                 .with_interval(Duration::from_secs(config.reconcile_interval.max(1)))
                 .with_failed_probes(config.reconcile_failed_probes)
                 .with_transition_timeout(Duration::from_secs(config.reconcile_transition_timeout))
+                .with_operation_timeout(Duration::from_secs(config.reconcile_operation_timeout))
                 .with_host_concurrency(config.reconcile_host_concurrency),
         );
     Ok(Pool::builder(store)
@@ -185,7 +188,7 @@ pub async fn run(
     }
     let reconciler = (config.reconcile_interval > 0).then(|| pool.spawn_reconciler());
     listening
-        .serve(api::app(pool.clone(), tokens).data(legacy_open), shutdown)
+        .serve(served(&pool, tokens, &config).data(legacy_open), shutdown)
         .await
         .map_err(|source| StartError::Io {
             what: "serving on",
@@ -197,6 +200,16 @@ pub async fn run(
         None => pool.shutdown(SHUTDOWN_GRACE).await,
     };
     Ok(())
+}
+
+/// What `serve` answers: the app, and `GET /metrics` beside it, every request counted.
+fn served(pool: &Pool, tokens: Tokens, config: &Config) -> impl poem::Endpoint {
+    metrics::recorder();
+    let scrape = metrics::MetricsEndpoint::new(pool.clone(), &tokens.admin, config.metrics_token.as_deref());
+    poem::Route::new()
+        .at("/metrics", poem::get(scrape))
+        .nest("/", api::app(pool.clone(), tokens))
+        .with(metrics::HttpMetrics)
 }
 
 /// How long a stopping server waits for its background work to end.

@@ -61,7 +61,11 @@ async fn walkthrough_apply_use_release_recreate() {
     assert_eq!(body["code"], "pool_exhausted");
 
     let (status, released) = s
-        .user(Method::POST, "/release", Some(json!({"cluster_id": id})))
+        .user(
+            Method::POST,
+            "/release",
+            Some(json!({"cluster_id": id, "user_id": "alice"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{released}");
     assert_eq!(released["released"], json!([id]));
@@ -225,7 +229,8 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (get.clone(), "/hosts/no-such-id", admin, None, missing, "not_found"),
         (get.clone(), "/operations/no-such-id", admin, None, missing, "not_found"),
         (post.clone(), "/release", user, Some(json!({"cluster_id": "no-such-id"})), missing, "not_found"),
-        (post.clone(), "/release", user, Some(json!({"cluster_id": "a", "user_id": "b"})), bad, "invalid_input"),
+        (post.clone(), "/release", user, Some(json!({"cluster_id": "a", "user_id": "b"})), missing, "not_found"),
+        (post.clone(), "/release", user, Some(json!({"cluster_id": "a"})), bad, "invalid_input"),
         (post.clone(), "/release", user, Some(json!({})), bad, "invalid_input"),
         (get.clone(), "/clusters?status=bogus", user, None, bad, "invalid_input"),
         (get.clone(), "/clusters?limit=0", user, None, bad, "invalid_input"),
@@ -299,25 +304,40 @@ async fn clusters_stop_start_and_fail_clearly() {
     let id = cluster["id"].as_str().expect("id").to_owned();
     s.wait_cluster(&id, |c| c["status"] == "ready").await;
 
-    let (status, stopped) = s.user(Method::POST, &format!("/clusters/{id}/stop"), None).await;
+    // A free cluster belongs to no user: the user token may not touch it.
+    let (status, err) = s
+        .user(
+            Method::POST,
+            &format!("/clusters/{id}/stop"),
+            Some(json!({"user_id": "mallory"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &err["code"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden")),
+        "{err}"
+    );
+    let (status, stopped) = s.admin(Method::POST, &format!("/clusters/{id}/stop"), None).await;
     assert_eq!(status, StatusCode::OK, "{stopped}");
     assert_eq!(stopped["status"], "stopped");
     let (status, err) = s
-        .user(
+        .admin(
             Method::POST,
             &format!("/clusters/{id}/start"),
             Some(json!({"node": "vp9"})),
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
-    let (status, started) = s.user(Method::POST, &format!("/clusters/{id}/start"), None).await;
+    let (status, started) = s
+        .admin(Method::POST, &format!("/clusters/{id}/start"), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{started}");
     assert_eq!(
         (&started["status"], &started["health"]),
         (&json!("ready"), &json!("ok"))
     );
     let (status, restarted) = s
-        .user(
+        .admin(
             Method::POST,
             &format!("/clusters/{id}/restart"),
             Some(json!({"node": "vp1"})),

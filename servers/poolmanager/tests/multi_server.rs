@@ -197,7 +197,7 @@ async fn release_through_both(a: &Api, b: &Api, applied: &BTreeMap<String, Value
     let releases = applied
         .keys()
         .flat_map(|id| [(a, id), (b, id)])
-        .map(|(server, id)| server.user(Method::POST, "/release", Some(json!({"cluster_id": id}))));
+        .map(|(server, id)| server.admin(Method::POST, "/release", Some(json!({"cluster_id": id}))));
     let mut released: BTreeMap<String, usize> = BTreeMap::new();
     for (status, body) in join_all(releases).await {
         match status {

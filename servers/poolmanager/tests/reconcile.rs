@@ -308,12 +308,12 @@ async fn leases_expire_unless_renewed_and_events_tell() {
             Some(json!({"ttl_seconds": 600, "user_id": "mallory"})),
         )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "another user's lease: {body}");
+    assert_eq!(status, StatusCode::FORBIDDEN, "another user's lease: {body}");
     let (status, body) = server
         .user(
             Method::POST,
             &format!("/clusters/{kept_id}/renew"),
-            Some(json!({"ttl_seconds": 7200})),
+            Some(json!({"ttl_seconds": 7200, "user_id": "carol"})),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "above the maximum: {body}");

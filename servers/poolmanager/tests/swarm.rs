@@ -42,7 +42,11 @@ async fn swarm_host_fill_apply_use_release_delete() {
     assert_answers(&cluster, &["vp0", "vp1"]).await;
 
     let (status, released) = s
-        .user(Method::POST, "/release", Some(json!({"cluster_id": id})))
+        .user(
+            Method::POST,
+            "/release",
+            Some(json!({"cluster_id": id, "user_id": "bob"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{released}");
     let releasing = Instant::now();

@@ -35,10 +35,8 @@ impl ApplyApi {
     #[oai(path = "/release", method = "post")]
     async fn release(&self, auth: UserAuth, body: Json<ReleaseDto>) -> ApiResult<Json<ReleasedDto>> {
         let target: poolcore::ReleaseTarget = body.0.clone().try_into()?;
-        let owner = match &target {
-            poolcore::ReleaseTarget::Cluster(_) => body.0.user_id.as_deref(),
-            poolcore::ReleaseTarget::User(_) => None,
-        };
+        // A release of all of a user's clusters acts for that user.
+        let owner = body.0.user_id.as_deref();
         let released = self.pool.release(target, auth.0.actor(owner)?).await?;
         Ok(Json(ReleasedDto { released }))
     }

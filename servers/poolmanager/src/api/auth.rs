@@ -50,7 +50,7 @@ impl Role {
 
 /// Compares the SHA-256 digests in constant time, so timing tells neither where the
 /// tokens differ nor how long the right one is.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     use sha2::{Digest, Sha256};
     use subtle::ConstantTimeEq;
     Sha256::digest(a.as_bytes())
