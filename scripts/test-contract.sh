@@ -6,9 +6,9 @@
 #  2. a Python client generated from the served spec by openapi-python-client drives
 #     the README scenario and every error (tests/contract/client_scenario.py);
 #  3. Schemathesis fuzzes a second server with the admin token, every check, the
-#     stateful phase included (tests/contract/schemathesis.toml). That server's only
-#     host is a simulated engine, and the fuzzer does not add hosts: nothing it sends
-#     reaches an engine.
+#     stateful phase included (tests/contract/schemathesis.toml). That server's
+#     endpoint policy allows simulated engines only (`sim://*`), refused before any
+#     probe: nothing the fuzzer sends reaches an engine.
 #
 # The tools come from PyPI, pinned, into target/contract-venv when missing. Under
 # CI=true they must run: a missing engine or tool fails the run. The fuzzing time is
@@ -55,11 +55,12 @@ done
 cargo build -q -p poolmanager
 SERVER=target/debug/poolmanager
 
-# Starts `poolmanager serve` on a free port with a fresh SQLite file; sets BASE.
+# Starts `poolmanager serve` on a free port with a fresh SQLite file and the config
+# file $2 (none when missing); sets BASE.
 start_server() {
   local name=$1 port
-  unset POOLMANAGER_CONFIG_FILE
   port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  if [[ -n "${2:-}" ]]; then export POOLMANAGER_CONFIG_FILE=$2; else unset POOLMANAGER_CONFIG_FILE; fi
   POOLMANAGER_ADMIN_TOKEN=$ADMIN POOLMANAGER_USER_TOKEN=$USER POOLMANAGER_RECONCILE_INTERVAL=0 \
     RUST_LOG=${RUST_LOG:-warn} \
     "$SERVER" serve --listen "127.0.0.1:$port" --database "sqlite://$WORK/$name.db" >"$WORK/$name.log" 2>&1 &
@@ -93,9 +94,12 @@ PM_BASE_URL=$BASE PM_ADMIN_TOKEN=$ADMIN PM_USER_TOKEN=$USER PM_ENGINE=$POOLMANAG
   "$VENV/bin/python" "$CONTRACT/client_scenario.py" \
   || { log "the scenario failed; the server's log:"; tail -n 40 "$WORK/scenario.log" >&2; exit 1; }
 
-log "3/3 schemathesis for ${FUZZ_SECONDS}s against a server whose only host is simulated"
-# A default lease length, so that a renewal without one is accepted as the spec allows.
-POOLMANAGER_DEFAULT_TTL_SECONDS=3600 start_server fuzz
+log "3/3 schemathesis for ${FUZZ_SECONDS}s against a server that may reach simulated engines only"
+# Simulated engines that serve no ports (the fuzzer may ask for 10000 clusters), and a
+# default lease length, so that a renewal without one is accepted as the spec allows.
+printf '[sim]\nserve_ports = false\n' >"$WORK/fuzz.toml"
+POOLMANAGER_ENDPOINT_ALLOW='["sim://*"]' POOLMANAGER_DEFAULT_TTL_SECONDS=3600 \
+  start_server fuzz "$WORK/fuzz.toml"
 post /blueprints '{"name": "fuzz", "labels": {"consensus": "pbft"},
   "nodes": [{"name": "vp0", "image": "poolmanager/testnode:latest", "ports": {"web": "80/tcp"}}]}' >/dev/null
 PM_HOST_ID=$(post /hosts "{\"name\": \"fuzz-sim\", \"kind\": \"sim\", \"endpoint\": \"sim://contract-$$\", \"capacity\": 4}" | field '["id"]')

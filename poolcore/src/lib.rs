@@ -30,10 +30,12 @@
 #![warn(missing_docs)]
 
 pub mod driver;
+pub mod endpoint;
 pub mod error;
 pub mod events;
 pub mod limits;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod pool;
 pub mod store;
@@ -42,6 +44,7 @@ pub mod store;
 pub mod conformance;
 
 pub use driver::{labels_for, object_name, Capability, Connector, HostDriver, NodeState, ObservedCluster};
+pub use endpoint::EndpointPolicy;
 pub use error::{BoxError, Error, Result};
 pub use events::Event;
 pub use memory::MemStore;

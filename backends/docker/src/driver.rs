@@ -16,15 +16,15 @@ use poolcore::{
     object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error, Host, HostDriver,
     HostKind, LogConfig, NodeDeployment, NodeSpec, NodeState, ObservedCluster, PortSpec, Result,
 };
+use poolcore_engine::{
+    cluster_of, env_list, first_error, group_clusters, health_config, is_node_of, label_map, node_labels,
+    nothing_of, ports_from_labels, ClusterNetwork, LabelFilter,
+};
 use tracing::{instrument, warn};
 
 use crate::config::DockerConfig;
-use crate::engine::{
-    cluster_of, env_list, first_error, group_clusters, health_config, is_node_of, label_map, node_labels,
-    nothing_of, ClusterNetwork, Engine, LabelFilter,
-};
+use crate::core::{self, Daemon};
 use crate::error::DockerError;
-use crate::labels;
 
 /// A busy engine may take many seconds to tear a bridge network down.
 const NETWORK_PATIENCE: Duration = Duration::from_secs(30);
@@ -74,7 +74,7 @@ impl Connector for DockerConnector {
 /// The driver keeps no state of its own: every call finds its objects by label.
 #[derive(Debug)]
 pub struct DockerDriver {
-    engine: Engine,
+    daemon: Daemon,
     /// Seconds a node gets to stop before it is killed.
     stop_timeout: i32,
     host_id: String,
@@ -84,12 +84,13 @@ pub struct DockerDriver {
 
 impl DockerDriver {
     /// A driver for `host`, which must have a `unix://`, `tcp://` or `http://`
-    /// endpoint (else [`Error::Invalid`]). It does not talk to the engine yet: the first
-    /// call connects and agrees on the API version.
+    /// endpoint, or with TLS settings a `tcp://` or `https://` one (else
+    /// [`Error::Invalid`]). TLS settings are read and checked now, and a wrong one is
+    /// [`Error::Invalid`] naming it. It does not talk to the engine yet: the first call
+    /// connects and agrees on the API version.
     pub fn new(host: &Host, config: DockerConfig) -> Result<Self> {
-        let request_timeout = Duration::from_secs(config.request_timeout_secs);
         Ok(DockerDriver {
-            engine: Engine::new(HostKind::Docker, &host.endpoint, request_timeout)?,
+            daemon: Daemon::new(host, &config)?,
             stop_timeout: i32::try_from(config.stop_timeout_secs).unwrap_or(i32::MAX),
             host_id: host.id.clone(),
             public_address: host.public_address.clone(),
@@ -109,15 +110,15 @@ impl DockerDriver {
         let id = self
             .create_or_adopt(cluster, node, &name, network_id, &pinned)
             .await?;
-        match self.engine.start_container(&id).await {
+        match self.daemon.start_container(&id).await {
             Ok(()) => Ok(id),
             Err(e) if !pinned.is_empty() => {
                 warn!(error = %e, node = node.name, "the node's former ports are taken; publishing it anew");
-                self.engine.remove_container(&id).await?;
+                self.daemon.remove_container(&id).await?;
                 let id = self
                     .create_or_adopt(cluster, node, &name, network_id, &BTreeMap::new())
                     .await?;
-                self.engine.start_container(&id).await?;
+                self.daemon.start_container(&id).await?;
                 Ok(id)
             }
             Err(e) => Err(e),
@@ -133,7 +134,7 @@ impl DockerDriver {
         pinned: &BTreeMap<PortSpec, u16>,
     ) -> Result<String> {
         let body = container_body(cluster, node, network_id, self.log.as_ref(), pinned);
-        match self.engine.create_container(name, body).await {
+        match self.daemon.create_container(name, body).await {
             Ok(id) => Ok(id),
             Err(Error::Conflict { .. }) => self.adopt(cluster, node, name).await,
             Err(e) => Err(e),
@@ -142,7 +143,7 @@ impl DockerDriver {
 
     /// Id of the existing container `name`, after checking it is this node's.
     async fn adopt(&self, cluster: &Cluster, node: &NodeSpec, name: &str) -> Result<String> {
-        let found = self.engine.inspect_container(name).await?;
+        let found = self.daemon.inspect_container(name).await?;
         let labels = found.config.as_ref().and_then(|c| c.labels.as_ref());
         let ours = is_node_of(labels, &cluster.id, &node.name);
         match found.id {
@@ -158,7 +159,7 @@ impl DockerDriver {
 
     /// Reads back what the engine made for the containers `ids` of `cluster`.
     async fn read_back(&self, cluster: &Cluster, ids: &[String]) -> Result<Deployment> {
-        let found = try_join_all(ids.iter().map(|id| self.engine.inspect_container(id))).await?;
+        let found = try_join_all(ids.iter().map(|id| self.daemon.inspect_container(id))).await?;
         let network = object_name(cluster, None);
         let mut deployment = Deployment::default();
         for container in found {
@@ -190,7 +191,7 @@ impl DockerDriver {
             .and_then(|n| n.ports)
             .unwrap_or_default();
         let mut endpoints = BTreeMap::new();
-        for (port_name, spec) in labels::ports_from_labels(&config_labels) {
+        for (port_name, spec) in ports_from_labels(&config_labels) {
             let host_port = published
                 .get(&spec)
                 .and_then(|bindings| bindings.as_ref())
@@ -222,7 +223,7 @@ impl DockerDriver {
     async fn container_ids(&self, cluster: &Cluster, node: Option<&str>) -> Result<Vec<String>> {
         let filter = LabelFilter::cluster(&cluster.id).node(node);
         let ids: Vec<String> = self
-            .engine
+            .daemon
             .containers(&filter)
             .await?
             .into_iter()
@@ -237,15 +238,20 @@ impl DockerDriver {
     /// Removes every container, then every network, that `filter` finds. Returns the
     /// cluster ids they carried.
     async fn remove_labelled(&self, filter: &LabelFilter) -> Result<BTreeSet<String>> {
-        let containers = self.engine.containers(filter).await?;
+        let containers = self.daemon.containers(filter).await?;
         let mut clusters: BTreeSet<String> = containers
             .iter()
             .filter_map(|c| cluster_of(c.labels.as_ref()))
             .collect();
         let ids = containers.iter().filter_map(|c| c.id.as_deref());
-        let removed_containers = first_error(join_all(ids.map(|id| self.engine.remove_container(id))).await);
+        let removed_containers = first_error(join_all(ids.map(|id| self.daemon.remove_container(id))).await);
         // Networks go last: the engine refuses to remove one that containers still use.
-        clusters.extend(self.engine.remove_networks(filter, NETWORK_PATIENCE).await?);
+        clusters.extend(
+            self.daemon
+                .engine()
+                .remove_networks(filter, NETWORK_PATIENCE)
+                .await?,
+        );
         removed_containers?;
         Ok(clusters)
     }
@@ -315,18 +321,16 @@ impl HostDriver for DockerDriver {
 
     #[instrument(skip(self), fields(host_id = %self.host_id))]
     async fn probe(&self) -> Result<EngineFacts> {
-        self.engine.facts().await
+        self.daemon.engine().facts().await
     }
 
     #[instrument(skip_all, fields(host_id = %self.host_id, cluster_id = %cluster.id))]
     async fn create_cluster(&self, cluster: &Cluster, blueprint: &Blueprint) -> Result<Deployment> {
-        let network_id = self
-            .engine
-            .ensure_network(cluster, ClusterNetwork::Bridge)
-            .await?;
+        let engine = self.daemon.engine();
+        let network_id = engine.ensure_network(cluster, ClusterNetwork::Bridge).await?;
         let images: BTreeSet<&str> = blueprint.nodes.iter().map(|n| n.image.as_str()).collect();
         for image in images {
-            self.engine.ensure_image(image).await?;
+            self.daemon.ensure_image(image).await?;
         }
         let nodes = blueprint.nodes.iter();
         let ids = try_join_all(nodes.map(|node| self.ensure_node(cluster, node, &network_id))).await?;
@@ -339,17 +343,17 @@ impl HostDriver for DockerDriver {
     /// or are unhealthy are made anew on their recorded ones.
     #[instrument(skip_all, fields(host_id = %self.host_id, cluster_id = %cluster.id))]
     async fn repair_cluster(&self, cluster: &Cluster, blueprint: &Blueprint) -> Result<Deployment> {
-        let containers = self.engine.containers(&LabelFilter::cluster(&cluster.id)).await?;
+        let containers = self.daemon.containers(&LabelFilter::cluster(&cluster.id)).await?;
         let stale = containers
             .into_iter()
             .filter(|c| {
                 matches!(
-                    labels::node_state(c),
+                    core::node_state(c),
                     NodeState::Exited(_) | NodeState::Unhealthy(_)
                 )
             })
             .filter_map(|c| c.id);
-        try_join_all(stale.map(|id| async move { self.engine.remove_container(&id).await })).await?;
+        try_join_all(stale.map(|id| async move { self.daemon.remove_container(&id).await })).await?;
         self.create_cluster(cluster, blueprint).await
     }
 
@@ -363,7 +367,7 @@ impl HostDriver for DockerDriver {
     #[instrument(skip(self, cluster), fields(host_id = %self.host_id, cluster_id = %cluster.id))]
     async fn start_cluster(&self, cluster: &Cluster, node: Option<&str>) -> Result<Deployment> {
         let ids = self.container_ids(cluster, node).await?;
-        try_join_all(ids.iter().map(|id| self.engine.start_container(id))).await?;
+        try_join_all(ids.iter().map(|id| self.daemon.start_container(id))).await?;
         self.read_back(cluster, &ids).await
     }
 
@@ -372,7 +376,7 @@ impl HostDriver for DockerDriver {
         let ids = self.container_ids(cluster, node).await?;
         try_join_all(
             ids.iter()
-                .map(|id| self.engine.stop_container(id, self.stop_timeout)),
+                .map(|id| self.daemon.stop_container(id, self.stop_timeout)),
         )
         .await
         .map(drop)
@@ -383,7 +387,7 @@ impl HostDriver for DockerDriver {
         let ids = self.container_ids(cluster, node).await?;
         try_join_all(
             ids.iter()
-                .map(|id| self.engine.restart_container(id, self.stop_timeout)),
+                .map(|id| self.daemon.restart_container(id, self.stop_timeout)),
         )
         .await?;
         self.read_back(cluster, &ids).await
@@ -392,10 +396,12 @@ impl HostDriver for DockerDriver {
     #[instrument(skip(self), fields(host_id = %self.host_id))]
     async fn inspect(&self) -> Result<Vec<ObservedCluster>> {
         let filter = LabelFilter::host(&self.host_id);
-        let (containers, networks) =
-            futures::try_join!(self.engine.containers(&filter), self.engine.networks(&filter))?;
+        let (containers, networks) = futures::try_join!(
+            self.daemon.containers(&filter),
+            self.daemon.engine().networks(&filter)
+        )?;
         Ok(group_clusters(
-            labels::container_nodes(&containers),
+            core::container_nodes(&containers),
             networks.into_iter().map(|n| n.labels),
         ))
     }

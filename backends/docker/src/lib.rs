@@ -19,18 +19,20 @@
 //! // engine yet, the driver's first call does.
 //! ```
 //!
-//! Endpoints: `unix:///var/run/docker.sock`, `tcp://host:2375` and `http://host:2375`.
-//! TLS endpoints are refused as invalid. The driver agrees on the API version with the
-//! engine on first use, so it works with Docker 20.10 (API 1.41) and newer engines.
+//! Endpoints: `unix:///var/run/docker.sock`, `tcp://host:2375` and `http://host:2375`;
+//! with the host's TLS settings (CA, client certificate and key, as PEM files or
+//! inline), `tcp://host:2376` or `https://host:2376` over TLS, the engine's certificate
+//! verified unless the settings say otherwise (docs/security.md). The driver connects
+//! through the engine client of `poolcore-engine` (shared with the Swarm driver), which
+//! agrees on the API version with the engine on first use, so it works with Docker
+//! 20.10 (API 1.41) and newer.
 
 #![warn(missing_docs)]
 
 mod config;
 mod core;
 mod driver;
-pub mod engine;
 mod error;
-mod labels;
 
 pub use config::DockerConfig;
 pub use driver::{DockerConnector, DockerDriver};

@@ -7,8 +7,8 @@ use bollard::models::{Node, Service, ServiceSpec, Task};
 use bollard::query_parameters::{
     ListNodesOptions, ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptions,
 };
-use poolcore::{Error, HostKind, Result};
-use poolcore_docker::engine::{has_status, Action, Engine, LabelFilter};
+use poolcore::{Error, Host, HostKind, Result};
+use poolcore_engine::{has_status, Action, Engine, LabelFilter};
 
 use crate::config::SwarmConfig;
 
@@ -22,11 +22,11 @@ pub(crate) struct Manager {
 }
 
 impl Manager {
-    /// The manager at `endpoint`; an endpoint the engine client cannot use is
-    /// [`Error::Invalid`].
-    pub(crate) fn new(endpoint: &str, config: &SwarmConfig) -> Result<Self> {
+    /// The manager of `host`, at its endpoint and with its TLS settings; an endpoint
+    /// the engine client cannot use, or a wrong TLS setting, is [`Error::Invalid`].
+    pub(crate) fn new(host: &Host, config: &SwarmConfig) -> Result<Self> {
         Ok(Manager {
-            engine: Engine::new(HostKind::Swarm, endpoint, config.request_timeout())?,
+            engine: Engine::for_host(HostKind::Swarm, host, config.request_timeout())?,
         })
     }
 

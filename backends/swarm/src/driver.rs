@@ -12,7 +12,7 @@ use poolcore::{
     object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error, Host, HostDriver,
     HostKind, LogConfig, NodeDeployment, NodeSpec, ObservedCluster, PortSpec, Result,
 };
-use poolcore_docker::engine::{
+use poolcore_engine::{
     cluster_of, first_error, group_clusters, is_node_of, nothing_of, ClusterNetwork, LabelFilter,
 };
 use tracing::instrument;
@@ -85,10 +85,12 @@ pub struct SwarmDriver {
 
 impl SwarmDriver {
     /// A driver for `host`, whose endpoint is a swarm manager's: `unix://`, `tcp://` or
-    /// `http://` (else [`Error::Invalid`]). It does not talk to the manager yet.
+    /// `http://`, or with TLS settings `tcp://` or `https://` (else [`Error::Invalid`]).
+    /// TLS settings are read and checked now, and a wrong one is [`Error::Invalid`]
+    /// naming it. It does not talk to the manager yet.
     pub fn new(host: &Host, config: SwarmConfig) -> Result<Self> {
         Ok(SwarmDriver {
-            manager: Manager::new(&host.endpoint, &config)?,
+            manager: Manager::new(host, &config)?,
             config,
             host_id: host.id.clone(),
             public_address: host.public_address.clone(),

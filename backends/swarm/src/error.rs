@@ -1,7 +1,7 @@
 //! The Swarm driver's own failures, mapped to [`poolcore::Error`].
 //!
 //! Failed requests to the manager are mapped by the shared engine client
-//! ([`poolcore_docker::engine::Engine::fail`]); these are what the driver finds wrong
+//! ([`poolcore_engine::Engine::fail`]); these are what the driver finds wrong
 //! in what the swarm reports.
 
 use std::fmt;

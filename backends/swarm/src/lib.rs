@@ -40,8 +40,9 @@
 //!   are gone.
 //!
 //! Endpoints: `unix:///var/run/docker.sock`, `tcp://host:2375` and `http://host:2375`,
-//! as for the Docker driver, whose engine client this crate shares. The driver works
-//! with Docker 20.10 (API 1.41) and newer.
+//! or over TLS with the host's TLS settings, as for the Docker driver: both connect
+//! through the engine client of `poolcore-engine`. The driver works with Docker 20.10
+//! (API 1.41) and newer.
 
 #![warn(missing_docs)]
 

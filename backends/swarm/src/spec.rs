@@ -1,5 +1,9 @@
 //! A blueprint node as a swarm service: one replica on the cluster's overlay network,
 //! its ports published in host mode, its name a DNS alias there.
+//!
+//! A module of its own because a service spec is the one thing the Docker driver has
+//! no counterpart of (a container body is a few lines there): building and changing it
+//! (replicas, generation, pinned ports) are pure functions, tested without a swarm.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +15,7 @@ use bollard::models::{
 };
 use poolcore::model::Protocol;
 use poolcore::{object_name, Cluster, LogConfig, NodeSpec, PortSpec};
-use poolcore_docker::engine::{env_list, health_config, label_map, node_labels};
+use poolcore_engine::{env_list, health_config, label_map, node_labels};
 
 use crate::config::SwarmConfig;
 

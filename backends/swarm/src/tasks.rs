@@ -5,6 +5,10 @@
 //! restart policy) and keeps a few old ones. The tasks that count are those of the
 //! service's current generation (see [`spec::generation`](crate::spec::generation))
 //! that the swarm still wants to run.
+//!
+//! A module of its own because reading a task history is the swarm's own concern (a
+//! Docker engine lists a container's state as it is): it is the driver's largest piece
+//! of logic, pure, and tested as tables of task listings without a swarm.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -12,7 +16,7 @@ use std::net::IpAddr;
 use bollard::models::{EndpointPortConfigProtocolEnum, Service, Task, TaskState};
 use poolcore::driver::LABEL_NODE;
 use poolcore::{NodeState, PortSpec, Protocol};
-use poolcore_docker::engine::ports_from_labels;
+use poolcore_engine::ports_from_labels;
 
 use crate::error::SwarmError;
 use crate::spec;

@@ -11,6 +11,7 @@ use super::{Actor, Pool};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::limits;
+use crate::metrics::{self, ApplyOutcome};
 use crate::model::{
     new_id, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, HostStatus, Labels,
     LeaseActivity, LeaseRecord, Listing, Page, ReleaseReason,
@@ -88,6 +89,17 @@ impl Pool {
     /// [`ClaimOutcome`]). The claim is one atomic store operation; no engine is called.
     #[instrument(skip(self, req), fields(user_id = %req.user_id))]
     pub async fn apply(&self, req: ApplyRequest) -> Result<Cluster> {
+        let started = std::time::Instant::now();
+        let (outcome, result) = match self.claim_for(req).await {
+            Ok((outcome, cluster)) => (outcome, Ok(cluster)),
+            Err(e @ Error::PoolExhausted { .. }) => (ApplyOutcome::Exhausted, Err(e)),
+            Err(e) => (ApplyOutcome::Refused, Err(e)),
+        };
+        metrics::apply(outcome, started.elapsed());
+        result
+    }
+
+    async fn claim_for(&self, req: ApplyRequest) -> Result<(ApplyOutcome, Cluster)> {
         req.validate()?;
         let ttl = self.lease_ttl(req.ttl)?;
         let now = Utc::now();
@@ -108,11 +120,11 @@ impl Pool {
             ClaimOutcome::Claimed(cluster) => {
                 info!(cluster_id = %cluster.id, "cluster applied");
                 self.emit(Event::Applied(cluster.clone()));
-                Ok(cluster)
+                Ok((ApplyOutcome::Served, cluster))
             }
             ClaimOutcome::Held(cluster) => {
                 debug!(cluster_id = %cluster.id, "the user holds a matching cluster already");
-                Ok(cluster)
+                Ok((ApplyOutcome::Held, cluster))
             }
             ClaimOutcome::HoldsOther(cluster) => Err(Error::conflict(format!(
                 "user {:?} holds cluster {:?} of blueprint {:?} from an apply without allow_multiple; \
@@ -251,6 +263,7 @@ impl Pool {
         let released = self.store().release_cluster(&held.id, Utc::now(), reason).await?;
         if let Some(cluster) = &released {
             info!(cluster_id = %cluster.id, %reason, "cluster released");
+            metrics::release(reason);
             self.emit(Event::Released {
                 cluster: cluster.clone(),
                 user_id: held.user_id.clone().unwrap_or_default(),

@@ -9,6 +9,7 @@ use super::Pool;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::limits;
+use crate::metrics;
 use crate::model::{
     new_id, Cluster, ClusterFilter, ClusterStatus, Deployment, Health, Host, Listing, Page, ReleaseReason,
 };
@@ -137,7 +138,10 @@ impl Pool {
     /// Removes a cluster's engine objects, then its record.
     pub(super) async fn remove_cluster(&self, cluster: &Cluster) -> Result<()> {
         let host = self.host(&cluster.host_id).await?;
-        self.driver(&host)?.delete_cluster(&cluster.id).await?;
+        let started = std::time::Instant::now();
+        let removed = self.driver(&host)?.delete_cluster(&cluster.id).await;
+        metrics::cluster_deleted(removed.is_ok(), started.elapsed());
+        removed?;
         self.store().delete_cluster(&cluster.id, cluster.version).await?;
         info!(cluster_id = %cluster.id, "cluster deleted");
         self.emit(Event::ClusterDeleted {
@@ -257,6 +261,7 @@ impl Pool {
     async fn make(&self, cluster: &Cluster) -> Result<Cluster> {
         let host = self.host(&cluster.host_id).await?;
         let driver = self.driver(&host)?;
+        let started = std::time::Instant::now();
         let made = match self.blueprint(&cluster.blueprint).await {
             Ok(blueprint) => match driver.create_cluster(cluster, &blueprint).await {
                 // A server killed mid-create may leave objects the engine is still
@@ -272,6 +277,7 @@ impl Pool {
             },
             Err(e) => Err(e),
         };
+        metrics::cluster_created(made.is_ok(), started.elapsed());
         // The record may have been deleted (with its host) while the engine worked.
         let Some(mut current) = self.store().get_cluster(&cluster.id).await? else {
             warn!("cluster was deleted while it was created; removing its objects");

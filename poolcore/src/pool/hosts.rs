@@ -246,6 +246,7 @@ impl Pool {
     #[instrument(skip(self, new), fields(host = %new.name))]
     pub async fn add_host(&self, new: NewHost) -> Result<Host> {
         new.validate()?;
+        self.config().endpoint_policy.check(&new.endpoint)?;
         let public_address = match new.public_address {
             Some(address) => address,
             None => default_public_address(&new.endpoint)?,

@@ -51,6 +51,8 @@ pub struct PoolConfig {
     /// Changes made through this pool are seen at once; changes made by another server
     /// sharing the store are seen within this time.
     pub catalog_ttl: Duration,
+    /// Which engine endpoints hosts may be added with.
+    pub endpoint_policy: crate::EndpointPolicy,
 }
 
 impl Default for PoolConfig {
@@ -61,6 +63,7 @@ impl Default for PoolConfig {
             max_ttl: None,
             reconcile: ReconcileConfig::default(),
             catalog_ttl: Duration::from_secs(1),
+            endpoint_policy: crate::EndpointPolicy::default(),
         }
     }
 }
@@ -87,6 +90,12 @@ impl PoolConfig {
     /// With [`PoolConfig::reconcile`].
     pub fn with_reconcile(mut self, reconcile: ReconcileConfig) -> Self {
         self.reconcile = reconcile;
+        self
+    }
+
+    /// With [`PoolConfig::endpoint_policy`].
+    pub fn with_endpoint_policy(mut self, policy: crate::EndpointPolicy) -> Self {
+        self.endpoint_policy = policy;
         self
     }
 

@@ -121,6 +121,8 @@ impl Progress {
             };
             op.finished_at = Some(Utc::now());
             info!(operation_id = %op.id, status = %op.status, done = op.done, total = op.total, "operation ended");
+            let took = (Utc::now() - op.created_at).to_std().unwrap_or_default();
+            crate::metrics::operation(op.kind, op.status, took);
         }
         self.save().await;
         let id = self.snapshot().await.id;

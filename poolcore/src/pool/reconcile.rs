@@ -237,6 +237,13 @@ impl Pool {
     /// background.
     #[instrument(skip(self))]
     pub async fn reconcile_once(&self) -> Result<ReconcileReport> {
+        let started = std::time::Instant::now();
+        let report = self.reconcile_pass().await?;
+        crate::metrics::reconcile_pass(&report, started.elapsed());
+        Ok(report)
+    }
+
+    async fn reconcile_pass(&self) -> Result<ReconcileReport> {
         let mut report = self.expire_leases().await?;
         report.add(self.close_interrupted_operations().await?);
         let blueprints: HashMap<String, Blueprint> = self

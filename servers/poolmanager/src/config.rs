@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use poolcore::EndpointPolicy;
 use poolcore_sim::SimConfig;
 use poolcore_swarm::SwarmConfig;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,9 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// Token for the user endpoints (apply, release, clusters).
     pub user_token: Option<String>,
+    /// Token that may read `GET /metrics` (besides the admin token), for a Prometheus
+    /// scraper that should not hold the admin token.
+    pub metrics_token: Option<String>,
     /// Log format.
     pub log_format: LogFormat,
     /// Clusters created at once on one host.
@@ -57,6 +61,9 @@ pub struct Config {
     /// abandoned by a crashed server and driven on; also the wait before a failed
     /// cluster is tried again.
     pub reconcile_transition_timeout: u64,
+    /// Seconds after which a running fill, clean or reset that no server has written
+    /// (its server writes it every quarter of this) is closed as interrupted.
+    pub reconcile_operation_timeout: u64,
     /// Hosts probed and inspected at once by a pass.
     pub reconcile_host_concurrency: usize,
     /// How swarm hosts are driven (the `[swarm]` table of the config file): stop grace
@@ -66,6 +73,30 @@ pub struct Config {
     /// failures, whether published ports are served. Hosts of kind `sim` run on them,
     /// to try the API without Docker; nothing of theirs survives a restart.
     pub sim: SimConfig,
+    /// PEM file with the server's certificate chain; with `tls_key`, the server speaks
+    /// HTTPS only. Both files are read again on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers (and, first, finish the TLS
+    /// handshake); slower connections are closed. 0 turns it off.
+    pub header_timeout_seconds: u64,
+    /// Seconds a connection may stay without any traffic before it is closed. 0 turns
+    /// it off.
+    pub idle_timeout_seconds: u64,
+    /// Connections open at once; those beyond are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Clients following `GET /api/v1/events` at once; more get 503.
+    pub max_event_subscribers: usize,
+    /// Engine endpoints hosts may have (`unix:///var/run/docker.sock`,
+    /// `tcp://10.0.*:2376`, `sim://*`); empty allows any but link-local ones.
+    pub endpoint_allow: Vec<String>,
+    /// Refuse engine endpoints on link-local and cloud metadata addresses.
+    pub endpoint_deny_link_local: bool,
+    /// Networks (`10.0.0.0/8`, `fd00::/8`) or addresses whose callers may use the
+    /// original PoolManager API (`/v1/...`, `/v2/...`) without a token, as with the
+    /// user token; none by default. `/api/v1` always needs a token.
+    pub legacy_open_to: Vec<String>,
 }
 
 impl Default for Config {
@@ -76,6 +107,7 @@ impl Default for Config {
             admin_token: None,
             admin_token_file: None,
             user_token: None,
+            metrics_token: None,
             log_format: LogFormat::Human,
             host_parallelism: 4,
             default_ttl_seconds: None,
@@ -83,9 +115,19 @@ impl Default for Config {
             reconcile_interval: 15,
             reconcile_failed_probes: 3,
             reconcile_transition_timeout: 300,
+            reconcile_operation_timeout: 60,
             reconcile_host_concurrency: 8,
             swarm: SwarmConfig::default(),
             sim: SimConfig::default(),
+            tls_cert: None,
+            tls_key: None,
+            header_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            max_connections: 10_000,
+            max_event_subscribers: 1_000,
+            endpoint_allow: Vec::new(),
+            endpoint_deny_link_local: true,
+            legacy_open_to: Vec::new(),
         }
     }
 }
@@ -99,6 +141,7 @@ impl std::fmt::Debug for Config {
             .field("admin_token", &redacted(&self.admin_token))
             .field("admin_token_file", &self.admin_token_file)
             .field("user_token", &redacted(&self.user_token))
+            .field("metrics_token", &redacted(&self.metrics_token))
             .field("log_format", &self.log_format)
             .field("host_parallelism", &self.host_parallelism)
             .field("default_ttl_seconds", &self.default_ttl_seconds)
@@ -106,9 +149,19 @@ impl std::fmt::Debug for Config {
             .field("reconcile_interval", &self.reconcile_interval)
             .field("reconcile_failed_probes", &self.reconcile_failed_probes)
             .field("reconcile_transition_timeout", &self.reconcile_transition_timeout)
+            .field("reconcile_operation_timeout", &self.reconcile_operation_timeout)
             .field("reconcile_host_concurrency", &self.reconcile_host_concurrency)
             .field("swarm", &self.swarm)
             .field("sim", &self.sim)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("header_timeout_seconds", &self.header_timeout_seconds)
+            .field("idle_timeout_seconds", &self.idle_timeout_seconds)
+            .field("max_connections", &self.max_connections)
+            .field("max_event_subscribers", &self.max_event_subscribers)
+            .field("endpoint_allow", &self.endpoint_allow)
+            .field("endpoint_deny_link_local", &self.endpoint_deny_link_local)
+            .field("legacy_open_to", &self.legacy_open_to)
             .finish()
     }
 }
@@ -128,6 +181,33 @@ pub struct Overrides {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// PEM certificate chain; with --tls-key, serve HTTPS [env: POOLMANAGER_TLS_CERT].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [env: POOLMANAGER_TLS_KEY].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers; 0 = no limit
+    /// [env: POOLMANAGER_HEADER_TIMEOUT_SECONDS, default 10].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_timeout_seconds: Option<u64>,
+    /// Seconds without traffic before a connection is closed; 0 = no limit
+    /// [env: POOLMANAGER_IDLE_TIMEOUT_SECONDS, default 60].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u64>,
+    /// Connections open at once [env: POOLMANAGER_MAX_CONNECTIONS, default 10000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Clients of GET /api/v1/events at once [env: POOLMANAGER_MAX_EVENT_SUBSCRIBERS,
+    /// default 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_event_subscribers: Option<usize>,
 }
 
 impl Config {
@@ -147,11 +227,39 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment
+        let config: Config = figment
             .merge(Env::prefixed("POOLMANAGER_").ignore(&["config_file"]))
             .merge(Serialized::defaults(overrides))
             .extract()
-            .map_err(Box::new)
+            .map_err(Box::new)?;
+        config.check().map_err(|e| Box::new(figment::Error::from(e)))?;
+        Ok(config)
+    }
+
+    /// Settings that cannot work together or at all.
+    fn check(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err("tls_cert is set but tls_key is not: HTTPS needs both".into()),
+            (None, Some(_)) => return Err("tls_key is set but tls_cert is not: HTTPS needs both".into()),
+            _ => {}
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The TLS certificate and key files, when HTTPS is on.
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    /// Which engine endpoints hosts may be added with.
+    pub fn endpoint_policy(&self) -> EndpointPolicy {
+        EndpointPolicy {
+            allow: self.endpoint_allow.clone(),
+            deny_link_local: self.endpoint_deny_link_local,
+        }
     }
 
     /// The directory of a SQLite database file (the working directory for one in
@@ -237,6 +345,81 @@ mod tests {
             jail.set_env("POOLMANAGER_RECONCILE_INTERVAL", "3");
             let config = Config::load(Some(Path::new("pm.toml")), &overrides).map_err(|e| e.to_string())?;
             assert_eq!(config.reconcile_interval, 3, "env sets the reconcile interval");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn limits_tls_and_endpoints_come_from_every_layer() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "pm.toml",
+                "tls_cert = \"/etc/pm/cert.pem\"\ntls_key = \"/etc/pm/key.pem\"\nmax_connections = 500\n\
+                 endpoint_allow = [\"unix:///var/run/docker.sock\", \"tcp://10.0.*:2376\"]",
+            )?;
+            jail.set_env("POOLMANAGER_HEADER_TIMEOUT_SECONDS", "3");
+            jail.set_env("POOLMANAGER_ENDPOINT_DENY_LINK_LOCAL", "false");
+            let overrides = Overrides {
+                max_event_subscribers: Some(7),
+                ..Overrides::default()
+            };
+            let config = Config::load(Some(Path::new("pm.toml")), &overrides).map_err(|e| e.to_string())?;
+            let (cert, key) = config.tls_files().expect("TLS is on");
+            assert_eq!(
+                (cert, key),
+                (Path::new("/etc/pm/cert.pem"), Path::new("/etc/pm/key.pem"))
+            );
+            assert_eq!(config.max_connections, 500);
+            assert_eq!(config.header_timeout_seconds, 3);
+            assert_eq!(config.idle_timeout_seconds, 60, "default stays");
+            assert_eq!(config.max_event_subscribers, 7);
+            let policy = config.endpoint_policy();
+            assert_eq!(policy.allow.len(), 2);
+            assert!(!policy.deny_link_local);
+            assert!(policy.check("tcp://10.0.1.2:2376").is_ok());
+            assert!(policy.check("unix:///etc/shadow").is_err());
+            jail.set_env("POOLMANAGER_ENDPOINT_ALLOW", "[\"sim://*\"]");
+            let config = Config::load(Some(Path::new("pm.toml")), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.endpoint_allow, ["sim://*"], "a list from the environment");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn tls_needs_both_files() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("POOLMANAGER_TLS_CERT", "/etc/pm/cert.pem");
+            let err = Config::load(None, &Overrides::default()).expect_err("no key");
+            assert!(err.to_string().contains("tls_key is not"), "{err}");
+            let overrides = Overrides {
+                tls_key: Some("/etc/pm/key.pem".into()),
+                ..Overrides::default()
+            };
+            Config::load(None, &overrides).map_err(|e| e.to_string())?;
+            jail.clear_env();
+            let err = Config::load(None, &overrides).expect_err("no certificate");
+            assert!(err.to_string().contains("tls_cert is not"), "{err}");
+            assert!(Config::load(None, &Overrides::default())
+                .map_err(|e| e.to_string())?
+                .tls_files()
+                .is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn legacy_networks_come_from_file_or_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pm.toml", "legacy_open_to = [\"10.0.0.0/8\"]")?;
+            let load =
+                || Config::load(Some(Path::new("pm.toml")), &Overrides::default()).map_err(|e| e.to_string());
+            assert_eq!(load()?.legacy_open_to, ["10.0.0.0/8"]);
+            jail.set_env("POOLMANAGER_LEGACY_OPEN_TO", "[127.0.0.1, \"fd00::/8\"]");
+            assert_eq!(load()?.legacy_open_to, ["127.0.0.1", "fd00::/8"]);
+            assert!(Config::default().legacy_open_to.is_empty(), "closed by default");
             Ok(())
         });
     }

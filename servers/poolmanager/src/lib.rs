@@ -6,14 +6,16 @@
 
 pub mod api;
 pub mod config;
+pub mod legacy;
+pub mod metrics;
+pub mod serve;
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::Server;
+use poem::EndpointExt;
 use tracing::info;
 
 use api::auth::Tokens;
@@ -49,6 +51,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] serve::TlsError),
 }
 
 /// Opens the store named by `url`: a SQLite database (`sqlite://PATH`,
@@ -74,6 +79,7 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartError> {
 pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
     let store = open_store(&config.database).await?;
     let pool_config = PoolConfig::default()
+        .with_endpoint_policy(config.endpoint_policy())
         .with_host_parallelism(config.host_parallelism)
         .with_default_ttl(config.default_ttl_seconds.map(Duration::from_secs))
         .with_max_ttl(config.max_ttl_seconds.map(Duration::from_secs))
@@ -83,6 +89,7 @@ pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
                 .with_interval(Duration::from_secs(config.reconcile_interval.max(1)))
                 .with_failed_probes(config.reconcile_failed_probes)
                 .with_transition_timeout(Duration::from_secs(config.reconcile_transition_timeout))
+                .with_operation_timeout(Duration::from_secs(config.reconcile_operation_timeout))
                 .with_host_concurrency(config.reconcile_host_concurrency),
         );
     Ok(Pool::builder(store)
@@ -172,29 +179,16 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let pool = build_pool(&config).await?;
     let tokens = tokens(&config)?;
-    let acceptor = TcpListener::bind(config.listen.clone())
-        .into_acceptor()
-        .await
-        .map_err(|source| StartError::Io {
-            what: "listening on",
-            path: config.listen.clone(),
-            source,
-        })?;
-    if let Some(addr) = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-    {
+    let legacy_open = legacy::OpenNetworks::parse(&config.legacy_open_to).map_err(StartError::Config)?;
+    let listening = serve::Listening::bind(&config).await?;
+    if let Some(addr) = listening.local_addr() {
         let database = config::redact_database(&config.database);
-        info!(%addr, %database, "PoolManager listening; Swagger UI at http://{addr}/docs");
+        let scheme = listening.scheme();
+        info!(%addr, %database, scheme, "PoolManager listening; Swagger UI at {scheme}://{addr}/docs");
     }
     let reconciler = (config.reconcile_interval > 0).then(|| pool.spawn_reconciler());
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            api::app(pool.clone(), tokens),
-            shutdown,
-            Some(Duration::from_secs(10)),
-        )
+    listening
+        .serve(served(&pool, tokens, &config).data(legacy_open), shutdown)
         .await
         .map_err(|source| StartError::Io {
             what: "serving on",
@@ -206,6 +200,16 @@ pub async fn run(
         None => pool.shutdown(SHUTDOWN_GRACE).await,
     };
     Ok(())
+}
+
+/// What `serve` answers: the app, and `GET /metrics` beside it, every request counted.
+fn served(pool: &Pool, tokens: Tokens, config: &Config) -> impl poem::Endpoint {
+    metrics::recorder();
+    let scrape = metrics::MetricsEndpoint::new(pool.clone(), &tokens.admin, config.metrics_token.as_deref());
+    poem::Route::new()
+        .at("/metrics", poem::get(scrape))
+        .nest("/", api::app(pool.clone(), tokens))
+        .with(metrics::HttpMetrics)
 }
 
 /// How long a stopping server waits for its background work to end.

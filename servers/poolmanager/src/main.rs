@@ -101,7 +101,7 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 fn print_report(report: &ReconcileReport) {
     println!(
         "hosts probed: {}, unreachable: {}\nleases expired: {}\nclusters replaced: {}, repaired: {}, \
-         resumed: {}, created: {}\norphans removed: {}",
+         resumed: {}, created: {}\norphans removed: {}\noperations interrupted: {}",
         report.hosts_probed,
         report.hosts_unreachable,
         report.leases_expired,
@@ -110,6 +110,7 @@ fn print_report(report: &ReconcileReport) {
         report.resumed,
         report.created,
         report.orphans_removed,
+        report.operations_interrupted,
     );
     for error in &report.errors {
         println!("error: {error}");

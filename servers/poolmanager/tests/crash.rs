@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use poolcore::{ClusterFilter, ClusterStatus, Connector, Health, NodeState, Page, Store};
+use poolcore::{ClusterFilter, ClusterStatus, Connector, Health, NodeState, OperationStatus, Page, Store};
 use poolcore_docker::DockerConnector;
 use poolcore_sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
@@ -33,7 +33,11 @@ fn sqlite_url(db: &Path) -> String {
 
 /// Runs `poolmanager reconcile --once`.
 fn reconcile_once(db: &Path) -> Output {
-    poolmanager(db, &[("POOLMANAGER_RECONCILE_TRANSITION_TIMEOUT", "0")])
+    let timeouts = [
+        ("POOLMANAGER_RECONCILE_TRANSITION_TIMEOUT", "0"),
+        ("POOLMANAGER_RECONCILE_OPERATION_TIMEOUT", "1"),
+    ];
+    poolmanager(db, &timeouts)
         .args(["reconcile", "--once"])
         .output()
         .expect("poolmanager reconcile runs")
@@ -156,6 +160,7 @@ async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     serve.kill_9().await;
+    let fill_id = op["operation_id"].as_str().expect("an operation id").to_owned();
     let store = SqliteStore::open(&db).await.expect("store");
     let creating = store
         .list_clusters(
@@ -170,6 +175,9 @@ async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
         .total;
     assert!(creating > 0, "the kill came mid-fill");
 
+    // The fill's server is gone: once its operation has been silent for the timeout
+    // (1 s here), the pass closes it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let started = Instant::now();
     let out = reconcile_once(&db);
     assert!(out.status.success(), "{}", text(&out));
@@ -178,6 +186,19 @@ async fn kill_9_mid_fill_and_mid_release_then_one_pass_restores_everything() {
         started.elapsed().as_secs_f64()
     );
     assert_whole(&store, &host, CAPACITY).await;
+    let fill = store
+        .get_operation(&fill_id)
+        .await
+        .expect("get")
+        .expect("the fill is kept");
+    assert_eq!(fill.status, OperationStatus::Interrupted, "{fill:?}");
+    assert!(
+        fill.error
+            .as_deref()
+            .is_some_and(|e| e.contains("server stopped"))
+            && fill.finished_at.is_some(),
+        "the interrupted fill says why: {fill:?}"
+    );
 
     // Mid-release: the leases are closed, the clusters not yet recreated.
     let serve = ServeProcess::start(&sqlite_url(&db), &no_reconciler).await;

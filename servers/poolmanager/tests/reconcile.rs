@@ -313,7 +313,7 @@ async fn leases_expire_unless_renewed_and_events_tell() {
         .user(
             Method::POST,
             &format!("/clusters/{kept_id}/renew"),
-            Some(json!({"ttl_seconds": 7200})),
+            Some(json!({"ttl_seconds": 7200, "user_id": "carol"})),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "above the maximum: {body}");

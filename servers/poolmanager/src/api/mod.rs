@@ -14,7 +14,6 @@ mod ops;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{ApiResponse, OpenApiService, Tags};
 use serde_json::Value;
@@ -129,9 +128,11 @@ fn refs(value: &Value, names: &mut Vec<String>) {
 }
 
 /// The whole HTTP app: the API under `/api/v1`, its spec at `/api/v1/openapi.json`
-/// and Swagger UI at `/docs`.
+/// and Swagger UI at `/docs`, with the access log (no secrets in it) and the cap on
+/// event subscribers that the server gives as request data
+/// ([`crate::serve::EventSlots`]).
 pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
-    let service = service(pool);
+    let service = service(pool.clone());
     let spec = finish(&service);
     let paths = serde_json::from_str(&spec).unwrap_or_default();
     let docs = service.swagger_ui();
@@ -140,7 +141,7 @@ pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
             .content_type("application/json; charset=utf-8")
             .body(spec.clone())
     });
-    Route::new()
+    crate::legacy::mount(Route::new(), pool)
         .at("/api/v1/openapi.json", spec)
         .nest(
             "/api/v1",
@@ -151,7 +152,8 @@ pub fn app(pool: Pool, tokens: Tokens) -> impl Endpoint {
         .nest("/docs", docs)
         .data(tokens)
         .catch_all_error(error::json_errors)
-        .with(Tracing)
+        .with(crate::serve::LimitEventSubscribers)
+        .with(crate::serve::AccessLog)
 }
 
 /// Answer of every delete.

@@ -16,6 +16,8 @@ use super::{Api, ADMIN, USER};
 /// the test fails while it runs.
 pub struct ServeProcess {
     pub api: Api,
+    /// The address it listens on.
+    pub addr: SocketAddr,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -71,9 +73,20 @@ impl ServeProcess {
         });
         ServeProcess {
             api: Api::new(addr),
+            addr,
             child,
             log,
         }
+    }
+
+    /// The log lines written so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server runs")
     }
 
     /// SIGKILL, as `kill -9`: no graceful shutdown, no clean-up.

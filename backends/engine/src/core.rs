@@ -1,29 +1,24 @@
-//! The Docker Engine API as PoolManager's drivers of Docker-API hosts speak it: one
-//! lazily connected client per host, errors that name their object, label filters, a
-//! cluster's network, and the parts of a node's spec that a container (Docker driver)
-//! and a service (`poolcore-swarm`) share.
-//!
-//! Public so that `poolcore-swarm` builds on the same client rather than a copy of it.
+//! The raw engine client: one lazily connected client per host, the requests both
+//! drivers make (info, facts, networks), and errors that name their object.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{HealthConfig, Network, NetworkCreateRequest, SystemInfo, SystemVersion};
+use bollard::models::{Network, NetworkCreateRequest, SystemInfo, SystemVersion};
 use bollard::query_parameters::ListNetworksOptionsBuilder;
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::future::join_all;
-use poolcore::driver::LABEL_CLUSTER;
-use poolcore::{
-    labels_for, object_name, Cluster, EngineFacts, Error, HealthCheck, HostKind, NodeSpec, Result,
-};
+use poolcore::{labels_for, object_name, Cluster, EngineFacts, EngineTls, Error, Host, HostKind, Result};
 use tokio::sync::OnceCell;
 
 use crate::config::Endpoint;
-use crate::error::{engine_noun, is_out_of_address_pools, map_err, NetworkLingers, NoAddressPool};
-
-pub use crate::error::{has_status, Action};
-pub use crate::labels::{group_clusters, is_node_of, ports_from_labels, LabelFilter};
+use crate::error::{
+    engine_noun, has_status, is_out_of_address_pools, map_err, Action, NetworkLingers, NoAddressPool,
+};
+use crate::labels::{cluster_of, LabelFilter};
+use crate::spec::label_map;
+use crate::tls::TlsConfig;
 
 /// One Docker engine or swarm manager. Connects, and agrees on the API version, on first
 /// use; every request fails with a [`poolcore::Error`] that names its object.
@@ -49,13 +44,31 @@ pub enum ClusterNetwork {
 }
 
 impl Engine {
-    /// The engine of a `kind` host at `endpoint` (`unix:///path`, `tcp://host:port` or
-    /// `http://host:port`; anything else is [`Error::Invalid`] naming it). `kind` names
-    /// the backend in errors. Each request may take `request_timeout`.
-    pub fn new(kind: HostKind, endpoint: &str, request_timeout: Duration) -> Result<Self> {
+    /// The engine of `host`, a host of `kind`, at its endpoint and with its TLS
+    /// settings: see [`Engine::new`].
+    pub fn for_host(kind: HostKind, host: &Host, request_timeout: Duration) -> Result<Self> {
+        Self::new(kind, &host.endpoint, host.tls.as_ref(), request_timeout)
+    }
+
+    /// The engine of a `kind` host at `endpoint`, with TLS settings `tls` or none.
+    ///
+    /// Without TLS: `unix:///path`, `tcp://host:port` or `http://host:port` (port 2375
+    /// if none is given). With TLS: `tcp://host:port` or `https://host:port` (port
+    /// 2376); `tls` is read and checked now (see [`EngineTls`]). Anything else is
+    /// [`Error::Invalid`] naming the endpoint, or the TLS setting that is wrong.
+    ///
+    /// `kind` names the backend in errors. Each request may take `request_timeout`.
+    /// Nothing is asked of the engine yet: the first request connects.
+    pub fn new(
+        kind: HostKind,
+        endpoint: &str,
+        tls: Option<&EngineTls>,
+        request_timeout: Duration,
+    ) -> Result<Self> {
+        let tls = tls.map(TlsConfig::new).transpose()?;
         Ok(Engine {
             kind,
-            endpoint: Endpoint::parse(endpoint)?,
+            endpoint: Endpoint::parse(endpoint, tls)?,
             endpoint_text: endpoint.to_owned(),
             request_timeout: request_timeout.max(Duration::from_secs(1)),
             client: OnceCell::new(),
@@ -76,6 +89,7 @@ impl Engine {
                 let client = match &self.endpoint {
                     Endpoint::Unix(path) => Docker::connect_with_unix(path, timeout, API_DEFAULT_VERSION),
                     Endpoint::Http(addr) => Docker::connect_with_http(addr, timeout, API_DEFAULT_VERSION),
+                    Endpoint::Https(addr, tls) => tls.connect(addr, timeout, API_DEFAULT_VERSION),
                 };
                 let action = || Action::new("negotiate", "API version with", self.endpoint.to_string());
                 let client = client.map_err(|e| self.unavailable(action(), e))?;
@@ -272,81 +286,13 @@ pub fn first_error(results: Vec<Result<()>>) -> Result<()> {
     results.into_iter().collect()
 }
 
-/// The cluster id in an object's labels.
-pub fn cluster_of(labels: Option<&HashMap<String, String>>) -> Option<String> {
-    labels?.get(LABEL_CLUSTER).cloned()
-}
-
-/// The environment as the engine wants it: `KEY=value`.
-pub fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
-    env.iter().map(|(k, v)| format!("{k}={v}")).collect()
-}
-
-/// Labels as the engine's models want them.
-pub fn label_map(labels: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
-    labels.into_iter().collect()
-}
-
-/// The labels of `node`'s container or service: those of [`labels_for`], plus its named
-/// ports, so that start and restart read the endpoints back without the blueprint.
-pub fn node_labels(cluster: &Cluster, node: &NodeSpec) -> HashMap<String, String> {
-    let labels = labels_for(cluster, Some(&node.name));
-    label_map(labels.into_iter().chain(crate::labels::port_labels(node)))
-}
-
-/// A blueprint's health check as the engine runs it: through the shell, durations in
-/// nanoseconds.
-pub fn health_config(check: &HealthCheck) -> HealthConfig {
-    const NANOS_PER_SEC: i64 = 1_000_000_000;
-    HealthConfig {
-        test: Some(vec!["CMD-SHELL".to_owned(), check.command.clone()]),
-        interval: Some(i64::from(check.interval_seconds.max(1)) * NANOS_PER_SEC),
-        retries: Some(i64::from(check.retries)),
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use poolcore::driver::{LABEL_HOST, LABEL_NODE};
-
     use super::*;
 
     #[test]
-    fn node_labels_carry_cluster_node_and_ports() {
-        let cluster = Cluster::new("c", "bp", "h1");
-        let node = NodeSpec {
-            name: "vp0".into(),
-            image: "img".into(),
-            command: vec![],
-            env: Default::default(),
-            ports: [("rest".into(), "7050/tcp".parse().unwrap())].into(),
-            health: None,
-        };
-        let labels = node_labels(&cluster, &node);
-        assert_eq!(labels[LABEL_CLUSTER], cluster.id);
-        assert_eq!(labels[LABEL_HOST], "h1");
-        assert_eq!(labels[LABEL_NODE], "vp0");
-        assert_eq!(ports_from_labels(&labels)["rest"], "7050/tcp");
-        assert_eq!(cluster_of(Some(&labels)), Some(cluster.id.clone()));
-    }
-
-    #[test]
-    fn health_checks_run_in_the_shell_in_nanoseconds() {
-        let check = HealthCheck {
-            command: "nc -z 127.0.0.1 80".into(),
-            interval_seconds: 0,
-            retries: 2,
-        };
-        let config = health_config(&check);
-        assert_eq!(config.test.unwrap(), ["CMD-SHELL", "nc -z 127.0.0.1 80"]);
-        assert_eq!(config.interval, Some(1_000_000_000), "at least a second");
-        assert_eq!(config.retries, Some(2));
-    }
-
-    #[test]
     fn unusable_endpoints_are_refused_before_any_request() {
-        let err = Engine::new(HostKind::Swarm, "ssh://m", Duration::from_secs(5)).unwrap_err();
+        let err = Engine::new(HostKind::Swarm, "ssh://m", None, Duration::from_secs(5)).unwrap_err();
         assert_eq!(err.code(), "invalid_input");
         assert!(err.to_string().contains("ssh://m"), "{err}");
     }

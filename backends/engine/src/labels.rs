@@ -1,19 +1,18 @@
 //! Labels on the engine's objects: filters that find them, and what they tell back.
 //!
-//! Labels are the truth on the host: the driver never keeps state of its own, so every
-//! call finds its containers and networks again by these labels.
+//! Labels are the truth on the host: the drivers never keep state of their own, so
+//! every call finds its containers, services and networks again by these labels.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use bollard::models::{ContainerSummary, ContainerSummaryHealthStatusEnum, ContainerSummaryStateEnum};
 use poolcore::driver::{LABEL_CLUSTER, LABEL_HOST, LABEL_NODE};
 use poolcore::{NodeSpec, NodeState, ObservedCluster};
 
 /// Prefix of the labels that record a node's named ports: `poolmanager.port.rest=7050/tcp`.
 ///
 /// Start and restart read the endpoints back without the blueprint, so the container
-/// itself says which port is which.
+/// (or service) itself says which port is which.
 const LABEL_PORT_PREFIX: &str = "poolmanager.port.";
 
 /// A label filter for the engine's listings (containers, networks, services, tasks);
@@ -67,55 +66,6 @@ pub fn ports_from_labels(labels: &HashMap<String, String>) -> BTreeMap<String, S
         .collect()
 }
 
-/// Value of `label` on a listed container.
-fn label<'a>(summary: &'a ContainerSummary, label: &str) -> Option<&'a str> {
-    summary.labels.as_ref()?.get(label).map(String::as_str)
-}
-
-/// Node name of a listed container: its node label, else its own name.
-pub(crate) fn node_name(summary: &ContainerSummary) -> String {
-    if let Some(node) = label(summary, LABEL_NODE) {
-        return node.to_owned();
-    }
-    let name = summary.names.as_ref().and_then(|names| names.first());
-    name.map(|n| n.trim_start_matches('/').to_owned())
-        .or_else(|| summary.id.clone())
-        .unwrap_or_default()
-}
-
-/// Health of a running container. Engines before API 1.50 do not list it, but say it
-/// in the status text: `Up 3 minutes (unhealthy)`.
-fn health(summary: &ContainerSummary) -> ContainerSummaryHealthStatusEnum {
-    if let Some(status) = summary.health.as_ref().and_then(|h| h.status) {
-        return status;
-    }
-    let text = summary.status.as_deref().unwrap_or_default();
-    if text.contains("(unhealthy)") {
-        ContainerSummaryHealthStatusEnum::UNHEALTHY
-    } else if text.contains("(health: starting)") {
-        ContainerSummaryHealthStatusEnum::STARTING
-    } else {
-        ContainerSummaryHealthStatusEnum::NONE
-    }
-}
-
-/// State of a node from its listed container.
-pub(crate) fn node_state(summary: &ContainerSummary) -> NodeState {
-    use ContainerSummaryStateEnum as S;
-    let text = summary.status.clone().unwrap_or_default();
-    match summary.state.unwrap_or(S::EMPTY) {
-        S::RUNNING => match health(summary) {
-            ContainerSummaryHealthStatusEnum::UNHEALTHY => NodeState::Unhealthy(text),
-            ContainerSummaryHealthStatusEnum::STARTING => NodeState::Starting,
-            _ => NodeState::Running,
-        },
-        // A paused node answers nobody, though its process lives.
-        S::PAUSED => NodeState::Unhealthy(text),
-        S::CREATED | S::RESTARTING | S::EMPTY => NodeState::Starting,
-        S::EXITED | S::DEAD | S::REMOVING | S::STOPPING => NodeState::Exited(text),
-    }
-}
-
 /// Clusters found in one listing of nodes (containers or services) and one of
 /// networks. `nodes` gives each labelled node's cluster id, node name and state.
 pub fn group_clusters(
@@ -136,15 +86,9 @@ pub fn group_clusters(
     clusters.into_values().collect()
 }
 
-/// Cluster id, node name and state of each listed container that carries a cluster
-/// label, for [`group_clusters`].
-pub(crate) fn container_nodes(
-    containers: &[ContainerSummary],
-) -> impl Iterator<Item = (String, String, NodeState)> + '_ {
-    containers.iter().filter_map(|summary| {
-        let id = label(summary, LABEL_CLUSTER)?;
-        Some((id.to_owned(), node_name(summary), node_state(summary)))
-    })
+/// The cluster id in an object's labels.
+pub fn cluster_of(labels: Option<&HashMap<String, String>>) -> Option<String> {
+    labels?.get(LABEL_CLUSTER).cloned()
 }
 
 /// True when `labels` mark an object as node `node` of the cluster `cluster_id`.
@@ -164,65 +108,7 @@ fn observed(cluster_id: &str) -> ObservedCluster {
 
 #[cfg(test)]
 mod tests {
-    use bollard::models::ContainerSummaryHealth;
-
     use super::*;
-
-    fn container(
-        state: ContainerSummaryStateEnum,
-        status: &str,
-        labels: &[(&str, &str)],
-    ) -> ContainerSummary {
-        ContainerSummary {
-            id: Some("c0ffee".into()),
-            names: Some(vec!["/pm-c-vp0-1234".into()]),
-            state: Some(state),
-            status: Some(status.into()),
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            ),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn node_states_follow_the_engine() {
-        use ContainerSummaryStateEnum as S;
-        let state = |s, text| node_state(&container(s, text, &[]));
-        assert_eq!(state(S::RUNNING, "Up 2 minutes"), NodeState::Running);
-        assert_eq!(state(S::RUNNING, "Up 2 minutes (healthy)"), NodeState::Running);
-        assert_eq!(
-            state(S::RUNNING, "Up 1 second (health: starting)"),
-            NodeState::Starting
-        );
-        assert_eq!(
-            state(S::RUNNING, "Up 2 minutes (unhealthy)"),
-            NodeState::Unhealthy("Up 2 minutes (unhealthy)".into())
-        );
-        assert_eq!(state(S::CREATED, "Created"), NodeState::Starting);
-        assert_eq!(
-            state(S::RESTARTING, "Restarting (1) 1 second ago"),
-            NodeState::Starting
-        );
-        assert_eq!(
-            state(S::EXITED, "Exited (3) 5 seconds ago"),
-            NodeState::Exited("Exited (3) 5 seconds ago".into())
-        );
-        assert!(matches!(state(S::DEAD, "Dead"), NodeState::Exited(_)));
-    }
-
-    #[test]
-    fn listed_health_wins_over_status_text() {
-        let mut summary = container(ContainerSummaryStateEnum::RUNNING, "Up 2 minutes", &[]);
-        summary.health = Some(ContainerSummaryHealth {
-            status: Some(ContainerSummaryHealthStatusEnum::UNHEALTHY),
-            ..Default::default()
-        });
-        assert!(matches!(node_state(&summary), NodeState::Unhealthy(_)));
-    }
 
     #[test]
     fn port_labels_round_trip() {
@@ -249,31 +135,25 @@ mod tests {
 
     #[test]
     fn listings_group_into_clusters() {
-        use ContainerSummaryStateEnum as S;
-        let containers = [
-            container(S::RUNNING, "Up", &[(LABEL_CLUSTER, "c1"), (LABEL_NODE, "vp0")]),
-            container(
-                S::EXITED,
-                "Exited (1)",
-                &[(LABEL_CLUSTER, "c1"), (LABEL_NODE, "vp1")],
-            ),
-            container(S::RUNNING, "Up", &[(LABEL_CLUSTER, "c2")]),
-            container(S::RUNNING, "Up", &[]),
+        let node = |cluster: &str, node: &str, state| (cluster.to_owned(), node.to_owned(), state);
+        let nodes = [
+            node("c1", "vp0", NodeState::Running),
+            node("c1", "vp1", NodeState::Exited("Exited (1)".into())),
+            node("c2", "vp0", NodeState::Starting),
         ];
         let networks = [
             Some(HashMap::from([(LABEL_CLUSTER.to_owned(), "c1".to_owned())])),
             Some(HashMap::from([(LABEL_CLUSTER.to_owned(), "c3".to_owned())])),
+            Some(HashMap::new()),
             None,
         ];
-        let found = group_clusters(container_nodes(&containers), networks);
+        let found = group_clusters(nodes, networks);
         let ids: Vec<&str> = found.iter().map(|c| c.cluster_id.as_str()).collect();
         assert_eq!(ids, ["c1", "c2", "c3"]);
         assert!(found[0].network && !found[1].network && found[2].network);
         assert_eq!(found[0].nodes["vp0"], NodeState::Running);
         assert!(matches!(found[0].nodes["vp1"], NodeState::Exited(_)));
-        // Without a node label the container's own name stands in.
-        assert!(found[1].nodes.contains_key("pm-c-vp0-1234"));
-        assert!(found[2].nodes.is_empty());
+        assert!(found[2].nodes.is_empty(), "a network alone is still a cluster");
     }
 
     #[test]
@@ -286,6 +166,9 @@ mod tests {
         assert!(!is_node_of(Some(&labels), "c1", "vp1"));
         assert!(!is_node_of(Some(&labels), "c2", "vp0"));
         assert!(!is_node_of(None, "c1", "vp0"));
+        assert_eq!(cluster_of(Some(&labels)).as_deref(), Some("c1"));
+        assert_eq!(cluster_of(Some(&HashMap::new())), None);
+        assert_eq!(cluster_of(None), None);
     }
 
     #[test]
