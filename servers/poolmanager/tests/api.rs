@@ -86,7 +86,7 @@ async fn walkthrough_apply_use_release_recreate() {
         assert!(http_get(url).await.ends_with("ok\n"));
     }
     let (status, released) = s
-        .user(Method::POST, "/release", Some(json!({"cluster_id": id})))
+        .admin(Method::POST, "/release", Some(json!({"cluster_id": id})))
         .await;
     assert_eq!(
         status,
@@ -228,7 +228,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (get.clone(), "/clusters/no-such-id", user, None, missing, "not_found"),
         (get.clone(), "/hosts/no-such-id", admin, None, missing, "not_found"),
         (get.clone(), "/operations/no-such-id", admin, None, missing, "not_found"),
-        (post.clone(), "/release", user, Some(json!({"cluster_id": "no-such-id"})), missing, "not_found"),
+        (post.clone(), "/release", admin, Some(json!({"cluster_id": "no-such-id"})), missing, "not_found"),
         (post.clone(), "/release", user, Some(json!({"cluster_id": "a", "user_id": "b"})), missing, "not_found"),
         (post.clone(), "/release", user, Some(json!({"cluster_id": "a"})), bad, "invalid_input"),
         (post.clone(), "/release", user, Some(json!({})), bad, "invalid_input"),
