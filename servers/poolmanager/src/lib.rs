@@ -9,6 +9,7 @@ pub mod config;
 pub mod legacy;
 pub mod metrics;
 pub mod serve;
+pub mod ui;
 
 use std::io::Write;
 use std::path::Path;
@@ -184,7 +185,7 @@ pub async fn run(
     if let Some(addr) = listening.local_addr() {
         let database = config::redact_database(&config.database);
         let scheme = listening.scheme();
-        info!(%addr, %database, scheme, "PoolManager listening; Swagger UI at {scheme}://{addr}/docs");
+        info!(%addr, %database, scheme, "PoolManager listening; dashboard at {scheme}://{addr}/ui/, Swagger UI at {scheme}://{addr}/docs");
     }
     let reconciler = (config.reconcile_interval > 0).then(|| pool.spawn_reconciler());
     listening
@@ -202,13 +203,15 @@ pub async fn run(
     Ok(())
 }
 
-/// What `serve` answers: the app, and `GET /metrics` beside it, every request counted.
+/// What `serve` answers: the app, with `GET /metrics` and the dashboard (`/ui/`, where
+/// `/` leads) beside it, every request counted.
 fn served(pool: &Pool, tokens: Tokens, config: &Config) -> impl poem::Endpoint {
     metrics::recorder();
     let scrape = metrics::MetricsEndpoint::new(pool.clone(), &tokens.admin, config.metrics_token.as_deref());
     poem::Route::new()
         .at("/metrics", poem::get(scrape))
-        .nest("/", api::app(pool.clone(), tokens))
+        .nest(ui::PATH.trim_end_matches('/'), ui::Dashboard)
+        .nest("/", api::app(pool.clone(), tokens).with(ui::Home))
         .with(metrics::HttpMetrics)
 }
 

@@ -1,0 +1,184 @@
+// Blueprints: the list, one blueprint's detail, creating one from JSON, deleting.
+
+import { all, del, get, post } from "./api.js";
+import { confirmDialog, h, modal, replace, time, toast } from "./dom.js";
+
+const TEMPLATE = {
+  name: "demo",
+  labels: { consensus_plugin: "pbft", size: "2" },
+  nodes: [
+    { name: "vp0", image: "poolmanager/testnode:latest", ports: { rest: "80/tcp" } },
+    { name: "vp1", image: "poolmanager/testnode:latest", ports: { rest: "80/tcp" } },
+  ],
+  api_port: "vp0.rest",
+};
+
+export function mount(main, ctx) {
+  return ctx.rest[0] ? detail(main, ctx.rest[0], ctx) : list(main, ctx);
+}
+
+function list(main) {
+  const body = h("div", { "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
+  main.append(h("div", { class: "row spread" }, h("h1", {}, "Blueprints"),
+    h("button", { type: "button", class: "primary", id: "new-blueprint", onclick: () => create(refresh) }, "New blueprint")), body);
+  let timer = null;
+
+  async function refresh() {
+    try {
+      const [items, stats] = await Promise.all([all("/blueprints"), get("/stats")]);
+      const counts = new Map(stats.blueprints.map((b) => [b.name, b.clusters]));
+      body.removeAttribute("aria-busy");
+      replace(body, items.length === 0
+        ? h("p", { class: "empty card" }, "No blueprints yet: a blueprint says which containers make a cluster.")
+        : h("div", { class: "table-wrap" }, h("table", { id: "blueprints" },
+          h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Labels"), h("th", {}, "Nodes"), h("th", {}, "API port"), h("th", { class: "num" }, "Ready"), h("th", { class: "num" }, "In use"), h("th", {}, "Created"), h("th", {}, "Actions"))),
+          h("tbody", {}, items.map((bp) => {
+            const c = counts.get(bp.name);
+            return h("tr", { "data-blueprint": bp.name },
+              h("td", {}, h("a", { href: `#/blueprints/${encodeURIComponent(bp.name)}` }, bp.name)),
+              h("td", { class: "mono" }, Object.entries(bp.labels).map(([k, v]) => `${k}=${v}`).join(", ") || "—"),
+              h("td", {}, bp.nodes.map((n) => n.name).join(", ")),
+              h("td", { class: "mono" }, bp.api_port ?? "—"),
+              h("td", { class: "num" }, c?.ready ?? 0),
+              h("td", { class: "num" }, c?.applied ?? 0),
+              h("td", {}, time(bp.created_at)),
+              h("td", { class: "actions" }, h("button", { type: "button", class: "small danger", "aria-label": `Delete ${bp.name}`, "data-key": `delete-${bp.name}`, onclick: () => remove(bp.name, refresh) }, "Delete")));
+          })))));
+    } catch (err) {
+      replace(body, h("p", { class: "form-error", role: "alert" }, `Could not read the blueprints: ${err.message}`));
+    }
+  }
+
+  refresh();
+  return {
+    refresh,
+    onEvent(event) {
+      if (event.kind !== "cluster" && event.kind !== "cluster_deleted" && event.kind !== "applied" && event.kind !== "released") return;
+      clearTimeout(timer);
+      timer = setTimeout(refresh, 500);
+    },
+    dispose() { clearTimeout(timer); },
+  };
+}
+
+function detail(main, name, { navigate }) {
+  const body = h("div", { "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
+  main.append(h("p", {}, h("a", { href: "#/blueprints" }, "← Blueprints")), body);
+
+  async function refresh() {
+    try {
+      const bp = await get(`/blueprints/${encodeURIComponent(name)}`);
+      body.removeAttribute("aria-busy");
+      replace(body,
+        h("div", { class: "row spread" }, h("h1", {}, bp.name),
+          h("div", { class: "row" },
+            h("a", { class: "button", href: `#/clusters?view=all&blueprint=${encodeURIComponent(bp.name)}` }, "Its clusters"),
+            h("button", { type: "button", class: "danger", onclick: () => remove(bp.name, () => navigate("#/blueprints")) }, "Delete"))),
+        h("section", { class: "card" }, h("dl", { class: "facts" },
+          h("dt", {}, "Labels"), h("dd", { class: "mono" }, Object.entries(bp.labels).map(([k, v]) => `${k}=${v}`).join(", ") || "—"),
+          h("dt", {}, "API port"), h("dd", { class: "mono" }, bp.api_port ?? "the first named port"),
+          h("dt", {}, "Created"), h("dd", {}, time(bp.created_at)))),
+        h("h2", {}, "Nodes"),
+        h("div", { class: "table-wrap" }, h("table", {},
+          h("thead", {}, h("tr", {}, h("th", {}, "Node"), h("th", {}, "Image"), h("th", {}, "Command"), h("th", {}, "Ports"), h("th", {}, "Env"), h("th", {}, "Health check"))),
+          h("tbody", {}, bp.nodes.map((n) => h("tr", {},
+            h("td", {}, n.name), h("td", { class: "mono" }, n.image),
+            h("td", { class: "mono" }, n.command?.length ? n.command.join(" ") : "image default"),
+            h("td", { class: "mono" }, Object.entries(n.ports ?? {}).map(([k, v]) => `${k}: ${v}`).join(", ") || "—"),
+            h("td", { class: "mono" }, Object.keys(n.env ?? {}).join(", ") || "—"),
+            h("td", { class: "mono" }, n.health ? n.health.command : "—")))))),
+        h("h2", {}, "As JSON"),
+        h("pre", { class: "json" }, JSON.stringify(bp, null, 2)));
+    } catch (err) {
+      replace(body, h("p", { class: "form-error", role: "alert" },
+        err.status === 404 ? `There is no blueprint ${name}.` : `Could not read the blueprint: ${err.message}`));
+    }
+  }
+
+  refresh();
+  return { refresh, onEvent() {} };
+}
+
+// Checks what the browser can before the server does: JSON syntax (with where),
+// and the shape of a NewBlueprint.
+export function check(text) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`Not valid JSON: ${err.message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error("The blueprint is a JSON object: {\"name\": ..., \"nodes\": [...]}.");
+  if (typeof value.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(value.name)) throw new Error("\"name\" is required: 1-63 letters, digits, '.', '_' or '-'.");
+  if (!Array.isArray(value.nodes) || value.nodes.length === 0) throw new Error("\"nodes\" is required: a list of at least one node.");
+  const seen = new Set();
+  value.nodes.forEach((node, i) => {
+    if (typeof node !== "object" || node === null) throw new Error(`nodes[${i}] is not an object.`);
+    if (typeof node.name !== "string" || !node.name) throw new Error(`nodes[${i}] needs a "name".`);
+    if (typeof node.image !== "string" || !node.image) throw new Error(`nodes[${i}] (${node.name}) needs an "image".`);
+    if (seen.has(node.name)) throw new Error(`Two nodes are named ${node.name}: node names are unique.`);
+    seen.add(node.name);
+  });
+  return value;
+}
+
+async function create(refresh) {
+  const editor = h("textarea", {
+    class: "json", id: "blueprint-json", name: "json", spellcheck: false, autocomplete: "off",
+    "aria-describedby": "blueprint-json-error blueprint-json-hint", value: JSON.stringify(TEMPLATE, null, 2),
+  });
+  // Tab indents in the editor; Esc still closes the dialog, Ctrl+Enter saves.
+  editor.addEventListener("keydown", (e) => {
+    if (e.key === "Tab" && !e.shiftKey && !e.ctrlKey && !e.altKey) {
+      e.preventDefault();
+      editor.setRangeText("  ", editor.selectionStart, editor.selectionEnd, "end");
+    } else if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      editor.form.requestSubmit();
+    }
+  });
+  const error = h("p", { class: "field-error", id: "blueprint-json-error", role: "alert" });
+  editor.addEventListener("input", () => {
+    try { check(editor.value); error.textContent = ""; editor.removeAttribute("aria-invalid"); } catch (err) { error.textContent = err.message; editor.setAttribute("aria-invalid", "true"); }
+  });
+  const saved = await modal("New blueprint", h("div", {},
+    h("label", { for: "blueprint-json" }, "Blueprint (JSON, a NewBlueprint of the API)"), editor,
+    h("p", { class: "hint", id: "blueprint-json-hint" }, "Each node: name, image, and optionally command (list), env, ports ({\"rest\": \"7050/tcp\"}), health. Ctrl+Enter saves, Tab indents."),
+    error), {
+    submitLabel: "Create blueprint",
+    async onsubmit() {
+      let value;
+      try {
+        value = check(editor.value);
+      } catch (err) {
+        error.textContent = err.message;
+        editor.setAttribute("aria-invalid", "true");
+        editor.focus();
+        throw Object.assign(err, { shownAtField: true });
+      }
+      try {
+        return await post("/blueprints", value);
+      } catch (err) {
+        error.textContent = `The server refused it: ${err.message} (${err.status} ${err.code})`;
+        editor.setAttribute("aria-invalid", "true");
+        editor.focus();
+        throw Object.assign(err, { shownAtField: true });
+      }
+    },
+  });
+  if (saved) {
+    toast(`Blueprint ${saved.name} created`);
+    refresh();
+  }
+}
+
+async function remove(name, then) {
+  if (!await confirmDialog(`Delete blueprint ${name}?`, "Refused while clusters use it: clean or delete them first.")) return;
+  try {
+    await del(`/blueprints/${encodeURIComponent(name)}`);
+    toast(`Blueprint ${name} deleted`);
+    then();
+  } catch (err) {
+    toast(`Could not delete ${name}: ${err.message}`, "error");
+  }
+}
