@@ -127,23 +127,21 @@ async function create(refresh) {
     class: "json", id: "blueprint-json", name: "json", spellcheck: false, autocomplete: "off",
     "aria-describedby": "blueprint-json-error blueprint-json-hint", value: JSON.stringify(TEMPLATE, null, 2),
   });
-  // Tab indents in the editor; Esc still closes the dialog, Ctrl+Enter saves.
+  // Ctrl+Enter saves; Tab still moves on and Esc closes the dialog.
   editor.addEventListener("keydown", (e) => {
-    if (e.key === "Tab" && !e.shiftKey && !e.ctrlKey && !e.altKey) {
-      e.preventDefault();
-      editor.setRangeText("  ", editor.selectionStart, editor.selectionEnd, "end");
-    } else if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();
       editor.form.requestSubmit();
     }
   });
+  editor.addEventListener("focus", () => { editor.setSelectionRange(0, 0); editor.scrollTop = 0; }, { once: true });
   const error = h("p", { class: "field-error", id: "blueprint-json-error", role: "alert" });
   editor.addEventListener("input", () => {
     try { check(editor.value); error.textContent = ""; editor.removeAttribute("aria-invalid"); } catch (err) { error.textContent = err.message; editor.setAttribute("aria-invalid", "true"); }
   });
   const saved = await modal("New blueprint", h("div", {},
     h("label", { for: "blueprint-json" }, "Blueprint (JSON, a NewBlueprint of the API)"), editor,
-    h("p", { class: "hint", id: "blueprint-json-hint" }, "Each node: name, image, and optionally command (list), env, ports ({\"rest\": \"7050/tcp\"}), health. Ctrl+Enter saves, Tab indents."),
+    h("p", { class: "hint", id: "blueprint-json-hint" }, "Each node: name, image, and optionally command (list), env, ports ({\"rest\": \"7050/tcp\"}), health. Ctrl+Enter saves."),
     error), {
     submitLabel: "Create blueprint",
     async onsubmit() {

@@ -155,7 +155,7 @@ async function edit(host, refresh) {
       adding ? "unix://, tcp://, http(s):// or sim://. The engine is probed before the host is added." : "The endpoint cannot change; delete and add the host again."),
     field("capacity", "Capacity", input({ type: "number", required: true, min: 0, max: 10000, step: 1, value: host?.capacity ?? 2 }), "Most clusters it may hold."),
     field("public_address", "Public address", input({ pattern: "[A-Za-z0-9.:\\-]{1,253}", maxLength: 253, value: host?.public_address ?? "", placeholder: "10.0.0.1" }), "Put in service URLs; the endpoint's host when empty."),
-    field("autofill", "Autofill", input({ type: "checkbox", checked: host?.autofill ?? false }), "Keep it filled to capacity."),
+    field("autofill", "Autofill", input({ type: "checkbox", checked: host?.autofill ?? true }), "Keep it filled to capacity."),
     field("schedulable", "Schedulable", input({ type: "checkbox", checked: host?.schedulable ?? true }), "Hand its clusters to users."),
     field("labels", "Labels", h("textarea", { rows: 3, value: formatLabels(host?.labels) }), "One key=value a line, for placement."),
   ];

@@ -1,0 +1,347 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a
+live `poolmanager serve` on the real Docker engine.
+
+The tests run in order and share one server and one browser tab, as an operator's
+session would: log in, add a host, add a blueprint, fill, watch clusters appear, see
+an apply made through the API arrive by itself, stop and start a node, release, see
+the history, lose the event stream and get it back, delete the host.
+
+Environment (scripts/test-ui.sh sets it): PM_SERVER (the poolmanager binary),
+POOLMANAGER_TEST_DOCKER (the engine), POOLMANAGER_TEST_IMAGE, PM_CHROMIUM (the
+browser), PM_SCREENSHOTS (where the page screenshots go; none when unset).
+"""
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+ADMIN = "ui-admin-" + secrets.token_hex(8)
+ENGINE = os.environ.get("POOLMANAGER_TEST_DOCKER", "")
+IMAGE = os.environ.get("POOLMANAGER_TEST_IMAGE", "poolmanager/testnode:latest")
+SUFFIX = secrets.token_hex(3)
+HOST = f"ui-{SUFFIX}"
+BLUEPRINT = f"ui-bp-{SUFFIX}"
+USER = f"ui-user-{SUFFIX}"
+SHOTS = Path(os.environ["PM_SCREENSHOTS"]) if os.environ.get("PM_SCREENSHOTS") else None
+
+expect.set_options(timeout=20_000)
+
+
+class Server:
+    """`poolmanager serve` on a free port with a fresh SQLite file; restartable."""
+
+    def __init__(self, binary: str, workdir: str):
+        self.binary = binary
+        self.workdir = workdir
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.log = open(os.path.join(workdir, "server.log"), "ab")
+
+    def start(self):
+        env = dict(os.environ, POOLMANAGER_ADMIN_TOKEN=ADMIN, POOLMANAGER_RECONCILE_INTERVAL="2",
+                   RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        env.pop("POOLMANAGER_CONFIG_FILE", None)
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}",
+             "--database", f"sqlite://{self.workdir}/pool.db"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(self.base + "/api/v1/health", timeout=1)
+                return
+            except OSError:
+                assert self.proc.poll() is None, "the server stopped; see server.log"
+                time.sleep(0.1)
+        raise AssertionError("the server did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def api(self, method, path, body=None):
+        """Calls the REST API with the admin token; answers (status, JSON)."""
+        req = urllib.request.Request(
+            self.base + "/api/v1" + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                text = resp.read()
+                return resp.status, json.loads(text) if text else None
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not ENGINE:
+        pytest.skip("POOLMANAGER_TEST_DOCKER names no engine")
+    workdir = tempfile.mkdtemp(prefix="pm-ui.")
+    server = Server(os.environ.get("PM_SERVER", "target/debug/poolmanager"), workdir)
+    server.start()
+    yield server
+    # Whatever happened, the host goes, and with it every container the tests made.
+    if server.proc.poll() is not None:
+        server.start()
+    status, page = server.api("GET", "/hosts")
+    for host in page["items"] if status == 200 else []:
+        server.api("DELETE", f"/hosts/{host['id']}?force=true")
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=os.environ.get("PM_CHROMIUM", "/usr/bin/chromium"),
+            args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server) -> Page:
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, color_scheme="light")
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(server.base + "/")
+    yield page
+    assert errors == [], f"the page threw: {errors}"
+
+
+def shot(page: Page, name: str):
+    if SHOTS:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.evaluate("document.getElementById('toasts').replaceChildren()")
+        page.wait_for_timeout(300)  # let a live redraw settle
+        page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def login(page: Page, token: str = ADMIN):
+    page.fill("#token", token)
+    page.press("#token", "Enter")
+
+
+def dialog(page: Page):
+    return page.locator("dialog[open]")
+
+
+def test_root_leads_to_the_login_form(page: Page, server):
+    assert page.url == server.base + "/ui/"
+    expect(page.locator("h1")).to_have_text("Log in to PoolManager")
+    expect(page.locator("#nav")).to_be_hidden()
+
+
+def test_a_wrong_token_is_refused_with_a_message(page: Page):
+    login(page, "not-the-token")
+    expect(page.locator("#login-error")).to_contain_text("Wrong token")
+    expect(page.locator("#token")).to_have_attribute("aria-invalid", "true")
+    shot(page, "login")
+
+
+def test_the_admin_token_logs_in(page: Page):
+    login(page)
+    expect(page.locator("#nav")).to_be_visible()
+    expect(page.locator("h1")).to_have_text("Overview")
+    expect(page.locator("#live")).to_have_text("Live")
+
+
+def test_the_add_host_form_shows_the_servers_error_at_the_field(page: Page):
+    page.click("#nav >> text=Hosts")
+    page.click("#add-host")
+    expect(dialog(page)).to_be_visible()
+    page.fill("#f-name", HOST)
+    page.select_option("#f-kind", "docker")
+    page.fill("#f-endpoint", "unix:///nonexistent/docker.sock")
+    page.fill("#f-capacity", "2")
+    page.press("#f-endpoint", "Enter")  # forms submit on Enter
+    expect(page.locator("#f-endpoint-error")).to_contain_text("unavailable")
+    expect(page.locator("#f-endpoint")).to_have_attribute("aria-invalid", "true")
+    expect(dialog(page)).to_be_visible()
+
+
+def test_add_a_host(page: Page, server):
+    page.fill("#f-endpoint", ENGINE)
+    page.uncheck("#f-autofill")  # filled by hand below, to watch the progress
+    page.click("dialog button[type=submit]")
+    expect(dialog(page)).to_have_count(0)
+    row = page.locator(f'tr[data-host="{HOST}"]')
+    expect(row.locator(".badge")).to_have_text("active")
+    expect(row).to_contain_text("0 / 2")
+
+
+def test_a_taken_name_is_shown_at_the_name_and_esc_closes_the_form(page: Page):
+    page.click("#add-host")
+    page.fill("#f-name", HOST)
+    page.fill("#f-endpoint", ENGINE)
+    page.click("dialog button[type=submit]")
+    expect(page.locator("#f-name-error")).to_contain_text("exists")
+    page.keyboard.press("Escape")
+    expect(dialog(page)).to_have_count(0)
+
+
+def test_create_a_blueprint_from_the_json_editor(page: Page):
+    page.click("#nav >> text=Blueprints")
+    page.click("#new-blueprint")
+    editor = page.locator("#blueprint-json")
+    editor.fill('{"name": ')
+    page.click("dialog button[type=submit]")
+    expect(page.locator("#blueprint-json-error")).to_contain_text("Not valid JSON")
+    nodes = [{"name": n, "image": IMAGE, "ports": {"web": "80/tcp"}} for n in ("vp0", "vp1")]
+    editor.fill(json.dumps({"name": BLUEPRINT, "nodes": nodes, "api_port": "vp9.web"}, indent=2))
+    page.click("dialog button[type=submit]")
+    expect(page.locator("#blueprint-json-error")).to_contain_text("The server refused it")
+    expect(page.locator("#blueprint-json-error")).to_contain_text("api_port")
+    editor.fill(json.dumps({"name": BLUEPRINT, "labels": {"consensus_plugin": "pbft", "size": "2"},
+                            "nodes": nodes, "api_port": "vp0.web"}, indent=2))
+    editor.press("Control+Enter")
+    expect(dialog(page)).to_have_count(0)
+    expect(page.locator(f'tr[data-blueprint="{BLUEPRINT}"]')).to_contain_text("vp0, vp1")
+    shot(page, "blueprints")
+
+
+def open_second_tab(browser, server) -> Page:
+    """Another tab, logged in (the token is kept per tab), on the free clusters."""
+    other = browser.new_page(viewport={"width": 1280, "height": 800})
+    other.goto(server.base + "/ui/#/clusters?view=free")
+    login(other)
+    expect(other.locator("#live")).to_have_text("Live")
+    other.evaluate("window.notReloaded = true")
+    return other
+
+
+@pytest.fixture(scope="module")
+def watcher(browser, server):
+    other = open_second_tab(browser, server)
+    yield other
+    other.close()
+
+
+def test_fill_shows_its_progress_to_the_end_and_clusters_appear_live(page: Page, watcher: Page):
+    page.click("#nav >> text=Hosts")
+    page.click(f'button[aria-label="Fill {HOST}"]')
+    progress = page.locator("tr.progress")
+    expect(progress.locator("progress")).to_be_visible()
+    expect(progress).to_contain_text("fill succeeded: 2 of 2", timeout=60_000)
+    assert progress.locator("progress").evaluate("p => p.value === p.max && p.max === 2")
+    expect(page.locator(f'tr[data-host="{HOST}"]')).to_contain_text("2 ready · 0 in use")
+    shot(page, "hosts")
+    # The other tab, left on the free clusters, saw them come without a reload.
+    expect(watcher.locator("#clusters tbody tr[data-status=ready]")).to_have_count(2)
+    assert watcher.evaluate("window.notReloaded") is True
+
+
+def test_an_apply_through_the_api_moves_a_cluster_to_in_use_by_itself(page: Page, watcher: Page, server):
+    watcher.click('.tabs a[data-view="inuse"]')
+    expect(watcher.locator(".empty")).to_contain_text("No cluster is in use")
+    status, cluster = server.api("POST", "/apply", {
+        "user_id": USER, "blueprint": BLUEPRINT, "metadata": {"ticket": "OPS-42"}, "ttl_seconds": 3600})
+    assert status == 200, cluster
+    row = watcher.locator(f'#clusters tr[data-cluster="{cluster["name"]}"]')
+    expect(row.locator(".badge").first).to_have_text("applied")
+    expect(row).to_contain_text(USER)
+    expect(watcher.locator('.tabs a[data-view="inuse"] .count')).to_have_text("1")
+    expect(watcher.locator('.tabs a[data-view="free"] .count')).to_have_text("1")
+    assert watcher.evaluate("window.notReloaded") is True
+    page.goto(watcher.url)
+    expect(page.locator(f'#clusters tr[data-cluster="{cluster["name"]}"]')).to_be_visible()
+    shot(page, "clusters")
+
+
+def test_the_detail_shows_nodes_urls_owner_and_lease(page: Page):
+    page.click("#clusters tbody a")
+    expect(page.locator("#owner")).to_have_text(USER)
+    expect(page.locator("#expires")).to_contain_text("in 59m")
+    expect(page.locator("#metadata")).to_contain_text("OPS-42")
+    for node in ("vp0", "vp1"):
+        link = page.locator(f'[data-node="{node}"] a')
+        expect(link).to_have_attribute("href", re.compile(r"^http://[\w.:-]+:\d+$"))
+    shot(page, "cluster-detail")
+
+
+def test_stop_and_start_a_node(page: Page, server):
+    node = page.locator('[data-node="vp0"]')
+    node.get_by_role("button", name=re.compile("^Stop vp0 ")).click()
+    expect(node.locator(".badge")).to_have_text("stopped")
+    cluster_id = page.locator("dd.mono").inner_text()
+    _, cluster = server.api("GET", f"/clusters/{cluster_id}")
+    assert cluster["stopped_nodes"] == ["vp0"], cluster
+    node.get_by_role("button", name=re.compile("^Start vp0 ")).click()
+    expect(node.locator(".badge")).to_have_text("running")
+    _, cluster = server.api("GET", f"/clusters/{cluster_id}")
+    assert cluster["stopped_nodes"] == [], cluster
+
+
+def test_release_and_see_the_history_row(page: Page):
+    name = page.locator("h1").inner_text().split()[0]
+    page.get_by_role("button", name=f"Release {name}").click()
+    expect(page.locator("#owner")).to_have_text("free")
+    page.click("#nav >> text=Clusters")
+    page.click('.tabs a[data-view="released"]')
+    row = page.locator(f'#leases tr[data-cluster="{name}"]')
+    expect(row).to_contain_text(USER)
+    expect(row).to_contain_text("release")
+    expect(row.locator("time")).to_have_count(2)  # applied and released
+
+
+def test_the_overview_counts_and_charts_it(page: Page):
+    page.click("#nav >> text=Overview")
+    page.select_option("select[data-key=range]", "hour")
+    expect(page.locator("figcaption")).to_contain_text("1 applied, 1 released")
+    expect(page.locator("svg.chart rect.applied")).to_have_count(1)
+    expect(page.locator("table").first).to_contain_text(HOST)
+    shot(page, "overview")
+
+
+def test_a_lost_stream_says_so_and_comes_back(page: Page, server):
+    server.stop()
+    expect(page.locator("#reconnecting")).to_contain_text("reconnecting")
+    expect(page.locator("#live")).to_have_text("Offline")
+    server.start()
+    expect(page.locator("#reconnecting")).to_be_hidden(timeout=30_000)
+    expect(page.locator("#live")).to_have_text("Live")
+
+
+def test_the_theme_toggles_between_auto_light_and_dark(page: Page):
+    html = page.locator("html")
+    page.click("#theme")
+    expect(html).to_have_attribute("data-theme", "light")
+    page.click("#theme")
+    expect(html).to_have_attribute("data-theme", "dark")
+    page.click("#theme")
+    expect(page.locator("#theme")).to_have_text("Theme: auto")
+
+
+def test_delete_the_host_after_confirming(page: Page, server):
+    page.click("#nav >> text=Hosts")
+    page.click(f'button[aria-label="Delete {HOST}"]')
+    expect(dialog(page)).to_contain_text(f"Delete {HOST}?")
+    page.click("dialog button[type=submit]")
+    expect(page.locator(f'tr[data-host="{HOST}"]')).to_have_count(0)
+    _, clusters = server.api("GET", "/clusters")
+    assert clusters["total"] == 0, clusters
+
+
+def test_logout_forgets_the_token(page: Page):
+    page.click("#logout")
+    expect(page.locator("#login-error")).to_have_text("Logged out.")
+    assert page.evaluate("sessionStorage.length") == 0
