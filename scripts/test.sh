@@ -6,8 +6,9 @@
 # busybox-static) if missing, starts a private dockerd with its own data-root,
 # exec-root, pidfile and socket, and stops it at the end. It builds the test image
 # with `docker import` from busybox, makes the engine a swarm manager (leaving the
-# swarm at the end if it made one), then runs `cargo test --workspace` and the REST
-# contract check (scripts/test-contract.sh).
+# swarm at the end if it made one), then runs `cargo test --workspace`, the REST
+# contract check (scripts/test-contract.sh) and the dashboard's browser tests
+# (scripts/test-ui.sh).
 # Under CI=true a missing engine fails the run; it never silently skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -98,7 +99,9 @@ status=0
 { cargo test --workspace --all-targets "$@" && cargo test --workspace --doc; } 2>&1 | tee "$OUTPUT" || status=$?
 # The REST contract as users meet it: a generated client and a fuzzer on a live server.
 scripts/test-contract.sh 2>&1 | tee -a "$OUTPUT" || status=$?
+# The dashboard in headless Chromium, driven through an operator's session.
+scripts/test-ui.sh 2>&1 | tee -a "$OUTPUT" || status=$?
 read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 }
-  /^contract: [0-9]+ passed/ { p += $2; f += $4 } END { print p + 0, f + 0 }' "$OUTPUT")
+  /^(contract|ui): [0-9]+ passed/ { p += $2; f += $4 } END { print p + 0, f + 0 }' "$OUTPUT")
 echo "tests: $passed passed, $failed failed"
 exit "$status"

@@ -210,7 +210,7 @@ fn served(pool: &Pool, tokens: Tokens, config: &Config) -> impl poem::Endpoint {
     let scrape = metrics::MetricsEndpoint::new(pool.clone(), &tokens.admin, config.metrics_token.as_deref());
     poem::Route::new()
         .at("/metrics", poem::get(scrape))
-        .nest(ui::PATH.trim_end_matches('/'), ui::Dashboard)
+        .nest_no_strip(ui::PREFIX, ui::Dashboard)
         .nest("/", api::app(pool.clone(), tokens).with(ui::Home))
         .with(metrics::HttpMetrics)
 }

@@ -13,6 +13,10 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 /// Where the dashboard is served.
 pub const PATH: &str = "/ui/";
 
+/// What [`Dashboard`] is nested at, without stripping it (`Route::nest_no_strip`):
+/// it answers `/ui` itself, with a redirect to [`PATH`].
+pub const PREFIX: &str = "/ui";
+
 /// The policy of every dashboard answer: nothing but this origin, never framed.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
                    form-action 'self'; frame-ancestors 'none'";
@@ -56,7 +60,7 @@ fn find(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|asset| asset.path == path)
 }
 
-/// The dashboard's files, to be nested at [`PATH`].
+/// The dashboard's files, to be nested at [`PREFIX`] without stripping it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Dashboard;
 
@@ -69,11 +73,11 @@ impl Endpoint for Dashboard {
                 .status(StatusCode::METHOD_NOT_ALLOWED)
                 .header(header::ALLOW, "GET, HEAD")
                 .finish()
-        } else if req.uri().path().is_empty() {
-            // `/ui` without its slash: relative module paths need the slash.
+        } else if req.uri().path() == PREFIX {
+            // Relative module paths need the slash.
             Redirect::permanent(PATH).into_response()
         } else {
-            let path = req.uri().path().trim_start_matches('/');
+            let path = req.uri().path().strip_prefix(PATH).unwrap_or("/");
             match find(path) {
                 Some(asset) => Response::builder()
                     .content_type(asset.content_type)
@@ -137,31 +141,47 @@ impl<E: Endpoint> Endpoint for HomeEndpoint<E> {
 
 #[cfg(test)]
 mod tests {
-    use poem::test::TestClient;
+    use poem::http::Uri;
     use poem::{EndpointExt, Route};
 
     use super::*;
 
-    fn app() -> Route {
+    fn app() -> impl Endpoint {
         let app = Route::new().at("/other", poem::endpoint::make_sync(|_| "other"));
-        Route::new().nest("/ui", Dashboard).nest("/", app.with(Home))
+        Route::new()
+            .nest_no_strip(PREFIX, Dashboard)
+            .nest("/", app.with(Home))
+    }
+
+    async fn send(method: Method, path: &str) -> Response {
+        let req = Request::builder()
+            .method(method)
+            .uri(path.parse::<Uri>().expect("uri"))
+            .finish();
+        app().get_response(req).await
+    }
+
+    fn header(resp: &Response, name: header::HeaderName) -> &str {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
     }
 
     #[tokio::test]
     async fn the_root_leads_to_the_dashboard() {
-        let client = TestClient::new(app());
-        let resp = client.get("/").send().await;
-        resp.assert_status(StatusCode::TEMPORARY_REDIRECT);
-        resp.assert_header(header::LOCATION, "/ui/");
-        client.get("/other").send().await.assert_text("other").await;
-        let resp = client.get("/ui").send().await;
-        resp.assert_status(StatusCode::PERMANENT_REDIRECT);
-        resp.assert_header(header::LOCATION, "/ui/");
+        let resp = send(Method::GET, "/").await;
+        assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(header(&resp, header::LOCATION), "/ui/");
+        let resp = send(Method::GET, "/other").await;
+        assert_eq!(resp.into_body().into_string().await.expect("body"), "other");
+        let resp = send(Method::GET, "/ui").await;
+        assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(header(&resp, header::LOCATION), "/ui/");
     }
 
     #[tokio::test]
     async fn files_come_with_their_type_and_the_policy() {
-        let client = TestClient::new(app());
         for (path, wanted) in [
             ("/ui/", "text/html; charset=utf-8"),
             ("/ui/index.html", "text/html; charset=utf-8"),
@@ -169,36 +189,42 @@ mod tests {
             ("/ui/style.css", "text/css; charset=utf-8"),
             ("/ui/favicon.svg", "image/svg+xml"),
         ] {
-            let resp = client.get(path).send().await;
-            resp.assert_status_is_ok();
-            resp.assert_content_type(wanted);
-            resp.assert_header(header::CONTENT_SECURITY_POLICY, CSP);
-            resp.assert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+            let resp = send(Method::GET, path).await;
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            assert_eq!(header(&resp, header::CONTENT_TYPE), wanted, "{path}");
+            assert_eq!(header(&resp, header::CONTENT_SECURITY_POLICY), CSP, "{path}");
+            assert_eq!(header(&resp, header::X_CONTENT_TYPE_OPTIONS), "nosniff", "{path}");
+            let body = resp.into_body().into_vec().await.expect("body");
+            assert_eq!(body, find(path.trim_start_matches("/ui/")).expect("asset").body);
         }
+        let head = send(Method::HEAD, "/ui/app.js").await;
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(header(&head, header::CONTENT_TYPE), JS);
         assert!(CSP.starts_with("default-src 'self';") && !CSP.contains("unsafe"));
     }
 
     #[tokio::test]
     async fn unknown_files_are_not_found() {
-        let client = TestClient::new(app());
-        for path in ["/ui/nope.js", "/ui/../Cargo.toml", "/ui/views/app.js"] {
-            let resp = client.get(path).send().await;
-            resp.assert_status(StatusCode::NOT_FOUND);
-            resp.assert_header(header::CONTENT_SECURITY_POLICY, CSP);
+        for path in [
+            "/ui/nope.js",
+            "/ui/../Cargo.toml",
+            "/ui/views/app.js",
+            "/ui/%2e%2e/lib.rs",
+        ] {
+            let resp = send(Method::GET, path).await;
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(header(&resp, header::CONTENT_SECURITY_POLICY), CSP, "{path}");
         }
-        client
-            .post("/ui/app.js")
-            .send()
-            .await
-            .assert_status(StatusCode::METHOD_NOT_ALLOWED);
+        let resp = send(Method::POST, "/ui/app.js").await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(header(&resp, header::ALLOW), "GET, HEAD");
     }
 
     #[test]
     fn the_page_loads_no_inline_script_and_nothing_from_elsewhere() {
         for asset in ASSETS {
-            let text = String::from_utf8_lossy(asset.body);
             // The SVG namespace is a name, not an address.
-            let text = text.replace("http://www.w3.org/2000/svg", "");
+            let text = String::from_utf8_lossy(asset.body).replace("http://www.w3.org/2000/svg", "");
             assert!(
                 !text.contains("http://") && !text.contains("https://"),
                 "{} names another site",
@@ -212,6 +238,10 @@ mod tests {
             "one module, no inline script"
         );
         assert!(index.contains(r#"<script type="module" src="app.js"></script>"#));
+        assert!(
+            !index.contains(" style=") && !index.contains(" on"),
+            "no inline style or handler"
+        );
     }
 
     #[test]
