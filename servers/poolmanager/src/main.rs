@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the REST API, Swagger UI at /docs.
+    /// Serve the REST API, Swagger UI at /docs and the dashboard at /ui/.
     Serve {
         /// TOML config file [env: POOLMANAGER_CONFIG_FILE].
         #[arg(long)]
