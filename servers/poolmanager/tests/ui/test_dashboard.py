@@ -312,6 +312,40 @@ def test_the_overview_counts_and_charts_it(page: Page):
     shot(page, "overview")
 
 
+def test_edit_a_host_checks_the_fields_first(page: Page):
+    page.click("#nav >> text=Hosts")
+    page.click(f'button[aria-label="Edit {HOST}"]')
+    expect(page.locator("#f-endpoint")).to_be_disabled()
+    page.fill("#f-public_address", "not an address!")
+    page.press("#f-capacity", "Enter")
+    expect(page.locator("#f-public_address-error")).not_to_be_empty()
+    page.fill("#f-public_address", "")
+    page.fill("#f-capacity", "3")
+    page.fill("#f-labels", "zone=lab")
+    page.press("#f-capacity", "Enter")
+    expect(dialog(page)).to_have_count(0)
+    expect(page.locator(f'tr[data-host="{HOST}"]')).to_contain_text("/ 3")
+
+
+def test_cluster_lists_page_and_sort(page: Page, server):
+    # Many clusters at once come from a simulated engine; the views are the same.
+    status, sim = server.api("POST", "/hosts", {
+        "name": f"{HOST}-sim", "kind": "sim", "endpoint": f"sim://{HOST}", "capacity": 60})
+    assert status == 201, sim
+    page.goto(f"{server.base}/ui/#/clusters?view=all&host_id={sim['id']}")
+    expect(page.locator(".pager")).to_contain_text("1–25 of 60", timeout=30_000)
+    page.click(".pager >> text=Next")
+    expect(page.locator(".pager")).to_contain_text("26–50 of 60")
+    header = page.locator("#clusters th", has_text="Name")
+    header.locator("button").click()
+    expect(header).to_have_attribute("aria-sort", "ascending")
+    first = page.locator("#clusters tbody tr").first.get_attribute("data-cluster")
+    page.locator("#clusters th", has_text="Name").locator("button").click()
+    expect(page.locator("#clusters th", has_text="Name")).to_have_attribute("aria-sort", "descending")
+    expect(page.locator("#clusters tbody tr").last).to_have_attribute("data-cluster", first)
+    assert server.api("DELETE", f"/hosts/{sim['id']}?force=true")[0] == 204
+
+
 def test_a_lost_stream_says_so_and_comes_back(page: Page, server):
     server.stop()
     expect(page.locator("#reconnecting")).to_contain_text("reconnecting")
