@@ -43,6 +43,8 @@ function show() {
   main.replaceChildren();
   document.title = `${page[0].toUpperCase()}${page.slice(1)} · PoolManager`;
   view = PAGES[page].mount(main, { rest, query, navigate });
+  // A link that led here may be gone with the old page: keep the keyboard in the page.
+  if (!document.activeElement || document.activeElement === document.body) main.focus({ preventScroll: true });
   startStream();
 }
 
