@@ -2,7 +2,7 @@
 // filters, sorting and paging; and one cluster's detail with its nodes.
 
 import { all, del, get, post } from "./api.js";
-import { ago, badge, confirmDialog, duration, h, pager, replace, sortHeader, sorted, time, toast } from "./dom.js";
+import { ago, badge, confirmDialog, duration, h, modal, pager, replace, sortHeader, sorted, time, toast } from "./dom.js";
 
 const VIEWS = {
   free: { label: "Free", status: "ready", count: "ready" },
@@ -39,7 +39,8 @@ function list(main, { query, navigate }) {
   const tabs = h("nav", { class: "tabs", "aria-label": "Cluster views" });
   const filters = h("form", { class: "filters", role: "search", onsubmit: (e) => { e.preventDefault(); applyFilters(); } });
   const body = h("div", { "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
-  main.append(h("h1", {}, "Clusters"), tabs, filters, body);
+  main.append(h("div", { class: "row spread" }, h("h1", {}, "Clusters"),
+    h("button", { type: "button", id: "new-cluster", onclick: () => create(hosts, refresh) }, "New cluster")), tabs, filters, body);
   let hosts = [], blueprints = [], timer = null, filtersDrawn = false;
 
   function applyFilters() {
@@ -155,6 +156,35 @@ function list(main, { query, navigate }) {
   };
 }
 
+// Makes one cluster of a blueprint on a chosen host (beside what fills make).
+async function create(hosts, refresh) {
+  const blueprints = await all("/blueprints");
+  const host = h("select", { id: "c-host", name: "host_id", required: true }, hosts.map((x) => h("option", { value: x.id }, x.name)));
+  const blueprint = h("select", { id: "c-blueprint", name: "blueprint", required: true }, blueprints.map((b) => h("option", { value: b.name }, b.name)));
+  const name = h("input", { id: "c-name", name: "name", pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{0,62}", maxLength: 63, placeholder: "made from the blueprint's name when empty" });
+  const made = await modal("New cluster", h("div", { class: "grid-fields" },
+    h("label", { for: "c-host" }, "Host"), host,
+    h("label", { for: "c-blueprint" }, "Blueprint"), blueprint,
+    h("label", { for: "c-name" }, "Name"), name), {
+    submitLabel: "Create",
+    async onsubmit() {
+      if (!hosts.length || !blueprints.length) throw new Error("Add a host and a blueprint first.");
+      if (!name.checkValidity()) throw new Error("A name is 1-63 letters, digits, '.', '_' or '-'.");
+      const body = { host_id: host.value, blueprint: blueprint.value };
+      if (name.value.trim()) body.name = name.value.trim();
+      try {
+        return await post("/clusters", body);
+      } catch (err) {
+        throw new Error(`${err.message} (${err.status} ${err.code})`);
+      }
+    },
+  });
+  if (made) {
+    toast(`Cluster ${made.name} is being created`);
+    refresh();
+  }
+}
+
 function emptyText(view) {
   return {
     free: "No free clusters: fill a host, or wait for the reconciler to fill autofill hosts.",
@@ -194,6 +224,7 @@ function actions(cluster, refresh, { node, compact } = {}) {
   }
   if (status === "stopped") buttons.push(control("start"));
   if (status === "ready" || status === "applied") buttons.push(control("stop"), control("restart"));
+  if (status === "applied" && !compact) buttons.push(run("Renew", () => renew(cluster)));
   if (status === "applied") buttons.push(run("Release", async () => {
     await post("/release", { cluster_id: cluster.id });
     toast(`${cluster.name} released: it is made fresh again`);
@@ -209,7 +240,26 @@ function actions(cluster, refresh, { node, compact } = {}) {
   return buttons;
 }
 
-function detail(main, id, { navigate }) {
+// Moves the lease end of an applied cluster to a new length from now.
+async function renew(cluster) {
+  const ttl = h("input", { id: "r-ttl", type: "number", min: 1, step: 1, value: 3600, required: true });
+  const renewed = await modal(`Renew the lease of ${cluster.name}`, h("div", { class: "grid-fields" },
+    h("label", { for: "r-ttl" }, "Seconds from now"), ttl), {
+    submitLabel: "Renew",
+    async onsubmit() {
+      if (!ttl.checkValidity()) throw new Error("A whole number of seconds, 1 or more.");
+      try {
+        return await post(`/clusters/${encodeURIComponent(cluster.id)}/renew`, { ttl_seconds: Number(ttl.value) });
+      } catch (err) {
+        throw new Error(`${err.message} (${err.status} ${err.code})`);
+      }
+    },
+  });
+  if (!renewed) return false;
+  toast(`Lease of ${cluster.name} renewed`);
+}
+
+function detail(main, id) {
   const body = h("div", { "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
   main.append(h("p", {}, h("a", { href: "#/clusters" }, "← Clusters")), body);
   let cluster = null, blueprint = null, host = null, deleted = false, timer = null;

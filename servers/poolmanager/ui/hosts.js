@@ -23,13 +23,15 @@ export function mount(main, { query, navigate }) {
 
   async function refresh() {
     try {
-      const [page, stats, running] = await Promise.all([
+      const [page, stats, recent] = await Promise.all([
         get("/hosts", { limit: PAGE, offset }),
         get("/stats"),
-        get("/operations", { status: "running", limit: 100 }),
+        get("/operations", { limit: 10 }),
       ]);
-      for (const op of running.items) if (!operations.has(op.host_id) || operations.get(op.host_id).id !== op.id) follow(op);
-      data = { page, used: new Map(stats.hosts.map((s) => [s.id, s.clusters])) };
+      for (const op of recent.items) {
+        if (op.status === "running" && operations.get(op.host_id)?.id !== op.id) follow(op);
+      }
+      data = { page, used: new Map(stats.hosts.map((s) => [s.id, s.clusters])), recent: recent.items, names: new Map(stats.hosts.map((s) => [s.id, s.name])) };
       draw();
     } catch (err) {
       replace(body, h("p", { class: "form-error", role: "alert" }, `Could not read the hosts: ${err.message}`));
@@ -46,7 +48,20 @@ export function mount(main, { query, navigate }) {
         h("thead", {}, h("tr", {},
           h("th", {}, "Name"), h("th", {}, "Status"), h("th", {}, "Use"), h("th", {}, "Flags"), h("th", {}, "Last error"), h("th", {}, "Actions"))),
         h("tbody", {}, page.items.map((host) => rows(host, used.get(host.id)))))),
-      pager(page, (o) => navigate(`#/hosts?offset=${o}`))]);
+      pager(page, (o) => navigate(`#/hosts?offset=${o}`)),
+      history(data.recent, data.names)]);
+  }
+
+  function history(recent, names) {
+    if (recent.length === 0) return null;
+    return [h("h2", {}, "Recent operations"),
+      h("div", { class: "table-wrap" }, h("table", { id: "operations" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Operation"), h("th", {}, "Host"), h("th", {}, "Status"), h("th", { class: "num" }, "Done"), h("th", {}, "Started"), h("th", {}, "Finished"), h("th", {}, "Error"))),
+        h("tbody", {}, recent.map((op) => h("tr", {},
+          h("td", {}, op.kind), h("td", {}, names.get(op.host_id) ?? h("span", { class: "muted" }, "deleted host")),
+          h("td", {}, badge(op.status)), h("td", { class: "num" }, `${op.done} / ${op.total}`),
+          h("td", {}, ago(op.created_at)), h("td", {}, op.finished_at ? ago(op.finished_at) : "—"),
+          h("td", { class: "error" }, op.error ?? ""))))))];
   }
 
   function rows(host, counts) {
@@ -54,9 +69,10 @@ export function mount(main, { query, navigate }) {
     const share = host.capacity ? Math.min(1, inUse / host.capacity) : 0;
     const act = (label, run, cls) => h("button", { type: "button", class: `small ${cls ?? ""}`, "data-key": `${label}-${host.id}`, "aria-label": `${label} ${host.name}`, onclick: run }, label);
     const row = h("tr", { "data-host": host.name },
-      h("td", {}, h("strong", {}, host.name), h("div", { class: "muted mono" }, `${host.kind} · ${host.endpoint}`)),
-      h("td", {}, badge(host.status), h("div", { class: "muted" }, host.last_seen ? ["seen ", ago(host.last_seen)] : "never seen")),
-      h("td", {}, meter(share), `${inUse} / ${host.capacity}`,
+      h("td", {}, h("strong", {}, host.name), h("div", { class: "muted mono" }, `${host.kind} · ${host.endpoint}`),
+        h("div", { class: "muted" }, facts(host))),
+      h("td", { class: "nowrap" }, badge(host.status), h("div", { class: "muted" }, host.last_seen ? ["seen ", ago(host.last_seen)] : "never seen")),
+      h("td", { class: "nowrap" }, meter(share), `${inUse} / ${host.capacity}`,
         counts ? h("div", { class: "muted" }, `${counts.ready} ready · ${counts.applied} in use`) : null),
       h("td", {}, [host.autofill ? "autofill" : null, host.schedulable ? "schedulable" : "not schedulable"].filter(Boolean).join(" · ")),
       h("td", { class: "error" }, host.last_error ?? ""),
@@ -141,6 +157,14 @@ export function mount(main, { query, navigate }) {
     clearTimeout(timer);
     timer = setTimeout(refresh, 400);
   }
+}
+
+function facts(host) {
+  const f = host.facts;
+  if (!f?.version) return "";
+  const gib = (f.memory_bytes / 2 ** 30).toFixed(f.memory_bytes < 10 * 2 ** 30 ? 1 : 0);
+  const labels = Object.entries(host.labels).map(([k, v]) => `${k}=${v}`).join(", ");
+  return [`engine ${f.version} · ${f.cpus} CPUs · ${gib} GiB · ${f.containers} containers`, f.swarm_manager ? " · swarm manager" : "", labels ? ` · ${labels}` : ""].join("");
 }
 
 // The add (host null) or edit form.

@@ -244,6 +244,7 @@ def test_fill_shows_its_progress_to_the_end_and_clusters_appear_live(page: Page,
     expect(progress).to_contain_text("fill succeeded: 2 of 2", timeout=60_000)
     assert progress.locator("progress").evaluate("p => p.value === p.max && p.max === 2")
     expect(page.locator(f'tr[data-host="{HOST}"]')).to_contain_text("2 ready · 0 in use")
+    expect(page.locator("#operations tbody tr").first).to_contain_text("succeeded")
     shot(page, "hosts")
     # The other tab, left on the free clusters, saw them come without a reload.
     expect(watcher.locator("#clusters tbody tr[data-status=ready]")).to_have_count(2)
@@ -276,6 +277,15 @@ def test_the_detail_shows_nodes_urls_owner_and_lease(page: Page):
         link = page.locator(f'[data-node="{node}"] a')
         expect(link).to_have_attribute("href", re.compile(r"^http://[\w.:-]+:\d+$"))
     shot(page, "cluster-detail")
+
+
+def test_renew_the_lease(page: Page):
+    name = page.locator("h1").inner_text().split()[0]
+    page.get_by_role("button", name=f"Renew {name}").click()
+    page.fill("#r-ttl", "7200")
+    page.press("#r-ttl", "Enter")
+    expect(dialog(page)).to_have_count(0)
+    expect(page.locator("#expires")).to_contain_text(re.compile(r"in (1h 59m|2h 0m)"))
 
 
 def test_stop_and_start_a_node(page: Page, server):
