@@ -337,6 +337,19 @@ def test_edit_a_host_checks_the_fields_first(page: Page):
     expect(page.locator(f'tr[data-host="{HOST}"]')).to_contain_text("/ 3")
 
 
+def test_create_a_cluster_on_a_chosen_host(page: Page):
+    page.click("#nav >> text=Clusters")
+    page.click("#new-cluster")
+    page.select_option("#c-host", label=HOST)
+    page.select_option("#c-blueprint", BLUEPRINT)
+    page.fill("#c-name", f"{HOST}-by-hand")
+    page.press("#c-name", "Enter")
+    expect(dialog(page)).to_have_count(0)
+    page.click('.tabs a[data-view="all"]')
+    row = page.locator(f'#clusters tr[data-cluster="{HOST}-by-hand"]')
+    expect(row.locator(".badge").first).to_have_text("ready", timeout=60_000)
+
+
 def test_cluster_lists_page_and_sort(page: Page, server):
     # Many clusters at once come from a simulated engine; the views are the same.
     status, sim = server.api("POST", "/hosts", {
