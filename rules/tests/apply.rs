@@ -26,6 +26,14 @@ fn apply(user: &str, blueprint: Option<&str>, filter: &[(&str, &str)]) -> ApplyR
     }
 }
 
+/// One row of the filter table: the blueprint named, the label filter, and the
+/// blueprint of the cluster handed out or the error code.
+type FilterRow = (
+    Option<&'static str>,
+    &'static [(&'static str, &'static str)],
+    Result<&'static str, &'static str>,
+);
+
 /// Blueprint names and label filters choose the blueprint; what matches nothing is
 /// told apart from what is merely all taken.
 #[tokio::test]
@@ -38,7 +46,7 @@ async fn blueprint_and_label_filters_choose_the_cluster() {
             .await;
         rig.filled_host("h1", 8).await;
         #[rustfmt::skip]
-        let table: &[(Option<&str>, &[(&str, &str)], Result<&str, &str>)] = &[
+        let table: &[FilterRow] = &[
             (Some("pbft-4"), &[], Ok("pbft-4")),
             (None, &[("consensus_plugin", "noops")], Ok("noops-1")),
             (None, &[("size", "4")], Ok("pbft-4")),

@@ -21,12 +21,21 @@ fn count_by_blueprint(plan: &[String]) -> BTreeMap<&str, usize> {
     counts
 }
 
+/// One row of the fill-plan table: the blueprints of the clusters on the host, the
+/// blueprints to fill with, the capacity, and how many the plan adds of each.
+type PlanRow = (
+    &'static [&'static str],
+    &'static [&'static str],
+    u32,
+    &'static [(&'static str, usize)],
+);
+
 /// The fill plan evens out the blueprints and stops at the capacity.
 #[test]
 fn fill_plans_as_a_table() {
     let names = |ns: &[&str]| ns.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
     #[rustfmt::skip]
-    let table: &[(&[&str], &[&str], u32, &[(&str, usize)])] = &[
+    let table: &[PlanRow] = &[
         // on the host      blueprints      capacity  what the plan adds
         (&[],               &["a"],          3,       &[("a", 3)]),
         (&[],               &["a", "b"],     4,       &[("a", 2), ("b", 2)]),

@@ -3,9 +3,11 @@
 //!
 //! [`TlsEngine::start`] runs a second `dockerd` (as root) beside any other on the
 //! machine: its own data root, exec root, pidfile and unix socket in a fresh directory
-//! under `/tmp`, `--tlsverify` on a free port of 127.0.0.1, no default bridge, no
-//! iptables rules, and an address pool of its own, so it stays out of the way of a
-//! shared engine. Dropping it stops that dockerd and removes the directory.
+//! under `/tmp`, `--tlsverify` on a free port of 127.0.0.1, a default bridge of its own
+//! (never `docker0`: a dockerd told `--bridge=none` deletes the `docker0` of the
+//! engine beside it), no iptables rules, and an address pool of its own, so it stays
+//! out of the way of a shared engine. Dropping it stops that dockerd and removes its
+//! bridge and directory.
 
 use std::fs;
 use std::io::Write;
@@ -101,6 +103,7 @@ fn signed(
 #[derive(Debug)]
 pub struct TlsEngine {
     dir: PathBuf,
+    bridge: String,
     dockerd: Child,
     /// `tcp://127.0.0.1:PORT`: the TLS endpoint.
     pub endpoint: String,
@@ -146,9 +149,11 @@ impl TlsEngine {
         }
         let port = free_port();
         let socket = format!("unix://{}", dir.join("docker.sock").display());
-        let dockerd = spawn_dockerd(&dir, &socket, port);
+        let bridge = own_bridge();
+        let dockerd = spawn_dockerd(&dir, &bridge, &socket, port);
         let mut engine = TlsEngine {
             dir,
+            bridge,
             dockerd,
             endpoint: format!("tcp://127.0.0.1:{port}"),
             socket,
@@ -244,6 +249,7 @@ impl Drop for TlsEngine {
             let _ = Command::new("umount").args(["-l", point]).status();
         }
         let _ = fs::remove_dir_all(&self.dir);
+        let _ = Command::new("ip").args(["link", "delete", &self.bridge]).status();
     }
 }
 
@@ -256,6 +262,10 @@ fn missing_prerequisite() -> Option<String> {
         .status();
     if !found.is_ok_and(|s| s.success()) {
         return Some("dockerd is not installed (Debian: apt-get install docker.io)".to_owned());
+    }
+    let ip = Command::new("ip").arg("-V").stdout(Stdio::null()).status();
+    if !ip.is_ok_and(|s| s.success()) {
+        return Some("`ip` is not installed (Debian: apt-get install iproute2)".to_owned());
     }
     let uid = Command::new("id").arg("-u").output().ok();
     let root = uid.is_some_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
@@ -292,12 +302,41 @@ fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
-/// Starts dockerd in `dir`, on `socket` and, with TLS, on 127.0.0.1:`port`.
-fn spawn_dockerd(dir: &Path, socket: &str, port: u16) -> Child {
+/// The /16 of the private engine's networks: never the 10.213.0.0/16 of the shared
+/// engine, so that its networks route apart from another engine's.
+fn second_octet() -> u32 {
+    214 + std::process::id() % 40
+}
+
+/// A bridge for the private engine's default network, made here with an address of
+/// its own: dockerd adopts a bridge it is given (`--bridge`) and leaves every other
+/// alone.
+fn own_bridge() -> String {
+    let name = format!("pmtls{}", &poolcore::model::new_id()[..8]);
+    // Engines started by one test binary get a /24 each, from the top of its /16.
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 64;
+    let address = format!("10.{}.{}.1/24", second_octet(), 255 - nth);
+    for args in [
+        vec!["link", "add", &name, "type", "bridge"],
+        vec!["address", "add", &address, "dev", &name],
+        vec!["link", "set", &name, "up"],
+    ] {
+        let status = Command::new("ip").args(&args).status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "ip {}: {status:?}",
+            args.join(" ")
+        );
+    }
+    name
+}
+
+/// Starts dockerd in `dir` with `bridge`, on `socket` and, with TLS, on
+/// 127.0.0.1:`port`.
+fn spawn_dockerd(dir: &Path, bridge: &str, socket: &str, port: u16) -> Child {
     let path = |name: &str| dir.join(name).display().to_string();
-    // A /16 of its own (never the 10.213.0.0/16 of the shared engine), so that its
-    // networks route apart from another engine's.
-    let pool = format!("base=10.{}.0.0/16,size=24", 214 + std::process::id() % 40);
+    let pool = format!("base=10.{}.0.0/16,size=24", second_octet());
     let log = fs::File::create(dir.join("dockerd.log")).expect("a dockerd log");
     Command::new("dockerd")
         .args(["--data-root", &path("data"), "--exec-root", &path("exec")])
@@ -311,7 +350,7 @@ fn spawn_dockerd(dir: &Path, socket: &str, port: u16) -> Child {
             &path("server-key.pem"),
         ])
         .args([
-            "--bridge=none",
+            &format!("--bridge={bridge}"),
             "--iptables=false",
             "--default-address-pool",
             &pool,

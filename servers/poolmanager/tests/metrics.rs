@@ -143,9 +143,15 @@ async fn metrics_count_applies_releases_clusters_and_requests() {
         Some(1.0),
         "{text}"
     );
-    let requests = sample(&text, "poolmanager_http_requests_total", &[("status", "201")]);
-    assert!(
-        requests.is_some_and(|n| n >= 2.0),
-        "HTTP requests are counted: {text}"
-    );
+    for operation in ["create_host", "create_blueprint"] {
+        assert_eq!(
+            sample(
+                &text,
+                "poolmanager_http_requests_total",
+                &[("operation", operation), ("status", "201")]
+            ),
+            Some(1.0),
+            "HTTP requests are counted by operation: {text}"
+        );
+    }
 }

@@ -56,7 +56,10 @@ const DESCRIPTION: &str = "A pool of ready, running multi-container clusters. Ap
      `get_cluster`, `apply`, `release`, `renew_lease` and `start_cluster`, \
      `stop_cluster`, `restart_cluster`. With the user token, an operation on one cluster \
      needs `user_id`, the user the cluster is applied to (400 without it, 403 for another \
-     user).";
+     user).\n\n\
+     The same server also speaks the original PoolManager API (`/v2/cluster_op`, \
+     `/v1/cluster_apply`, …), described apart at `/legacy/openapi.json`, and serves \
+     Prometheus metrics at `/metrics`.";
 
 /// The OpenAPI service on `pool`: every operation, served under `/api/v1`.
 pub fn service(pool: Pool) -> OpenApiService<Apis, ()> {
