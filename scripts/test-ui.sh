@@ -49,9 +49,12 @@ cargo build -q -p poolmanager
 SHOTS=""
 [[ "${UI_SCREENSHOTS:-1}" == 0 ]] || SHOTS=$PWD/docs/img
 
+WORK=$(mktemp -d /tmp/pm-ui.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
 # Chromium runs as root only without its sandbox (the tests pass --no-sandbox).
 status=0
-PM_SERVER=$PWD/target/debug/poolmanager PM_CHROMIUM=$CHROMIUM PM_SCREENSHOTS=$SHOTS \
+PM_SERVER=$PWD/target/debug/poolmanager PM_CHROMIUM=$CHROMIUM PM_SCREENSHOTS=$SHOTS PM_WORKDIR=$WORK \
   POOLMANAGER_TEST_IMAGE=${POOLMANAGER_TEST_IMAGE:-poolmanager/testnode:latest} \
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider servers/poolmanager/tests/ui \
   --junitxml=target/ui-report.xml "$@" >&2 || status=$?
@@ -66,5 +69,8 @@ except Exception:
     print(0, 1)
 PY
 )
+if [[ $status -ne 0 && -f "$WORK/server.log" ]]; then
+  log "the server's log:"; tail -n 40 "$WORK/server.log" >&2
+fi
 echo "ui: $passed passed, $failed failed"
 exit "$status"

@@ -8,13 +8,15 @@ the history, lose the event stream and get it back, delete the host.
 
 Environment (scripts/test-ui.sh sets it): PM_SERVER (the poolmanager binary),
 POOLMANAGER_TEST_DOCKER (the engine), POOLMANAGER_TEST_IMAGE, PM_CHROMIUM (the
-browser), PM_SCREENSHOTS (where the page screenshots go; none when unset).
+browser), PM_SCREENSHOTS (where the page screenshots go; none when unset), PM_WORKDIR
+(where the server keeps its database and log; a new temporary directory when unset).
 """
 
 import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -35,7 +37,7 @@ BLUEPRINT = f"ui-bp-{SUFFIX}"
 USER = f"ui-user-{SUFFIX}"
 SHOTS = Path(os.environ["PM_SCREENSHOTS"]) if os.environ.get("PM_SCREENSHOTS") else None
 
-expect.set_options(timeout=20_000)
+expect.set_options(timeout=30_000)
 
 
 class Server:
@@ -95,7 +97,8 @@ class Server:
 def server():
     if not ENGINE:
         pytest.skip("POOLMANAGER_TEST_DOCKER names no engine")
-    workdir = tempfile.mkdtemp(prefix="pm-ui.")
+    given = os.environ.get("PM_WORKDIR")
+    workdir = given or tempfile.mkdtemp(prefix="pm-ui.")
     server = Server(os.environ.get("PM_SERVER", "target/debug/poolmanager"), workdir)
     server.start()
     yield server
@@ -106,6 +109,8 @@ def server():
     for host in page["items"] if status == 200 else []:
         server.api("DELETE", f"/hosts/{host['id']}?force=true")
     server.stop()
+    if not given:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +398,7 @@ def test_delete_the_host_after_confirming(page: Page, server):
     page.click(f'button[aria-label="Delete {HOST}"]')
     expect(dialog(page)).to_contain_text(f"Delete {HOST}?")
     page.click("dialog button[type=submit]")
-    expect(page.locator(f'tr[data-host="{HOST}"]')).to_have_count(0)
+    expect(page.locator(f'tr[data-host="{HOST}"]')).to_have_count(0, timeout=90_000)
     _, clusters = server.api("GET", "/clusters")
     assert clusters["total"] == 0, clusters
 
