@@ -38,7 +38,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   python3 -m venv "$VENV" >&2 || skip_or_fail "could not make a Python venv in $VENV"
 fi
 for pin in "${PINS[@]}"; do
-  have=$("$VENV/bin/python" -m pip show "${pin%%==*}" 2>/dev/null | sed -n 's/^Version: //p')
+  have=$("$VENV/bin/python" -m pip show "${pin%%==*}" 2>/dev/null | sed -n 's/^Version: //p' || true)
   if [[ "$have" != "${pin##*==}" ]]; then
     log "$pin wanted, $VENV has ${have:-none}: installing"
     "$VENV/bin/pip" install -q "$pin" >&2 || skip_or_fail "could not install $pin"
