@@ -27,7 +27,11 @@ fn scale() -> (usize, usize) {
 async fn main() {
     let (hosts, per_host) = scale();
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(SqliteStore::open(dir.path().join("bench.db")).await.expect("sqlite"));
+    let store = Arc::new(
+        SqliteStore::open(dir.path().join("bench.db"))
+            .await
+            .expect("sqlite"),
+    );
     let sim = SimConnector::from_config(SimConfig::new().with_serve_ports(false));
     let blueprint = sample_blueprint();
     store.insert_blueprint(&blueprint).await.expect("blueprint");
@@ -43,9 +47,14 @@ async fn main() {
         host.autofill = false;
         store.insert_host(&host).await.expect("host");
         let driver = poolcore::Connector::connect(&sim, &host).expect("driver");
-        for _ in 0..per_host {
+        for j in 0..per_host {
             let mut cluster = ready_cluster(&blueprint.name, &host.id);
-            cluster.deployment = driver.create_cluster(&cluster, &blueprint).await.expect("made on the sim");
+            // Numbered: short random names collide among 100,000.
+            cluster.name = format!("bench-{i:04}-{j:03}");
+            cluster.deployment = driver
+                .create_cluster(&cluster, &blueprint)
+                .await
+                .expect("made on the sim");
             clusters.push(cluster);
         }
     }
