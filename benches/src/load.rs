@@ -151,7 +151,7 @@ fn record(h: &mut Histogram<u64>, took: Duration) {
 
 fn latency(h: &Histogram<u64>, seconds: f64) -> Option<Latency> {
     let ms = |v: u64| v as f64 / 1000.0;
-    (h.len() > 0).then(|| Latency {
+    (!h.is_empty()).then(|| Latency {
         count: h.len(),
         per_second: h.len() as f64 / seconds,
         p50_ms: ms(h.value_at_quantile(0.50)),
