@@ -218,23 +218,22 @@ async fn main() {
     let parallelism = PoolConfig::default().host_parallelism;
     let run = format!("pm-refill-{}", &new_id()[..8]);
 
-    let pool = by_pool(&harness, n, parallelism).await;
-    let cli = tokio::task::block_in_place(|| by_cli(&endpoint, n, &run));
-    let bare = by_bollard(&docker, n, parallelism, &run).await;
-
     let per_second = |d: Duration| n as f64 / d.as_secs_f64();
-    println!("refill of {n} one-node clusters on {endpoint}, parallelism {parallelism}:");
-    for (name, took) in [
-        ("pool fill", pool),
-        ("docker CLI, one after the other", cli),
-        ("bare bollard loop", bare),
-    ] {
+    // Each line as its phase ends: a run cut short keeps what it measured.
+    let report = |name: &str, took: Duration| {
         println!(
             "  {name:<32} {:>7.2} s  {:>6.1} clusters/s",
             took.as_secs_f64(),
             per_second(took)
         );
-    }
+    };
+    println!("refill of {n} one-node clusters on {endpoint}, parallelism {parallelism}:");
+    let pool = by_pool(&harness, n, parallelism).await;
+    report("pool fill", pool);
+    let cli = tokio::task::block_in_place(|| by_cli(&endpoint, n, &run));
+    report("docker CLI, one after the other", cli);
+    let bare = by_bollard(&docker, n, parallelism, &run).await;
+    report("bare bollard loop", bare);
     println!(
         "pool fill vs docker CLI: {:.2}x; vs bare bollard: {:.2}x",
         cli.as_secs_f64() / pool.as_secs_f64(),

@@ -601,18 +601,16 @@ impl MongoStore {
     /// a wanted blueprint (`Held`), else the single-claimed one they hold
     /// (`HoldsOther`), else `None`.
     pub(crate) async fn holding(&self, claim: &Claim) -> Result<Option<ClaimOutcome>, MongoError> {
-        // At most one held cluster is single-claimed, so of any two found one is held
-        // of a wanted blueprint, if the user holds such.
         let found: Vec<Document> = self
             .clusters
             .find(documents::holdings(claim))
-            .limit(2)
             .await?
             .try_collect()
             .await?;
         let found: Vec<Cluster> = decode_all(&documents::CLUSTER, found)?;
         let (held, other): (Vec<Cluster>, Vec<Cluster>) = found
             .into_iter()
+            .filter(|c| c.held_by(&claim.user_id, &claim.blueprints) || c.single_apply)
             .partition(|c| c.held_by(&claim.user_id, &claim.blueprints));
         Ok(held
             .into_iter()
