@@ -28,7 +28,21 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// commit is what makes writes cheap under load: one commit, one write of each
 /// changed page to the log, for many writes.
 pub(crate) struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    /// `None` once dropped: the thread ends when the queue closes.
+    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    /// Closes the queue and waits for the thread to end, so that the file is let go
+    /// of when the store is dropped: another store (or process) opening it next does
+    /// not find it locked by a connection still closing.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Writer {
@@ -36,7 +50,7 @@ impl Writer {
     /// another process to let go of the database.
     pub(crate) fn start(conn: Connection, name: &str, busy_timeout: Duration) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("sqlite-writer {name}"))
             .spawn(move || {
                 BUSY_TRIES.set(busy_timeout.as_micros().div_ceil(BUSY_POLL.as_micros()));
@@ -45,7 +59,10 @@ impl Writer {
                 }
                 write_loop(&conn, &queue)
             })?;
-        Ok(Writer { jobs })
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
     }
 
     /// Runs `f` in the next batch and returns its result once the batch is committed.
@@ -64,7 +81,8 @@ impl Writer {
             span: tracing::debug_span!("sqlite", op),
         };
         let stopped = || Error::unavailable("sqlite store", format!("{op}: the writer thread stopped"));
-        self.jobs.send(Box::new(job)).map_err(|_| stopped())?;
+        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        jobs.send(Box::new(job)).map_err(|_| stopped())?;
         match answer.await.map_err(|_| stopped())? {
             Ok(result) => result,
             // A panic in a query is a bug: let it reach the caller as a panic.
@@ -208,14 +226,25 @@ fn write_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
 /// `PASSIVE` never waits for a reader or the writer; the log starts again from its
 /// beginning at the first write after a checkpoint that copied everything.
 pub(crate) struct Checkpointer {
-    _stop: mpsc::Sender<()>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpointer {
+    /// Stops the thread and waits for it, as [`Writer`]'s drop does.
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Checkpointer {
     /// Starts checkpointing on `conn` until the checkpointer is dropped.
     pub(crate) fn start(conn: Connection, name: &str) -> std::io::Result<Checkpointer> {
         let (stop, stopped) = mpsc::channel::<()>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("sqlite-checkpoint {name}"))
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
@@ -223,9 +252,10 @@ impl Checkpointer {
                         tracing::warn!(error = %e, "sqlite checkpoint failed; trying again");
                     }
                 }
-                // A last full copy, so that the log does not outlive the store.
-                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             })?;
-        Ok(Checkpointer { _stop: stop })
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 }
