@@ -221,10 +221,28 @@ fn write_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
     }
 }
 
+/// Frames (pages written) the write-ahead log may hold before the checkpointer makes
+/// room by force: 16,384 pages of 4 KiB, 64 MiB.
+const WAL_LIMIT_FRAMES: i64 = 16_384;
+
+/// One round of the checkpointer.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    // (busy, frames in the log, frames copied)
+    let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))?;
+    if frames >= WAL_LIMIT_FRAMES {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
 /// Copies the write-ahead log into the database file from a thread of its own, so
 /// that no write waits for it: the writer runs with `wal_autocheckpoint = 0`.
 /// `PASSIVE` never waits for a reader or the writer; the log starts again from its
-/// beginning at the first write after a checkpoint that copied everything.
+/// beginning at the first write after a checkpoint that copied everything. Under
+/// writes that never pause, no passive checkpoint may copy everything, and the log
+/// would grow without end: past [`WAL_LIMIT_FRAMES`] the checkpointer runs a
+/// `TRUNCATE` checkpoint, which waits for the writer's batch, copies the rest and
+/// empties the file (writes wait for it, once in a long while).
 pub(crate) struct Checkpointer {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -248,7 +266,7 @@ impl Checkpointer {
             .name(format!("sqlite-checkpoint {name}"))
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    if let Err(e) = checkpoint(&conn) {
                         tracing::warn!(error = %e, "sqlite checkpoint failed; trying again");
                     }
                 }
