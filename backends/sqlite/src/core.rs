@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::config::SqliteConfig;
 use crate::error::{join_error, SqliteError};
 use crate::schema;
-use crate::writer::{Checkpointer, Writer};
+use crate::writer::{Checkpointer, Writer, WRITER_CHECKPOINT_PAGES};
 
 /// A [`Store`] in one SQLite database: a file shared by any number of processes, or
 /// a private in-memory database.
@@ -20,7 +20,7 @@ use crate::writer::{Checkpointer, Writer};
 /// one `BEGIN IMMEDIATE` transaction; see `Writer`); the others
 /// ([`SqliteConfig::pool_size`] in all) read beside it on tokio's blocking threads,
 /// which WAL mode allows. Another thread copies the write-ahead log into the database
-/// file, so that no write waits for a checkpoint. Across processes SQLite's file
+/// file, so that writes seldom wait for a checkpoint. Across processes SQLite's file
 /// locks order the writers, and a writer that waits longer than the busy timeout
 /// fails with [`Error::Unavailable`].
 ///
@@ -272,8 +272,8 @@ fn open_connections(config: &SqliteConfig) -> Result<Opened, SqliteError> {
             "sqlite refused WAL mode; readers will wait for writers"
         );
     }
-    // The checkpointer copies the log, on its own connection and thread.
-    writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // The checkpointer copies most of the log, on its own connection and thread.
+    writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
     let found = schema::migrate(&mut writer)?;
     tracing::debug!(
         path,

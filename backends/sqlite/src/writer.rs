@@ -15,6 +15,10 @@ use crate::error::SqliteError;
 /// request a busy server has in flight, few enough that none waits long.
 const BATCH_MAX: usize = 256;
 
+/// Pages the log may grow by before the writer checkpoints it itself (SQLite's
+/// default, 1,000 pages: 4 MiB of 4 KiB pages).
+pub(crate) const WRITER_CHECKPOINT_PAGES: i64 = 1_000;
+
 /// How often the checkpointer copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
@@ -221,28 +225,19 @@ fn write_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
     }
 }
 
-/// Frames (pages written) the write-ahead log may hold before the checkpointer makes
-/// room by force: 16,384 pages of 4 KiB, 64 MiB.
-const WAL_LIMIT_FRAMES: i64 = 16_384;
-
 /// One round of the checkpointer.
 fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
-    // (busy, frames in the log, frames copied)
-    let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))?;
-    if frames >= WAL_LIMIT_FRAMES {
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    }
-    Ok(())
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }
 
 /// Copies the write-ahead log into the database file from a thread of its own, so
-/// that no write waits for it: the writer runs with `wal_autocheckpoint = 0`.
-/// `PASSIVE` never waits for a reader or the writer; the log starts again from its
-/// beginning at the first write after a checkpoint that copied everything. Under
-/// writes that never pause, no passive checkpoint may copy everything, and the log
-/// would grow without end: past [`WAL_LIMIT_FRAMES`] the checkpointer runs a
-/// `TRUNCATE` checkpoint, which waits for the writer's batch, copies the rest and
-/// empties the file (writes wait for it, once in a long while).
+/// that the writer seldom does: `PASSIVE` never waits for a reader or the writer.
+///
+/// Only the writer can let the log start again from its beginning (at its first
+/// write after a checkpoint that copied everything), and under writes that never
+/// pause a checkpoint from another thread never copies everything: so the writer
+/// keeps a checkpoint of its own every [`WRITER_CHECKPOINT_PAGES`], which finds most
+/// of the log copied already.
 pub(crate) struct Checkpointer {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
