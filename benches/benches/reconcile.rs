@@ -47,8 +47,10 @@ async fn main() {
         host.autofill = false;
         store.insert_host(&host).await.expect("host");
         let driver = poolcore::Connector::connect(&sim, &host).expect("driver");
-        for _ in 0..per_host {
+        for j in 0..per_host {
             let mut cluster = ready_cluster(&blueprint.name, &host.id);
+            // Numbered: short random names collide among 100,000.
+            cluster.name = format!("bench-{i:04}-{j:03}");
             cluster.deployment = driver
                 .create_cluster(&cluster, &blueprint)
                 .await

@@ -52,7 +52,12 @@ pub async fn seed_database(path: &Path, seed: Seed) -> poolcore::Result<()> {
         hosts.push(host.id);
     }
     let clusters: Vec<_> = (0..seed.clusters)
-        .map(|i| ready_cluster(&blueprint.name, &hosts[i % hosts.len()]))
+        .map(|i| {
+            let mut cluster = ready_cluster(&blueprint.name, &hosts[i % hosts.len()]);
+            // Numbered: short random names collide among 100,000.
+            cluster.name = format!("bench-{i:07}");
+            cluster
+        })
         .collect();
     let now = Utc::now();
     let month = chrono::Duration::days(30).num_seconds().max(1);

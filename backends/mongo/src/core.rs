@@ -26,6 +26,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
@@ -104,10 +105,15 @@ pub(crate) const TRIES: usize = 32;
 /// - [`MongoStore::repair_leases`], run whenever a store connects, writes the lease
 ///   records a crash left missing or open.
 ///
-/// A claim whose lease write fails hands the cluster back (conditional on the
-/// version it wrote) before it reports the error. A release whose lease write fails
-/// still succeeds: the cluster is released, and its `last_release` closes the lease
-/// at the next repair.
+/// A claim does not wait for its lease record: the record is queued and written
+/// behind the answer, many claims' records in one `insertMany` (see [`LeaseQueue`]),
+/// so that a claim costs one round trip (two for a single claim, which first looks
+/// for what the user holds). Reads of lease records through the same store write the
+/// queue first, so a server always reads its own claims' leases; another server sees
+/// them once the batch is written, a few milliseconds later. A record that is never
+/// written (a crash, a failed batch) is rebuilt from the claimed cluster by the
+/// repair. A release whose lease write fails still succeeds: the cluster is released,
+/// and its `last_release` closes the lease at the next repair.
 pub struct MongoStore {
     config: MongoConfig,
     db: Database,
@@ -117,6 +123,8 @@ pub struct MongoStore {
     pub(crate) leases: Collection<Document>,
     pub(crate) operations: Collection<Document>,
     pub(crate) locks: Collection<Document>,
+    /// Lease records of claims, not yet written.
+    lease_queue: Arc<LeaseQueue>,
 }
 
 impl fmt::Debug for MongoStore {
@@ -157,8 +165,21 @@ impl MongoStore {
     /// answers within the driver's server selection timeout (30 s unless the URL sets
     /// `serverSelectionTimeoutMS`); [`Error::Backend`] when the server refuses.
     pub async fn with_config(config: MongoConfig) -> Result<Self> {
+        Self::with_client_options(config, |_| {}).await
+    }
+
+    /// As [`MongoStore::with_config`], with the driver's options adjusted by `adjust`
+    /// after they are read from the URL: to watch the commands the store sends
+    /// (`command_event_handler`), or to set what the URL cannot say.
+    ///
+    /// # Errors
+    /// As [`MongoStore::with_config`].
+    pub async fn with_client_options(
+        config: MongoConfig,
+        adjust: impl FnOnce(&mut ClientOptions),
+    ) -> Result<Self> {
         config.validate()?;
-        let db = client(&config).await?.database(&config.database_name());
+        let db = client(&config, adjust).await?.database(&config.database_name());
         let collection = |name| db.collection::<Document>(name);
         let store = MongoStore {
             hosts: collection(HOSTS),
@@ -167,6 +188,7 @@ impl MongoStore {
             leases: collection(LEASES),
             operations: collection(OPERATIONS),
             locks: collection(LOCKS),
+            lease_queue: Arc::default(),
             db,
             config,
         };
@@ -227,7 +249,7 @@ impl MongoStore {
 }
 
 /// A client for `config`'s deployment.
-async fn client(config: &MongoConfig) -> Result<Client> {
+async fn client(config: &MongoConfig, adjust: impl FnOnce(&mut ClientOptions)) -> Result<Client> {
     let mut options = ClientOptions::parse(&config.url).await.map_err(|e| {
         if matches!(*e.kind, ErrorKind::InvalidArgument { .. }) {
             Error::invalid("mongodb url", format!("{}: {e}", config.redacted_url()))
@@ -236,6 +258,7 @@ async fn client(config: &MongoConfig) -> Result<Client> {
         }
     })?;
     options.app_name.get_or_insert_with(|| "poolmanager".to_owned());
+    adjust(&mut options);
     Client::with_options(options).map_err(|e| MongoError::from(e).into_error("connect"))
 }
 
@@ -578,18 +601,16 @@ impl MongoStore {
     /// a wanted blueprint (`Held`), else the single-claimed one they hold
     /// (`HoldsOther`), else `None`.
     pub(crate) async fn holding(&self, claim: &Claim) -> Result<Option<ClaimOutcome>, MongoError> {
-        // At most one held cluster is single-claimed, so of any two found one is held
-        // of a wanted blueprint, if the user holds such.
         let found: Vec<Document> = self
             .clusters
             .find(documents::holdings(claim))
-            .limit(2)
             .await?
             .try_collect()
             .await?;
         let found: Vec<Cluster> = decode_all(&documents::CLUSTER, found)?;
         let (held, other): (Vec<Cluster>, Vec<Cluster>) = found
             .into_iter()
+            .filter(|c| c.held_by(&claim.user_id, &claim.blueprints) || c.single_apply)
             .partition(|c| c.held_by(&claim.user_id, &claim.blueprints));
         Ok(held
             .into_iter()
@@ -598,8 +619,8 @@ impl MongoStore {
             .or_else(|| other.into_iter().next().map(ClaimOutcome::HoldsOther)))
     }
 
-    /// Takes one ready cluster for `claim` and opens its lease; `None` when there is
-    /// none, or when the user holds a single-claimed cluster already (the unique
+    /// Takes one ready cluster for `claim` and queues its lease record; `None` when
+    /// there is none, or when the user holds a single-claimed cluster already (the unique
     /// index refused the write).
     pub(crate) async fn take_ready(&self, claim: &Claim) -> Result<Option<Cluster>, MongoError> {
         let taken = self
@@ -614,28 +635,8 @@ impl MongoStore {
             Err(e) => return Err(e.into()),
         };
         let claimed: Cluster = decode(&documents::CLUSTER, doc)?;
-        if let Err(e) = self.insert_lease(&LeaseRecord::opened(&claimed, claim)).await {
-            self.undo_claim(&claimed).await;
-            return Err(e);
-        }
+        self.queue_lease(LeaseRecord::opened(&claimed, claim));
         Ok(Some(claimed))
-    }
-
-    /// Hands a claimed cluster back after its lease could not be written, if nobody
-    /// changed it since.
-    async fn undo_claim(&self, claimed: &Cluster) {
-        let mut ready = claimed.clone();
-        ready.release(Utc::now());
-        ready.status = ClusterStatus::Ready;
-        match self.write_cluster(claimed.version, &ready, None).await {
-            Ok(Some(_)) => warn!(cluster_id = %claimed.id, "lease not written; the claim was undone"),
-            Ok(None) => warn!(cluster_id = %claimed.id, "lease not written; the cluster changed meanwhile"),
-            Err(e) => warn!(
-                cluster_id = %claimed.id,
-                error = %e,
-                "lease not written and the claim not undone; the lease repair writes it"
-            ),
-        }
     }
 
     /// Writes `next` over cluster `next.id` if it is still at version `read`, with
@@ -720,6 +721,7 @@ impl MongoStore {
     /// # Errors
     /// As any store operation: [`Error::Unavailable`] or [`Error::Backend`].
     pub async fn repair_leases(&self) -> Result<LeaseRepair> {
+        self.flush_leases().await;
         run("repair leases", async {
             let mut repair = LeaseRepair {
                 written: self.write_missing_open_leases().await?,
@@ -892,5 +894,116 @@ impl MongoStore {
             Err(e) if is_duplicate_key(&e) => Ok(self.leases.update_one(filter, update).await.map(drop)?),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Lease records written behind the claims
+
+/// The lease records of claims that are not written yet, and whether a task is
+/// writing them.
+///
+/// A claim queues its record and, if no task is writing, starts one; the task writes
+/// everything queued in one `insertMany`, then what was queued meanwhile, until the
+/// queue is empty. Under load a batch holds the records of many claims, so the
+/// records cost far less than a round trip per claim.
+#[derive(Debug, Default)]
+struct LeaseQueue {
+    pending: Mutex<Pending>,
+    /// Held while a batch is written: whoever takes it next finds every record
+    /// queued before in the collection or in the queue.
+    writing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    leases: Vec<LeaseRecord>,
+    writer_running: bool,
+}
+
+impl LeaseQueue {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A vector and a flag stay consistent whatever a panicking holder did.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what is queued now; returns once it is written (or has failed, which
+    /// is logged: the repair writes those records).
+    async fn write_queued(&self, collection: &Collection<Document>) {
+        let _writing = self.writing.lock().await;
+        let batch = std::mem::take(&mut self.pending().leases);
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = insert_leases(collection, &batch).await {
+            warn!(
+                leases = batch.len(),
+                error = %e,
+                "lease records not written; the lease repair writes them"
+            );
+        }
+    }
+
+    /// Writes batches until the queue is empty; the task a claim starts.
+    async fn drain(&self, collection: &Collection<Document>) {
+        loop {
+            self.write_queued(collection).await;
+            let mut pending = self.pending();
+            if pending.leases.is_empty() {
+                pending.writer_running = false;
+                return;
+            }
+        }
+    }
+}
+
+/// Inserts `leases`, skipping those whose record exists (written by the repair, or
+/// closed by a release that came first).
+async fn insert_leases(collection: &Collection<Document>, leases: &[LeaseRecord]) -> Result<(), MongoError> {
+    let documents = leases
+        .iter()
+        .map(|lease| encode(&documents::LEASE, lease))
+        .collect::<Result<Vec<_>, _>>()?;
+    match collection.insert_many(documents).ordered(false).await {
+        Ok(_) => Ok(()),
+        Err(e) if only_duplicate_keys(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether every write error of an unordered `insertMany` is a duplicate key.
+fn only_duplicate_keys(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::InsertMany(failure) => {
+            failure.write_concern_error.is_none()
+                && failure
+                    .write_errors
+                    .as_ref()
+                    .is_some_and(|errors| errors.iter().all(|w| w.code == crate::error::DUPLICATE_KEY))
+        }
+        _ => is_duplicate_key(e),
+    }
+}
+
+impl MongoStore {
+    /// Queues the record of a lease a claim opened, and starts writing the queue if
+    /// nobody is.
+    fn queue_lease(&self, lease: LeaseRecord) {
+        let start = {
+            let mut pending = self.lease_queue.pending();
+            pending.leases.push(lease);
+            !std::mem::replace(&mut pending.writer_running, true)
+        };
+        if start {
+            let (queue, collection) = (Arc::clone(&self.lease_queue), self.leases.clone());
+            tokio::spawn(async move { queue.drain(&collection).await });
+        }
+    }
+
+    /// Waits until the lease records of every claim this store has answered are
+    /// written. Reads of lease records do this first; call it before a planned stop
+    /// so that other servers see the last claims' records at once.
+    pub async fn flush_leases(&self) {
+        self.lease_queue.write_queued(&self.leases).await;
     }
 }

@@ -9,7 +9,7 @@ use tracing::Instrument;
 use crate::documents::CodecError;
 
 /// MongoDB's error code for a write that breaks a unique index.
-const DUPLICATE_KEY: i32 = 11000;
+pub(crate) const DUPLICATE_KEY: i32 = 11000;
 
 /// Server error codes that mean "this server cannot serve now" (failover, shutdown,
 /// network): worth retrying later.

@@ -193,9 +193,10 @@ impl Store for MongoStore {
         .await
     }
 
-    /// With `allow_multiple`: two round trips, the claim and the lease record. A
-    /// single claim first looks for what the user holds (one more), and again when
-    /// it takes nothing, to tell `Held` and `HoldsOther` from `Exhausted`.
+    /// With `allow_multiple`: one round trip, the claim; its lease record is written
+    /// behind it, in a batch with other claims' records. A single claim first looks
+    /// for what the user holds (one more), and again when it takes nothing, to tell
+    /// `Held` and `HoldsOther` from `Exhausted`.
     async fn claim_cluster(&self, claim: &Claim) -> Result<ClaimOutcome> {
         run("claim cluster", async {
             if !claim.allow_multiple {
@@ -244,6 +245,7 @@ impl Store for MongoStore {
     }
 
     async fn get_lease(&self, id: &str) -> Result<Option<LeaseRecord>> {
+        self.flush_leases().await;
         run("get lease", self.get(&self.leases, &documents::LEASE, id)).await
     }
 
@@ -253,6 +255,7 @@ impl Store for MongoStore {
             Some(user_id) => doc! {"user_id": user_id},
             None => doc! {},
         };
+        self.flush_leases().await;
         run(
             "list leases",
             list_page(
@@ -275,6 +278,7 @@ impl Store for MongoStore {
         since: DateTime<Utc>,
         bucket: chrono::Duration,
     ) -> Result<Vec<LeaseActivity>> {
+        self.flush_leases().await;
         run("lease activity", async {
             let leases: Vec<LeaseRecord> =
                 find_all(&self.leases, &documents::LEASE, documents::active_since(since)).await?;

@@ -7,14 +7,18 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use bson::{doc, Document};
 use chrono::{Duration, Utc};
 use futures::future::join_all;
-use poolcore::conformance::store::{ready_cluster, sample_host};
+use mongodb::event::command::CommandEvent;
+use mongodb::event::EventHandler;
+use poolcore::conformance::store::{ready_cluster, sample_blueprint, sample_host};
 use poolcore::model::new_id;
 use poolcore::{
-    Claim, ClaimOutcome, Cluster, ClusterFilter, ClusterStatus, LeaseRecord, Page, ReleaseReason, Store,
+    ApplyRequest, Claim, ClaimOutcome, Cluster, ClusterFilter, ClusterStatus, LeaseRecord, Page, Pool,
+    PoolConfig, ReleaseReason, Store,
 };
 use poolcore_mongo::{LeaseRepair, MongoConfig, MongoStore};
 
@@ -86,6 +90,10 @@ impl Servers {
                 .map(|(i, c)| self.nth(i).claim_cluster(c)),
         )
         .await;
+        // Each server writes its claims' lease records behind them; a reader on the
+        // other server sees them once written.
+        self.first.flush_leases().await;
+        self.second.flush_leases().await;
         results
             .into_iter()
             .map(|r| r.expect("claim does not fail"))
@@ -566,4 +574,110 @@ async fn connection_errors_are_clear() {
     .expect_err("an unknown auth mechanism");
     assert_eq!(err.code(), "invalid_input", "{err}");
     assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+/// A store on a fresh database that records every command it sends, as "command
+/// collection".
+async fn watched_store() -> Option<(Arc<MongoStore>, Arc<Mutex<Vec<String>>>)> {
+    let url = common::server_url()?;
+    let config = MongoConfig::from_url(&url)
+        .expect("test server URL")
+        .with_database(format!("pm_test_{}", &new_id()[..8]));
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&sent);
+    let store = MongoStore::with_client_options(config, move |options| {
+        options.command_event_handler = Some(EventHandler::callback(move |event| {
+            if let CommandEvent::Started(started) = event {
+                let collection = started.command.get_str(&started.command_name).unwrap_or_default();
+                let sent = format!("{} {collection}", started.command_name);
+                log.lock().expect("command log").push(sent);
+            }
+        }));
+    })
+    .await
+    .expect("store");
+    Some((Arc::new(store), sent))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_takes_at_most_two_round_trips() {
+    let Some((mongo, sent)) = watched_store().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::clone(&mongo) as Arc<dyn Store>;
+    let host = sample_host();
+    let blueprint = sample_blueprint();
+    store.insert_host(&host).await.expect("host");
+    store.insert_blueprint(&blueprint).await.expect("blueprint");
+    for _ in 0..40 {
+        let cluster = ready_cluster(&blueprint.name, &host.id);
+        assert!(store.insert_cluster(&cluster, 100).await.expect("insert"));
+    }
+    // The cache of blueprints and hosts stays fresh through the test.
+    let config = PoolConfig::default().with_catalog_ttl(std::time::Duration::from_secs(60));
+    let pool = Pool::builder(Arc::clone(&store)).with_config(config).build();
+    let apply = |user: &str, allow_multiple: bool| ApplyRequest {
+        user_id: user.into(),
+        blueprint: Some(blueprint.name.clone()),
+        allow_multiple,
+        ..ApplyRequest::default()
+    };
+    const LEASE_RECORDS: &str = "insert leases";
+    // What was sent since the last call, without the lease records written behind
+    // the claims, and how many of those there were.
+    let sent_since = || {
+        let all = std::mem::take(&mut *sent.lock().expect("command log"));
+        let records = all.iter().filter(|c| *c == LEASE_RECORDS).count();
+        let others: Vec<String> = all.into_iter().filter(|c| c != LEASE_RECORDS).collect();
+        (others, records)
+    };
+    // The first apply reads the blueprints and hosts into the pool's cache.
+    pool.apply(apply("warm", true)).await.expect("apply");
+    mongo.flush_leases().await;
+    sent_since();
+
+    pool.apply(apply("alice", false)).await.expect("single apply");
+    let (by_apply, _) = sent_since();
+    assert_eq!(
+        by_apply,
+        ["find clusters", "findAndModify clusters"],
+        "a single apply"
+    );
+
+    pool.apply(apply("bob", true))
+        .await
+        .expect("apply with allow_multiple");
+    let (by_apply, _) = sent_since();
+    assert_eq!(
+        by_apply,
+        ["findAndModify clusters"],
+        "an apply with allow_multiple"
+    );
+
+    // A repeated single apply gets the held cluster back in one round trip.
+    let held = pool.apply(apply("alice", false)).await.expect("held");
+    assert_eq!(held.user_id.as_deref(), Some("alice"));
+    let (by_apply, _) = sent_since();
+    assert_eq!(by_apply, ["find clusters"], "a held cluster");
+
+    // Under a burst, many claims' lease records share an insert.
+    mongo.flush_leases().await;
+    sent_since();
+    let burst = join_all((0..30).map(|i| pool.apply(apply(&format!("burst-{i}"), false)))).await;
+    assert!(burst.iter().all(Result::is_ok), "{burst:?}");
+    mongo.flush_leases().await;
+    let (by_burst, records) = sent_since();
+    eprintln!(
+        "30 concurrent single applies: {} commands, and {records} inserts of lease records",
+        by_burst.len()
+    );
+    assert_eq!(by_burst.len(), 60, "{by_burst:?}");
+    assert!(
+        records < 30,
+        "lease records are batched: {records} inserts for 30 applies"
+    );
+    let leases = store.list_leases(None, Page::ALL).await.expect("leases");
+    assert_eq!(leases.total, 33, "every lease recorded");
+    drop((pool, store));
+    common::drop_database(Arc::into_inner(mongo).expect("the only handle left")).await;
 }

@@ -4,29 +4,35 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use poolcore::{Error, Result};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
 use crate::config::SqliteConfig;
 use crate::error::{join_error, SqliteError};
 use crate::schema;
+use crate::writer::{Checkpointer, Writer, WRITER_CHECKPOINT_PAGES};
 
 /// A [`Store`] in one SQLite database: a file shared by any number of processes, or
 /// a private in-memory database.
 ///
-/// Statements run on tokio's blocking threads, never on the async executor. One
-/// connection writes, in `BEGIN IMMEDIATE` transactions; the others
-/// ([`SqliteConfig::pool_size`] in all) read beside it, which WAL mode allows. Across
-/// processes SQLite's file locks order the writers, and a writer that waits longer
-/// than the busy timeout fails with [`Error::Unavailable`].
+/// Statements never run on the async executor. One connection writes, on a thread of
+/// its own that commits the writes waiting for it together (each in a savepoint of
+/// one `BEGIN IMMEDIATE` transaction; see `Writer`); the others
+/// ([`SqliteConfig::pool_size`] in all) read beside it on tokio's blocking threads,
+/// which WAL mode allows. Another thread copies the write-ahead log into the database
+/// file, so that writes seldom wait for a checkpoint. Across processes SQLite's file
+/// locks order the writers, and a writer that waits longer than the busy timeout
+/// fails with [`Error::Unavailable`].
 ///
 /// Open it with [`SqliteStore::open`], [`SqliteStore::memory`],
 /// [`SqliteStore::from_url`] or [`SqliteStore::with_config`].
 pub struct SqliteStore {
     config: SqliteConfig,
-    writer: Arc<Connections>,
+    writer: Writer,
     /// `None` when reads share the writer (in memory, or a pool of one).
     readers: Option<Arc<Connections>>,
+    /// `None` in memory, where there is no log to copy.
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -70,15 +76,24 @@ impl SqliteStore {
     pub async fn with_config(config: SqliteConfig) -> Result<Self> {
         config.validate()?;
         let opening = config.clone();
-        let (writer, readers) = tokio::task::spawn_blocking(move || open_connections(&opening))
+        let opened = tokio::task::spawn_blocking(move || open_connections(&opening))
             .await
             .map_err(join_error)?
             .map_err(|e| e.into_error("open database"))?;
-        let readers = (!readers.is_empty()).then(|| Connections::new(readers));
+        let name = config.path.display().to_string();
+        let thread_failed =
+            |e: std::io::Error| Error::unavailable("sqlite store", format!("cannot start a thread: {e}"));
+        let readers = (!opened.readers.is_empty()).then(|| Connections::new(opened.readers));
+        let checkpointer = opened
+            .checkpointer
+            .map(|conn| Checkpointer::start(conn, &name))
+            .transpose()
+            .map_err(thread_failed)?;
         Ok(SqliteStore {
-            config,
-            writer: Connections::new(vec![writer]),
+            writer: Writer::start(opened.writer, &name, config.busy_timeout()).map_err(thread_failed)?,
             readers,
+            _checkpointer: checkpointer,
+            config,
         })
     }
 
@@ -110,21 +125,15 @@ impl SqliteStore {
         &self.config
     }
 
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer connection and
-    /// commits if it succeeds; `op` names the operation in errors.
+    /// Runs `f` on the writer connection, inside a write transaction, and returns once
+    /// that is committed; if `f` fails, nothing it wrote is kept. `op` names the
+    /// operation in errors.
     pub(crate) async fn write<T, F>(&self, op: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, SqliteError> + Send + 'static,
     {
-        self.writer
-            .run(op, move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let out = f(&tx)?;
-                tx.commit()?;
-                Ok(out)
-            })
-            .await
+        self.writer.run(op, f).await
     }
 
     /// Runs `f` in a read transaction (one snapshot) on a reader connection.
@@ -133,8 +142,11 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, SqliteError> + Send + 'static,
     {
-        let connections = self.readers.as_ref().unwrap_or(&self.writer);
-        connections
+        let Some(readers) = &self.readers else {
+            // One connection: reads take their turn among the writes.
+            return self.writer.run(op, f).await;
+        };
+        readers
             .run(op, move |conn| {
                 let tx = conn.transaction()?;
                 let out = f(&tx)?;
@@ -220,8 +232,16 @@ impl Drop for Checkout {
     }
 }
 
-/// Opens the writer (setting WAL mode and migrating the schema) and then the readers.
-fn open_connections(config: &SqliteConfig) -> Result<(Connection, Vec<Connection>), SqliteError> {
+/// The connections of a store, open.
+struct Opened {
+    writer: Connection,
+    readers: Vec<Connection>,
+    checkpointer: Option<Connection>,
+}
+
+/// Opens the writer (setting WAL mode and migrating the schema), then the readers and
+/// the checkpointer's connection.
+fn open_connections(config: &SqliteConfig) -> Result<Opened, SqliteError> {
     let path = config.path.display().to_string();
     let open_failed = |source| SqliteError::Open {
         path: path.clone(),
@@ -231,12 +251,19 @@ fn open_connections(config: &SqliteConfig) -> Result<(Connection, Vec<Connection
         let mut conn = Connection::open_in_memory().map_err(open_failed)?;
         configure(&conn, config)?;
         schema::migrate(&mut conn)?;
-        return Ok((conn, Vec::new()));
+        return Ok(Opened {
+            writer: conn,
+            readers: Vec::new(),
+            checkpointer: None,
+        });
     }
     let write_flags =
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut writer = Connection::open_with_flags(&config.path, write_flags).map_err(open_failed)?;
     configure(&writer, config)?;
+    // The writer touches every index of the clusters and leases: keep them in memory
+    // rather than read them back from the file at every claim (the default is 2 MiB).
+    writer.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
     let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(
@@ -245,6 +272,8 @@ fn open_connections(config: &SqliteConfig) -> Result<(Connection, Vec<Connection
             "sqlite refused WAL mode; readers will wait for writers"
         );
     }
+    // The checkpointer copies most of the log, on its own connection and thread.
+    writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
     let found = schema::migrate(&mut writer)?;
     tracing::debug!(
         path,
@@ -260,8 +289,17 @@ fn open_connections(config: &SqliteConfig) -> Result<(Connection, Vec<Connection
             Ok(reader)
         })
         .collect::<Result<Vec<_>, SqliteError>>()?;
-    Ok((writer, readers))
+    let checkpointer = Connection::open_with_flags(&config.path, write_flags).map_err(open_failed)?;
+    configure(&checkpointer, config)?;
+    Ok(Opened {
+        writer,
+        readers,
+        checkpointer: Some(checkpointer),
+    })
 }
+
+/// The writer's page cache, in KiB as `PRAGMA cache_size` takes it (negative).
+const WRITER_CACHE_KIB: i64 = -65_536;
 
 fn configure(conn: &Connection, config: &SqliteConfig) -> Result<(), SqliteError> {
     conn.busy_timeout(config.busy_timeout())?;

@@ -38,6 +38,7 @@ mod error;
 mod rows;
 mod schema;
 mod store;
+mod writer;
 
 pub use crate::core::SqliteStore;
 pub use config::SqliteConfig;

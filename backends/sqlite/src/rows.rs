@@ -276,9 +276,16 @@ pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), 
 // ---------------------------------------------------------------------------------
 // Clusters
 
-pub(crate) const CLUSTER_COLUMNS: &str = "id, name, blueprint, host_id, status, status_reason, health, \
-     health_reason, user_id, applied_at, expires_at, metadata, lease_id, single_apply, stopped_nodes, \
-     deployment, created_at, updated_at, version";
+/// The columns of a cluster, as a literal for `concat!`.
+macro_rules! cluster_columns {
+    () => {
+        "id, name, blueprint, host_id, status, status_reason, health, health_reason, user_id, \
+         applied_at, expires_at, metadata, lease_id, single_apply, stopped_nodes, deployment, \
+         created_at, updated_at, version"
+    };
+}
+
+pub(crate) const CLUSTER_COLUMNS: &str = cluster_columns!();
 
 pub(crate) const INSERT_CLUSTER: &str = "INSERT INTO clusters (id, name, blueprint, host_id, status, \
      status_reason, health, health_reason, user_id, applied_at, expires_at, metadata, lease_id, single_apply, \
@@ -342,6 +349,56 @@ pub(crate) fn cluster_values(c: &Cluster) -> Result<Vec<(&'static str, Value)>, 
         (":updated_at", Value::Text(time(&c.updated_at))),
         (":version", Value::Integer(version("cluster", c.version)?)),
     ])
+}
+
+/// The columns a claim or a release changes ([`Cluster::claim`], [`Cluster::release`]):
+/// writing only these leaves the indexes on the other columns untouched.
+const LEASE_FIELDS: [&str; 9] = [
+    ":status",
+    ":user_id",
+    ":applied_at",
+    ":expires_at",
+    ":metadata",
+    ":lease_id",
+    ":single_apply",
+    ":stopped_nodes",
+    ":updated_at",
+];
+
+/// `SET` of the columns a claim or a release changes, and the version bumped.
+macro_rules! set_lease_fields {
+    () => {
+        "SET status = :status, user_id = :user_id, applied_at = :applied_at, \
+         expires_at = :expires_at, metadata = :metadata, lease_id = :lease_id, \
+         single_apply = :single_apply, stopped_nodes = :stopped_nodes, \
+         updated_at = :updated_at, version = version + 1"
+    };
+}
+
+/// Takes the cluster `:picked` names for a claim; the other lease fields as
+/// [`lease_field_values`] gives them.
+pub(crate) const CLAIM_CLUSTER: &str = concat!(
+    "UPDATE clusters ",
+    set_lease_fields!(),
+    " WHERE id = :picked AND status = 'ready' RETURNING ",
+    cluster_columns!()
+);
+
+/// Releases the applied cluster `:picked`.
+pub(crate) const RELEASE_CLUSTER: &str = concat!(
+    "UPDATE clusters ",
+    set_lease_fields!(),
+    " WHERE id = :picked AND status = 'applied' RETURNING ",
+    cluster_columns!()
+);
+
+/// The values of the columns a claim or a release writes, taken from `changed`: a
+/// cluster the model's [`Cluster::claim`] or [`Cluster::release`] changed.
+pub(crate) fn lease_field_values(changed: &Cluster) -> Result<Vec<(&'static str, Value)>, SqliteError> {
+    Ok(cluster_values(changed)?
+        .into_iter()
+        .filter(|(name, _)| LEASE_FIELDS.contains(name))
+        .collect())
 }
 
 /// Inserts `cluster`, in the caller's transaction.

@@ -180,6 +180,13 @@ CREATE TRIGGER leases_count_delete AFTER DELETE ON leases BEGIN
     UPDATE lease_counts SET n = n - 1 WHERE user_id IN ('', OLD.user_id);
 END;
 "#,
+    r#"
+-- Pages of clusters in one status or on one host, in name order, read from an index
+-- instead of sorting every matching cluster.
+CREATE INDEX clusters_status_name ON clusters (status, name, id);
+CREATE INDEX clusters_host_name ON clusters (host_id, name, id);
+DROP INDEX clusters_host;
+"#,
 ];
 
 /// The schema version this code writes and reads.

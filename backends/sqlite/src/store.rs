@@ -18,9 +18,10 @@ use crate::core::SqliteStore;
 use crate::error::{conflict_on_constraint, SqliteError};
 use crate::rows::{
     blueprint_from_row, cluster_from_row, count, host_from_row, host_values, host_version, insert_blueprint,
-    insert_lease, json, lease_from_row, list_page, named, operation_from_row, put_operation, select_cluster,
-    select_page, time, write_cluster, BLUEPRINT_COLUMNS, CLUSTER_COLUMNS, HOST_COLUMNS, INSERT_HOST,
-    LEASE_COLUMNS, OPERATION_COLUMNS, UPDATE_HOST,
+    insert_lease, json, lease_field_values, lease_from_row, list_page, named, operation_from_row,
+    put_operation, select_cluster, select_page, time, write_cluster, BLUEPRINT_COLUMNS, CLAIM_CLUSTER,
+    CLUSTER_COLUMNS, HOST_COLUMNS, INSERT_HOST, LEASE_COLUMNS, OPERATION_COLUMNS, RELEASE_CLUSTER,
+    UPDATE_HOST,
 };
 
 /// Picks the cluster a new claim takes: ready, healthy, of a wanted blueprint on a
@@ -127,22 +128,35 @@ fn claim_in(conn: &Connection, claim: &Claim) -> Result<ClaimOutcome, SqliteErro
         CLAIMABLE,
         named_params! { ":blueprints": json(&claim.blueprints)?, ":hosts": json(&claim.hosts)? },
     )?;
-    let Some(mut cluster) = picked.map(|id| select_cluster(conn, &id)).transpose()?.flatten() else {
+    let Some(picked) = picked else {
         return Ok(ClaimOutcome::Exhausted);
     };
-    // The write lock is held since BEGIN IMMEDIATE: nobody changes it between the read
-    // and the write. The model decides what a claim changes.
-    let read = cluster.clone();
-    cluster.claim(claim);
-    write_cluster(
-        conn,
-        &Cluster {
-            version: read.version,
-            ..cluster.clone()
-        },
-    )?;
+    // The write lock is held since the transaction began: nobody changes the cluster
+    // between the pick and the take. The model decides what a claim changes; only
+    // those columns are written.
+    let mut claimed = Cluster::new("", "", "");
+    claimed.claim(claim);
+    let Some(cluster) = change_lease_fields(conn, CLAIM_CLUSTER, &picked, &claimed)? else {
+        return Ok(ClaimOutcome::Exhausted);
+    };
     insert_lease(conn, &LeaseRecord::opened(&cluster, claim))?;
     Ok(ClaimOutcome::Claimed(cluster))
+}
+
+/// Runs `sql` (a claim or a release of cluster `id`) with the lease fields of
+/// `changed`; the cluster as written, if the statement matched it.
+fn change_lease_fields(
+    conn: &Connection,
+    sql: &str,
+    id: &str,
+    changed: &Cluster,
+) -> Result<Option<Cluster>, SqliteError> {
+    let mut values = lease_field_values(changed)?;
+    values.push((":picked", Value::Text(id.to_owned())));
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(named(&values).as_slice(), cluster_from_row)
+        .optional()?)
 }
 
 fn release_in(
@@ -151,19 +165,18 @@ fn release_in(
     now: DateTime<Utc>,
     reason: ReleaseReason,
 ) -> Result<Option<Cluster>, SqliteError> {
-    let Some(mut cluster) = select_cluster(conn, id)?.filter(Cluster::is_applied) else {
+    let lease_id: Option<Option<String>> = conn
+        .prepare_cached("SELECT lease_id FROM clusters WHERE id = ?1 AND status = 'applied'")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    let Some(lease_id) = lease_id else {
         return Ok(None);
     };
-    let lease_id = cluster.lease_id.clone();
-    let read_version = cluster.version;
-    cluster.release(now);
-    write_cluster(
-        conn,
-        &Cluster {
-            version: read_version,
-            ..cluster.clone()
-        },
-    )?;
+    let mut released = Cluster::new("", "", "");
+    released.release(now);
+    let Some(cluster) = change_lease_fields(conn, RELEASE_CLUSTER, id, &released)? else {
+        return Ok(None);
+    };
     if let Some(lease_id) = lease_id {
         conn.prepare_cached("UPDATE leases SET released_at = ?2, release_reason = ?3 WHERE id = ?1")?
             .execute(params![lease_id, time(&now), reason.as_str()])?;
@@ -562,7 +575,7 @@ mod tests {
 
     #[test]
     fn sql_status_literals_match_the_model() {
-        // CLAIMABLE and HELD spell these in SQL.
+        // CLAIMABLE, HELD, and CLAIM_CLUSTER and RELEASE_CLUSTER in rows, spell these in SQL.
         assert_eq!(ClusterStatus::Ready.as_str(), "ready");
         assert_eq!(ClusterStatus::Applied.as_str(), "applied");
         assert_eq!(Health::Ok.as_str(), "ok");

@@ -1,0 +1,274 @@
+//! The writer: the one connection that writes, on a thread of its own, committing the
+//! writes that wait for it together.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use poolcore::{Error, Result};
+use rusqlite::{Connection, ErrorCode};
+use tokio::sync::oneshot;
+
+use crate::error::SqliteError;
+
+/// Writes committed in one transaction at most: enough to share a commit among every
+/// request a busy server has in flight, few enough that none waits long.
+const BATCH_MAX: usize = 256;
+
+/// Pages the log may grow by before the writer checkpoints it itself (SQLite's
+/// default, 1,000 pages: 4 MiB of 4 KiB pages).
+pub(crate) const WRITER_CHECKPOINT_PAGES: i64 = 1_000;
+
+/// How often the checkpointer copies the write-ahead log into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// The one connection that writes, on its own thread.
+///
+/// Every write waits in a queue. The thread takes all that wait (up to [`BATCH_MAX`]),
+/// runs each in a savepoint of one `BEGIN IMMEDIATE` transaction, and commits once:
+/// a write that fails rolls back to its savepoint and fails alone; a commit that
+/// fails fails them all. Each caller hears of its write only after the commit, so a
+/// write answered is a write stored, as with a transaction of its own. Sharing the
+/// commit is what makes writes cheap under load: one commit, one write of each
+/// changed page to the log, for many writes.
+pub(crate) struct Writer {
+    /// `None` once dropped: the thread ends when the queue closes.
+    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    /// Closes the queue and waits for the thread to end, so that the file is let go
+    /// of when the store is dropped: another store (or process) opening it next does
+    /// not find it locked by a connection still closing.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`; a write waits at most `busy_timeout` for
+    /// another process to let go of the database.
+    pub(crate) fn start(conn: Connection, name: &str, busy_timeout: Duration) -> std::io::Result<Writer> {
+        let (jobs, queue) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("sqlite-writer {name}"))
+            .spawn(move || {
+                BUSY_TRIES.set(busy_timeout.as_micros().div_ceil(BUSY_POLL.as_micros()));
+                if let Err(e) = conn.busy_handler(Some(wait_while_busy)) {
+                    tracing::warn!(error = %e, "sqlite: no busy handler of its own; keeping the busy timeout");
+                }
+                write_loop(&conn, &queue)
+            })?;
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `f` in the next batch and returns its result once the batch is committed.
+    pub(crate) async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, SqliteError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Write {
+            op,
+            f: Some(f),
+            outcome: None,
+            reply,
+            // Created here, the span is a child of the caller's (the pool operation's).
+            span: tracing::debug_span!("sqlite", op),
+        };
+        let stopped = || Error::unavailable("sqlite store", format!("{op}: the writer thread stopped"));
+        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        jobs.send(Box::new(job)).map_err(|_| stopped())?;
+        match answer.await.map_err(|_| stopped())? {
+            Ok(result) => result,
+            // A panic in a query is a bug: let it reach the caller as a panic.
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// How often a writer that finds the database locked by another process tries again.
+///
+/// SQLite's own busy timeout sleeps longer and longer (up to 100 ms) between tries,
+/// while a writer committing batches takes the lock again within microseconds: two
+/// busy processes sharing a file would take turns in bursts of a whole second. Trying
+/// often lets each in between the other's batches.
+const BUSY_POLL: Duration = Duration::from_micros(200);
+
+thread_local! {
+    /// Tries of the writer thread's busy handler before it gives up.
+    static BUSY_TRIES: std::cell::Cell<u128> = const { std::cell::Cell::new(0) };
+}
+
+/// The writer's busy handler: waits [`BUSY_POLL`] and tries again, until the busy
+/// timeout has passed.
+fn wait_while_busy(tries_so_far: i32) -> bool {
+    let tries = u128::try_from(tries_so_far).unwrap_or(0);
+    if tries >= BUSY_TRIES.get() {
+        return false;
+    }
+    std::thread::sleep(BUSY_POLL);
+    true
+}
+
+/// A write waiting for the writer thread.
+trait Job: Send {
+    /// Runs the write; returns whether it succeeded.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Tells the caller how it went, once the batch has ended: `committed` is the
+    /// batch's failure, if it failed.
+    fn answer(self: Box<Self>, failed: Option<&rusqlite::Error>);
+}
+
+struct Write<T, F> {
+    op: &'static str,
+    f: Option<F>,
+    outcome: Option<std::thread::Result<Result<T, SqliteError>>>,
+    reply: oneshot::Sender<std::thread::Result<Result<T>>>,
+    span: tracing::Span,
+}
+
+impl<T, F> Job for Write<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, SqliteError> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let _entered = self.span.enter();
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(conn)));
+        let ok = matches!(outcome, Ok(Ok(_)));
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&rusqlite::Error>) {
+        let op = self.op;
+        let answer = match (self.outcome, failed) {
+            (Some(Err(panic)), _) => Err(panic),
+            (Some(Ok(Err(e))), _) => Ok(Err(e.into_error(op))),
+            (Some(Ok(Ok(value))), None) => Ok(Ok(value)),
+            (_, Some(e)) => Ok(Err(batch_error(op, e))),
+            (None, None) => Ok(Err(Error::backend("sqlite", format!("{op}: never run")))),
+        };
+        // A caller that stopped waiting does not need the answer.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// What a write hears when its batch could not begin or commit.
+fn batch_error(op: &'static str, e: &rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            Error::unavailable("sqlite database", format!("{op}: {e}"))
+        }
+        _ => Error::backend("sqlite", format!("{op}: {e}")),
+    }
+}
+
+fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
+    // Ends when the store, and with it the sending side, is dropped.
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        write_batch(conn, batch);
+    }
+}
+
+fn write_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        for job in batch {
+            job.answer(Some(&e));
+        }
+        return;
+    }
+    // Cached: parsing them again for every write would cost more than running them.
+    let statement = |sql: &str| conn.prepare_cached(sql)?.execute([]).map(drop);
+    for job in &mut batch {
+        let ran = statement("SAVEPOINT write").and_then(|()| {
+            if job.run(conn) {
+                statement("RELEASE write")
+            } else {
+                statement("ROLLBACK TO write").and_then(|()| statement("RELEASE write"))
+            }
+        });
+        if let Err(e) = ran {
+            // The transaction is in an unknown state: give it up with every write in it.
+            let _ = conn.execute_batch("ROLLBACK");
+            for job in batch {
+                job.answer(Some(&e));
+            }
+            return;
+        }
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => batch.into_iter().for_each(|job| job.answer(None)),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            batch.into_iter().for_each(|job| job.answer(Some(&e)));
+        }
+    }
+}
+
+/// One round of the checkpointer.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+}
+
+/// Copies the write-ahead log into the database file from a thread of its own, so
+/// that the writer seldom does: `PASSIVE` never waits for a reader or the writer.
+///
+/// Only the writer can let the log start again from its beginning (at its first
+/// write after a checkpoint that copied everything), and under writes that never
+/// pause a checkpoint from another thread never copies everything: so the writer
+/// keeps a checkpoint of its own every [`WRITER_CHECKPOINT_PAGES`], which finds most
+/// of the log copied already.
+pub(crate) struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpointer {
+    /// Stops the thread and waits for it, as [`Writer`]'s drop does.
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Checkpointer {
+    /// Starts checkpointing on `conn` until the checkpointer is dropped.
+    pub(crate) fn start(conn: Connection, name: &str) -> std::io::Result<Checkpointer> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("sqlite-checkpoint {name}"))
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                    if let Err(e) = checkpoint(&conn) {
+                        tracing::warn!(error = %e, "sqlite checkpoint failed; trying again");
+                    }
+                }
+            })?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
