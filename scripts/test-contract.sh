@@ -40,17 +40,8 @@ trap cleanup EXIT
 
 [[ -n "${POOLMANAGER_TEST_DOCKER:-}" ]] || skip_or_fail "POOLMANAGER_TEST_DOCKER names no engine (scripts/test.sh sets it)"
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  log "making $VENV"
-  python3 -m venv "$VENV" >&2 || skip_or_fail "could not make a Python venv in $VENV"
-fi
-for pin in "${PINS[@]}"; do
-  have=$("$VENV/bin/python" -m pip show "${pin%%==*}" 2>/dev/null | sed -n 's/^Version: //p' || true)
-  if [[ "$have" != "${pin##*==}" ]]; then
-    log "$pin wanted, $VENV has ${have:-none}: reinstalling"
-    "$VENV/bin/pip" install -q "$pin" >&2 || skip_or_fail "could not install $pin"
-  fi
-done
+source scripts/venv.sh
+pinned_venv "$VENV" "${PINS[@]}"
 
 cargo build -q -p poolmanager
 SERVER=target/debug/poolmanager

@@ -33,17 +33,8 @@ if [[ ! -x "$CHROMIUM" ]]; then
   [[ -x "$CHROMIUM" ]] || skip_or_fail "no browser at $CHROMIUM (apt-get install chromium, or set PM_CHROMIUM)"
 fi
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  log "making $VENV"
-  python3 -m venv "$VENV" >&2 || skip_or_fail "could not make a Python venv in $VENV"
-fi
-for pin in "${PINS[@]}"; do
-  have=$("$VENV/bin/python" -m pip show "${pin%%==*}" 2>/dev/null | sed -n 's/^Version: //p' || true)
-  if [[ "$have" != "${pin##*==}" ]]; then
-    log "$pin wanted, $VENV has ${have:-none}: installing"
-    "$VENV/bin/pip" install -q "$pin" >&2 || skip_or_fail "could not install $pin"
-  fi
-done
+source scripts/venv.sh
+pinned_venv "$VENV" "${PINS[@]}"
 
 cargo build -q -p poolmanager
 SHOTS=""
