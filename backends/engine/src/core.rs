@@ -19,6 +19,7 @@ use crate::error::{
 use crate::labels::{cluster_of, LabelFilter};
 use crate::spec::label_map;
 use crate::tls::TlsConfig;
+use crate::tls::{handshake_hint, NO_CLIENT_CERT};
 
 /// One Docker engine or swarm manager. Connects, and agrees on the API version, on first
 /// use; every request fails with a [`poolcore::Error`] that names its object.
@@ -93,10 +94,23 @@ impl Engine {
                 };
                 let action = || Action::new("negotiate", "API version with", self.endpoint.to_string());
                 let client = client.map_err(|e| self.unavailable(action(), e))?;
-                client
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| self.unavailable(action(), e))
+                client.negotiate_version().await.map_err(|e| {
+                    // Under TLS 1.3 an engine that wants a client certificate may only
+                    // close the connection after the handshake, with no alert read.
+                    let hint = match &self.endpoint {
+                        Endpoint::Https(_, tls) if !tls.has_client_cert() && handshake_hint(&e).is_none() => {
+                            Some(NO_CLIENT_CERT)
+                        }
+                        _ => None,
+                    };
+                    match (self.unavailable(action(), e), hint) {
+                        (Error::Unavailable { what, reason }, Some(hint)) => Error::Unavailable {
+                            what,
+                            reason: format!("{reason} ({hint})"),
+                        },
+                        (err, _) => err,
+                    }
+                })
             })
             .await
     }

@@ -115,6 +115,18 @@ impl TlsConfig {
     }
 }
 
+/// What to check when an engine reached over TLS without a client certificate drops
+/// the connection.
+pub(crate) const NO_CLIENT_CERT: &str = "the engine closed the connection: an engine started with \
+     --tlsverify wants a client certificate (tls.cert, tls.key) signed by the CA it trusts";
+
+impl TlsConfig {
+    /// Whether the client shows a certificate.
+    pub(crate) fn has_client_cert(&self) -> bool {
+        self.client_cert
+    }
+}
+
 /// What an operator should check when `err` is a failed TLS handshake, if it is one.
 /// rustls's own words ("invalid peer certificate: UnknownIssuer", "received fatal
 /// alert: BadCertificate") say what happened, not which setting to look at.
