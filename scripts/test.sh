@@ -91,6 +91,9 @@ if [[ -n "$ENDPOINT" ]]; then
   SWARM=$(scripts/test-swarm.sh "$ENDPOINT")
 fi
 
+# The TLS engine tests give their private dockerd a bridge of its own, made with `ip`.
+command -v ip >/dev/null || apt_install iproute2 || log "no iproute2: the TLS engine tests cannot run"
+
 source scripts/test-mongo.sh # MongoDB for the Mongo store's tests: sets POOLMANAGER_TEST_MONGO_URL
 # Keep the runner's output, and close with one summary line over every test binary.
 OUTPUT=$(mktemp)
