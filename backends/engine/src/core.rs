@@ -94,23 +94,10 @@ impl Engine {
                 };
                 let action = || Action::new("negotiate", "API version with", self.endpoint.to_string());
                 let client = client.map_err(|e| self.unavailable(action(), e))?;
-                client.negotiate_version().await.map_err(|e| {
-                    // Under TLS 1.3 an engine that wants a client certificate may only
-                    // close the connection after the handshake, with no alert read.
-                    let hint = match &self.endpoint {
-                        Endpoint::Https(_, tls) if !tls.has_client_cert() && handshake_hint(&e).is_none() => {
-                            Some(NO_CLIENT_CERT)
-                        }
-                        _ => None,
-                    };
-                    match (self.unavailable(action(), e), hint) {
-                        (Error::Unavailable { what, reason }, Some(hint)) => Error::Unavailable {
-                            what,
-                            reason: format!("{reason} ({hint})"),
-                        },
-                        (err, _) => err,
-                    }
-                })
+                client
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| self.unavailable(action(), e))
             })
             .await
     }
@@ -130,7 +117,25 @@ impl Engine {
     /// no answer [`Error::Unavailable`], anything else [`Error::Backend`]; each names
     /// the object.
     pub fn fail(&self, action: Action) -> impl FnOnce(BollardError) -> Error + '_ {
-        move |err| map_err(self.kind, &self.endpoint_text, action, err)
+        move |err| {
+            let dropped = self.dropped_for_want_of_a_certificate(&err);
+            match map_err(self.kind, &self.endpoint_text, action, err) {
+                Error::Unavailable { what, reason } if dropped => Error::Unavailable {
+                    what,
+                    reason: format!("{reason} ({NO_CLIENT_CERT})"),
+                },
+                other => other,
+            }
+        }
+    }
+
+    /// Whether `err` is a TLS engine closing a connection that showed no client
+    /// certificate: under TLS 1.3 an engine that wants one may only close the
+    /// connection after the handshake, with no alert for [`handshake_hint`] to read.
+    fn dropped_for_want_of_a_certificate(&self, err: &BollardError) -> bool {
+        matches!(&self.endpoint, Endpoint::Https(_, tls) if !tls.has_client_cert())
+            && matches!(err, BollardError::HyperLegacyError { err } if !err.is_connect())
+            && handshake_hint(err).is_none()
     }
 
     /// `GET /info`.
