@@ -105,7 +105,6 @@ impl Pool {
         let now = Utc::now();
         let expires_at = ttl.map(|ttl| lease_end(now, ttl)).transpose()?;
         let (blueprints, hosts) = self.claim_scope(&req).await?;
-        let wanted = describe_wanted(&req);
         let claim = Claim {
             user_id: req.user_id,
             blueprints,
@@ -131,7 +130,9 @@ impl Pool {
                  release it first, or apply with allow_multiple",
                 claim.user_id, cluster.name, cluster.blueprint
             ))),
-            ClaimOutcome::Exhausted => Err(Error::PoolExhausted { wanted }),
+            ClaimOutcome::Exhausted => Err(Error::PoolExhausted {
+                wanted: describe_wanted(req.blueprint.as_deref(), &req.labels),
+            }),
         }
     }
 
@@ -195,7 +196,7 @@ impl Pool {
                 .ok_or_else(|| Error::not_found("blueprint", name))?;
             if !req.labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
                 return Err(Error::PoolExhausted {
-                    wanted: describe_wanted(req),
+                    wanted: describe_wanted(req.blueprint.as_deref(), &req.labels),
                 });
             }
             return Ok((vec![name.clone()], catalog.schedulable_hosts.clone()));
@@ -350,12 +351,12 @@ impl ApplyRequest {
 }
 
 /// What an apply asked for, in words, cut short: errors never echo input in bulk.
-fn describe_wanted(req: &ApplyRequest) -> String {
-    let labels = || limits::quoted(&format!("{:?}", req.labels));
-    match (&req.blueprint, req.labels.is_empty()) {
+fn describe_wanted(blueprint: Option<&str>, labels: &Labels) -> String {
+    let quoted = || limits::quoted(&format!("{labels:?}"));
+    match (blueprint, labels.is_empty()) {
         (Some(name), true) => format!("blueprint {name:?}"),
-        (Some(name), false) => format!("blueprint {name:?} with labels {}", labels()),
+        (Some(name), false) => format!("blueprint {name:?} with labels {}", quoted()),
         (None, true) => "any blueprint".to_owned(),
-        (None, false) => format!("labels {}", labels()),
+        (None, false) => format!("labels {}", quoted()),
     }
 }
