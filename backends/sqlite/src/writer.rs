@@ -32,17 +32,41 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// commit is what makes writes cheap under load: one commit, one write of each
 /// changed page to the log, for many writes.
 pub(crate) struct Writer {
-    /// `None` once dropped: the thread ends when the queue closes.
-    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    jobs: Fed<Box<dyn Job>>,
+}
+
+/// A thread fed through a channel. Dropping it closes the channel and waits for the
+/// thread to end, so that the file is let go of when the store is dropped: another
+/// store (or process) opening it next does not find it locked by a connection still
+/// closing.
+struct Fed<T> {
+    /// `None` once dropped: the thread ends when the channel closes.
+    sender: Option<mpsc::Sender<T>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for Writer {
-    /// Closes the queue and waits for the thread to end, so that the file is let go
-    /// of when the store is dropped: another store (or process) opening it next does
-    /// not find it locked by a connection still closing.
+impl<T: Send + 'static> Fed<T> {
+    /// Starts the thread `name` running `body` on the receiving end.
+    fn spawn(name: String, body: impl FnOnce(mpsc::Receiver<T>) + Send + 'static) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || body(receiver))?;
+        Ok(Fed {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// The sending end, `None` once dropped.
+    fn sender(&self) -> Option<&mpsc::Sender<T>> {
+        self.sender.as_ref()
+    }
+}
+
+impl<T> Drop for Fed<T> {
     fn drop(&mut self) {
-        self.jobs.take();
+        self.sender.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -53,20 +77,14 @@ impl Writer {
     /// Starts the writer thread on `conn`; a write waits at most `busy_timeout` for
     /// another process to let go of the database.
     pub(crate) fn start(conn: Connection, name: &str, busy_timeout: Duration) -> std::io::Result<Writer> {
-        let (jobs, queue) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name(format!("sqlite-writer {name}"))
-            .spawn(move || {
-                BUSY_TRIES.set(busy_timeout.as_micros().div_ceil(BUSY_POLL.as_micros()));
-                if let Err(e) = conn.busy_handler(Some(wait_while_busy)) {
-                    tracing::warn!(error = %e, "sqlite: no busy handler of its own; keeping the busy timeout");
-                }
-                write_loop(&conn, &queue)
-            })?;
-        Ok(Writer {
-            jobs: Some(jobs),
-            thread: Some(thread),
-        })
+        let jobs = Fed::spawn(format!("sqlite-writer {name}"), move |queue| {
+            BUSY_TRIES.set(busy_timeout.as_micros().div_ceil(BUSY_POLL.as_micros()));
+            if let Err(e) = conn.busy_handler(Some(wait_while_busy)) {
+                tracing::warn!(error = %e, "sqlite: no busy handler of its own; keeping the busy timeout");
+            }
+            write_loop(&conn, &queue)
+        })?;
+        Ok(Writer { jobs })
     }
 
     /// Runs `f` in the next batch and returns its result once the batch is committed.
@@ -85,7 +103,7 @@ impl Writer {
             span: tracing::debug_span!("sqlite", op),
         };
         let stopped = || Error::unavailable("sqlite store", format!("{op}: the writer thread stopped"));
-        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        let jobs = self.jobs.sender().ok_or_else(stopped)?;
         jobs.send(Box::new(job)).map_err(|_| stopped())?;
         match answer.await.map_err(|_| stopped())? {
             Ok(result) => result,
@@ -238,37 +256,21 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
 /// pause a checkpoint from another thread never copies everything: so the writer
 /// keeps a checkpoint of its own every [`WRITER_CHECKPOINT_PAGES`], which finds most
 /// of the log copied already.
+/// Dropping it stops the thread and waits for it, as [`Writer`]'s drop does.
 pub(crate) struct Checkpointer {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Checkpointer {
-    /// Stops the thread and waits for it, as [`Writer`]'s drop does.
-    fn drop(&mut self) {
-        self.stop.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    _thread: Fed<()>,
 }
 
 impl Checkpointer {
     /// Starts checkpointing on `conn` until the checkpointer is dropped.
     pub(crate) fn start(conn: Connection, name: &str) -> std::io::Result<Checkpointer> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("sqlite-checkpoint {name}"))
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                    if let Err(e) = checkpoint(&conn) {
-                        tracing::warn!(error = %e, "sqlite checkpoint failed; trying again");
-                    }
+        let thread = Fed::spawn(format!("sqlite-checkpoint {name}"), move |stopped| {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(e) = checkpoint(&conn) {
+                    tracing::warn!(error = %e, "sqlite checkpoint failed; trying again");
                 }
-            })?;
-        Ok(Checkpointer {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+            }
+        })?;
+        Ok(Checkpointer { _thread: thread })
     }
 }
