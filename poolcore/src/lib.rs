@@ -49,10 +49,11 @@ pub use error::{BoxError, Error, Result};
 pub use events::Event;
 pub use memory::MemStore;
 pub use model::{
-    Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, Deployment,
-    EngineFacts, EngineTls, Health, HealthCheck, Host, HostKind, HostStatus, Labels, LeaseActivity,
-    LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind,
-    OperationStatus, Page, Pem, PortRef, PortSpec, Protocol, ReleaseReason, ServiceUrls,
+    Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort, ClusterSortKey,
+    ClusterStatus, Deployment, EngineFacts, EngineTls, Health, HealthCheck, Host, HostKind, HostStatus,
+    Labels, LeaseActivity, LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation,
+    OperationFilter, OperationKind, OperationStatus, Page, Pem, PortRef, PortSpec, Protocol, ReleaseReason,
+    ServiceUrls,
 };
 pub use pool::{
     Actor, ApplyRequest, BlueprintStats, HostPatch, HostStats, NewBlueprint, NewHost, NodeAction, Pool,

@@ -187,7 +187,7 @@ impl Store for MemStore {
             None => Box::new(s.clusters.values()),
         };
         let mut items: Vec<&Cluster> = candidates.filter(|c| filter.matches(c)).collect();
-        items.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        items.sort_by(|a, b| filter.sort.compare(a, b));
         Ok(page_of(items, page))
     }
 

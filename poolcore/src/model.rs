@@ -746,12 +746,116 @@ pub struct ClusterFilter {
     pub user_id: Option<String>,
     /// Only of these blueprints (any of them); `None` for all.
     pub blueprints: Option<Vec<String>>,
+    /// Only in this health: with `status: ready` and `Health::Failing`, the free
+    /// clusters that are up but broken.
+    pub health: Option<Health>,
+    /// The order of the listing (not a filter): by name unless set.
+    pub sort: ClusterSort,
+}
+
+string_enum!(
+    /// What a listing of clusters is ordered by. Ties are broken by name, then id; a
+    /// field that is unset (no user, never applied) comes before every value.
+    #[derive(Default)]
+    ClusterSortKey {
+        /// The cluster's name (the default).
+        #[default]
+        Name = "name",
+        /// The blueprint's name.
+        Blueprint = "blueprint",
+        /// The host's id.
+        Host = "host_id",
+        /// The status's name.
+        Status = "status",
+        /// The health's name.
+        Health = "health",
+        /// The user holding it.
+        User = "user_id",
+        /// When it was applied.
+        AppliedAt = "applied_at",
+        /// When its lease ends.
+        ExpiresAt = "expires_at",
+        /// When its record was made.
+        CreatedAt = "created_at",
+    }
+);
+
+/// The order of a listing of clusters: a key, ascending unless `descending` (which
+/// reverses the whole order, ties included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClusterSort {
+    /// What to order by.
+    pub key: ClusterSortKey,
+    /// Largest first.
+    pub descending: bool,
+}
+
+impl ClusterSort {
+    /// Orders by `key`, ascending.
+    pub fn by(key: ClusterSortKey) -> Self {
+        ClusterSort {
+            key,
+            descending: false,
+        }
+    }
+
+    /// The same key, largest first.
+    pub fn descending(self) -> Self {
+        ClusterSort {
+            descending: true,
+            ..self
+        }
+    }
+
+    /// How `a` and `b` compare in this order: what every store's listing follows.
+    pub fn compare(&self, a: &Cluster, b: &Cluster) -> std::cmp::Ordering {
+        use ClusterSortKey as K;
+        let by_key = match self.key {
+            K::Name => std::cmp::Ordering::Equal,
+            K::Blueprint => a.blueprint.cmp(&b.blueprint),
+            K::Host => a.host_id.cmp(&b.host_id),
+            K::Status => a.status.as_str().cmp(b.status.as_str()),
+            K::Health => a.health.as_str().cmp(b.health.as_str()),
+            K::User => a.user_id.cmp(&b.user_id),
+            K::AppliedAt => a.applied_at.cmp(&b.applied_at),
+            K::ExpiresAt => a.expires_at.cmp(&b.expires_at),
+            K::CreatedAt => a.created_at.cmp(&b.created_at),
+        };
+        let order = by_key
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.id.cmp(&b.id));
+        if self.descending {
+            order.reverse()
+        } else {
+            order
+        }
+    }
+}
+
+impl FromStr for ClusterSort {
+    type Err = Error;
+
+    /// `key` or `-key` (descending), as in `?sort=-applied_at`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.strip_prefix('-') {
+            Some(key) => Ok(ClusterSort::by(key.parse()?).descending()),
+            None => Ok(ClusterSort::by(s.parse()?)),
+        }
+    }
+}
+
+impl fmt::Display for ClusterSort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.descending { "-" } else { "" };
+        write!(f, "{sign}{}", self.key)
+    }
 }
 
 impl ClusterFilter {
     /// Whether `cluster` passes the filter.
     pub fn matches(&self, c: &Cluster) -> bool {
         self.status.is_none_or(|s| c.status == s)
+            && self.health.is_none_or(|h| c.health == h)
             && self.host_id.as_ref().is_none_or(|h| &c.host_id == h)
             && self
                 .user_id

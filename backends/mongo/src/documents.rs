@@ -25,7 +25,10 @@
 
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use poolcore::{Claim, Cluster, ClusterFilter, ClusterStatus, Error, Health, LeaseRecord, OperationFilter};
+use poolcore::{
+    Claim, Cluster, ClusterFilter, ClusterSort, ClusterSortKey, ClusterStatus, Error, Health, LeaseRecord,
+    OperationFilter,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -419,7 +422,32 @@ pub(crate) fn cluster_filter(filter: &ClusterFilter) -> Document {
     if let Some(blueprints) = &filter.blueprints {
         query.insert("blueprint", doc! {"$in": blueprints});
     }
+    if let Some(health) = filter.health {
+        query.insert("health", health.as_str());
+    }
     query
+}
+
+/// The sort of a cluster listing, as [`ClusterSort::compare`] orders them: strings
+/// compare as bytes, dates as dates, and a null or missing field first.
+pub(crate) fn cluster_sort(sort: ClusterSort) -> Document {
+    let field = match sort.key {
+        ClusterSortKey::Name => None,
+        ClusterSortKey::Blueprint => Some("blueprint"),
+        ClusterSortKey::Host => Some("host_id"),
+        ClusterSortKey::Status => Some("status"),
+        ClusterSortKey::Health => Some("health"),
+        ClusterSortKey::User => Some("user_id"),
+        ClusterSortKey::AppliedAt => Some("applied_at"),
+        ClusterSortKey::ExpiresAt => Some("expires_at"),
+        ClusterSortKey::CreatedAt => Some("created_at"),
+    };
+    let dir = if sort.descending { -1 } else { 1 };
+    field
+        .into_iter()
+        .chain(["name", "_id"])
+        .map(|f| (f.to_owned(), Bson::Int32(dir)))
+        .collect()
 }
 
 /// The query of an operation listing.
@@ -691,10 +719,18 @@ mod tests {
             host_id: Some("h".into()),
             user_id: Some("u".into()),
             blueprints: Some(vec!["a".into(), "b".into()]),
+            health: Some(Health::Failing),
+            sort: ClusterSort::default(),
         };
         assert_eq!(
             cluster_filter(&filter),
-            doc! {"status": "ready", "host_id": "h", "user_id": "u", "blueprint": {"$in": ["a", "b"]}}
+            doc! {"status": "ready", "host_id": "h", "user_id": "u", "blueprint": {"$in": ["a", "b"]},
+            "health": "failing"}
+        );
+        assert_eq!(cluster_sort(ClusterSort::default()), doc! {"name": 1, "_id": 1});
+        assert_eq!(
+            cluster_sort(ClusterSort::by(ClusterSortKey::AppliedAt).descending()),
+            doc! {"applied_at": -1, "name": -1, "_id": -1}
         );
         let filter = OperationFilter {
             host_id: Some("h".into()),

@@ -132,7 +132,7 @@ impl Store for MongoStore {
                 &self.clusters,
                 &documents::CLUSTER,
                 documents::cluster_filter(filter),
-                doc! {"name": 1, "_id": 1},
+                documents::cluster_sort(filter.sort),
                 page,
             ),
         )

@@ -8,8 +8,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use poolcore::{
-    Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, Error, Host, LeaseActivity,
-    LeaseRecord, Listing, Operation, OperationFilter, Page, ReleaseReason, Result, Store,
+    Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort, ClusterSortKey, Error,
+    Host, LeaseActivity, LeaseRecord, Listing, Operation, OperationFilter, Page, ReleaseReason, Result,
+    Store,
 };
 use rusqlite::types::Value;
 use rusqlite::{named_params, params, Connection, OptionalExtension};
@@ -61,7 +62,35 @@ fn cluster_where(filter: &ClusterFilter) -> Result<(String, Vec<Value>), SqliteE
         clauses.push("blueprint IN (SELECT value FROM json_each(?))");
         values.push(Value::Text(json(blueprints)?));
     }
+    if let Some(health) = filter.health {
+        clauses.push("health = ?");
+        values.push(Value::Text(health.as_str().to_owned()));
+    }
     Ok((where_clause(&clauses), values))
+}
+
+/// `ORDER BY` for a listing of clusters, as [`ClusterSort::compare`] orders them.
+/// Text columns compare as bytes and times are fixed-width RFC 3339, so SQLite's
+/// order is the model's; NULL sorts first, as `None` does.
+fn cluster_order(sort: ClusterSort) -> String {
+    let column = match sort.key {
+        ClusterSortKey::Name => None,
+        ClusterSortKey::Blueprint => Some("blueprint"),
+        ClusterSortKey::Host => Some("host_id"),
+        ClusterSortKey::Status => Some("status"),
+        ClusterSortKey::Health => Some("health"),
+        ClusterSortKey::User => Some("user_id"),
+        ClusterSortKey::AppliedAt => Some("applied_at"),
+        ClusterSortKey::ExpiresAt => Some("expires_at"),
+        ClusterSortKey::CreatedAt => Some("created_at"),
+    };
+    let dir = if sort.descending { " DESC" } else { "" };
+    column
+        .into_iter()
+        .chain(["name", "id"])
+        .map(|c| format!("{c}{dir}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn where_clause(clauses: &[&str]) -> String {
@@ -73,10 +102,11 @@ fn where_clause(clauses: &[&str]) -> String {
 }
 
 /// How many clusters match `filter`: from the counts the triggers keep, unless the
-/// filter names a user (a user's clusters are few, and counted by index).
+/// filter names a user or a health, which the counts do not key (a user's clusters
+/// are few, and a status and health are counted from the `clusters_status` index).
 fn count_clusters_matching(conn: &Connection, filter: &ClusterFilter) -> Result<u64, SqliteError> {
     let (clause, values) = cluster_where(filter)?;
-    let sql = if filter.user_id.is_some() {
+    let sql = if filter.user_id.is_some() || filter.health.is_some() {
         format!("SELECT COUNT(*) FROM clusters{clause}")
     } else {
         format!("SELECT SUM(n) FROM cluster_counts{clause}")
@@ -356,7 +386,7 @@ impl Store for SqliteStore {
                 conn,
                 CLUSTER_COLUMNS,
                 &format!("clusters{clause}"),
-                "name, id",
+                &cluster_order(filter.sort),
                 values,
                 page,
                 cluster_from_row,

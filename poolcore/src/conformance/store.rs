@@ -16,9 +16,10 @@ use chrono::{Duration, SubsecRound, Utc};
 use futures::future::join_all;
 
 use crate::model::{
-    new_id, Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, Deployment,
-    EngineFacts, Health, Host, HostKind, HostStatus, Labels, LeaseActivity, NodeDeployment, NodeSpec,
-    Operation, OperationFilter, OperationKind, OperationStatus, Page, PortRef, ReleaseReason,
+    new_id, Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort,
+    ClusterSortKey, ClusterStatus, Deployment, EngineFacts, Health, Host, HostKind, HostStatus, Labels,
+    LeaseActivity, NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus,
+    Page, PortRef, ReleaseReason,
 };
 use crate::{Error, Store};
 
@@ -33,6 +34,8 @@ pub async fn run_all(store: &dyn Store) {
     cluster_updates_are_conditional(store).await;
     cluster_deletes_are_conditional(store).await;
     clusters_filter_and_page(store).await;
+    clusters_filter_by_health(store).await;
+    clusters_sort_by_every_key(store).await;
     inserts_respect_capacity(store).await;
     concurrent_inserts_never_exceed_capacity(store).await;
     clusters_are_counted(store).await;
@@ -556,6 +559,164 @@ pub async fn clusters_filter_and_page(store: &dyn Store) {
 
     for c in made.iter().chain([&elsewhere]) {
         store.delete_cluster(&c.id, c.version).await.expect("cleanup");
+    }
+}
+
+/// A health filter finds the broken clusters of a status, and counts them right.
+pub async fn clusters_filter_by_health(store: &dyn Store) {
+    let host = new_id();
+    let mut made = Vec::new();
+    for (status, health) in [
+        (ClusterStatus::Ready, Health::Ok),
+        (ClusterStatus::Ready, Health::Failing),
+        (ClusterStatus::Ready, Health::Failing),
+        (ClusterStatus::Applied, Health::Failing),
+        (ClusterStatus::Creating, Health::Unknown),
+    ] {
+        let mut c = ready_cluster("bp", &host);
+        c.status = status;
+        c.health = health;
+        if status == ClusterStatus::Applied {
+            c.user_id = Some(unique("user"));
+        }
+        insert(store, &c).await;
+        made.push(c);
+    }
+    let listed = |status: Option<ClusterStatus>, health: Option<Health>| {
+        let filter = ClusterFilter {
+            host_id: Some(host.clone()),
+            status,
+            health,
+            ..ClusterFilter::default()
+        };
+        async move { store.list_clusters(&filter, Page::ALL).await.expect("list") }
+    };
+    let broken_free = listed(Some(ClusterStatus::Ready), Some(Health::Failing)).await;
+    assert_eq!(broken_free.total, 2, "two ready clusters fail");
+    let mut want: Vec<_> = made[1..3].iter().map(|c| c.id.clone()).collect();
+    want.sort_by_key(|id| made.iter().find(|c| &c.id == id).map(|c| c.name.clone()));
+    let got: Vec<_> = broken_free.items.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(got, want, "the failing ready clusters, by name");
+    assert_eq!(
+        listed(None, Some(Health::Failing)).await.total,
+        3,
+        "failing in any status"
+    );
+    assert_eq!(listed(None, Some(Health::Ok)).await.total, 1);
+    assert_eq!(
+        listed(Some(ClusterStatus::Applied), Some(Health::Ok)).await.total,
+        0
+    );
+    assert_eq!(listed(None, None).await.total, 5);
+    for c in &made {
+        delete(store, &c.id).await;
+    }
+}
+
+/// Every sort key orders a listing as [`ClusterSort::compare`] does, ascending and
+/// descending, and a sorted listing pages in that order.
+pub async fn clusters_sort_by_every_key(store: &dyn Store) {
+    let host = new_id();
+    let other_host = new_id();
+    let base = Utc::now().trunc_subsecs(0) - chrono::Duration::hours(1);
+    let mut made = Vec::new();
+    // Names in one order, every other key in another, with ties and unset fields.
+    let rows = [
+        (
+            "d",
+            "bp-b",
+            ClusterStatus::Applied,
+            Health::Ok,
+            Some("bob"),
+            Some(3),
+            5,
+        ),
+        ("a", "bp-a", ClusterStatus::Ready, Health::Failing, None, None, 4),
+        (
+            "c",
+            "bp-b",
+            ClusterStatus::Applied,
+            Health::Failing,
+            Some("ann"),
+            Some(1),
+            3,
+        ),
+        ("b", "bp-a", ClusterStatus::Ready, Health::Ok, None, None, 2),
+        (
+            "e",
+            "bp-c",
+            ClusterStatus::Applied,
+            Health::Unknown,
+            Some("ann"),
+            Some(2),
+            1,
+        ),
+    ];
+    let tag = unique("sort");
+    for (i, (name, bp, status, health, user, applied, created)) in rows.into_iter().enumerate() {
+        let mut c = ready_cluster(
+            &format!("{tag}-{bp}"),
+            if i % 2 == 0 { &host } else { &other_host },
+        );
+        c.name = format!("{tag}-{name}");
+        c.status = status;
+        c.health = health;
+        c.user_id = user.map(|u| format!("{tag}-{u}"));
+        c.applied_at = applied.map(|m| base + chrono::Duration::minutes(m));
+        c.expires_at = applied.map(|m| base + chrono::Duration::minutes(60 - m));
+        c.created_at = base - chrono::Duration::minutes(created);
+        insert(store, &c).await;
+        made.push(c);
+    }
+    let ids: Vec<String> = made.iter().map(|c| c.id.clone()).collect();
+    let blueprints = ["bp-a", "bp-b", "bp-c"].map(|bp| format!("{tag}-{bp}")).to_vec();
+    for &key in ClusterSortKey::ALL {
+        for sort in [ClusterSort::by(key), ClusterSort::by(key).descending()] {
+            let filter = ClusterFilter {
+                blueprints: Some(blueprints.clone()),
+                sort,
+                ..ClusterFilter::default()
+            };
+            let listed = store.list_clusters(&filter, Page::ALL).await.expect("list");
+            let got: Vec<&str> = listed
+                .items
+                .iter()
+                .filter(|c| ids.contains(&c.id))
+                .map(|c| c.name.as_str())
+                .collect();
+            let mut want: Vec<&Cluster> = made.iter().collect();
+            want.sort_by(|a, b| sort.compare(a, b));
+            let want: Vec<&str> = want.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(got, want, "sorted by {sort}");
+
+            let host_filter = ClusterFilter {
+                host_id: Some(host.clone()),
+                ..filter
+            };
+            let page = store
+                .list_clusters(&host_filter, Page { offset: 1, limit: 1 })
+                .await
+                .expect("page");
+            let on_host: Vec<&str> = want
+                .iter()
+                .copied()
+                .filter(|n| made.iter().any(|c| c.name == *n && c.host_id == host))
+                .collect();
+            assert_eq!(page.total, 3);
+            assert_eq!(
+                page.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+                on_host[1..2],
+                "the second of one host's clusters by {sort}"
+            );
+        }
+    }
+    assert_eq!(
+        "-applied_at".parse::<ClusterSort>().ok(),
+        Some(ClusterSort::by(ClusterSortKey::AppliedAt).descending())
+    );
+    assert!("-".parse::<ClusterSort>().is_err() && "size".parse::<ClusterSort>().is_err());
+    for c in &made {
+        delete(store, &c.id).await;
     }
 }
 

@@ -7,7 +7,7 @@ import { ago, badge, confirmDialog, duration, h, modal, pager, replace, sortHead
 const VIEWS = {
   free: { label: "Free", status: "ready", count: "ready" },
   inuse: { label: "In use", status: "applied", count: "applied" },
-  failing: { label: "Failing", status: "failed", count: "failed" },
+  failing: { label: "Failing" },
   all: { label: "All" },
   released: { label: "Released" },
 };
@@ -25,6 +25,7 @@ function list(main, { query, navigate }) {
     blueprint: query.get("blueprint") ?? "",
     user_id: query.get("user_id") ?? "",
     status: query.get("status") ?? "",
+    problem: query.get("problem") === "failed" ? "failed" : "unhealthy",
     limit: Number(query.get("limit") ?? 25),
     offset: Number(query.get("offset") ?? 0),
   };
@@ -34,7 +35,9 @@ function list(main, { query, navigate }) {
     const params = new URLSearchParams(Object.entries(next).filter(([, v]) => v !== "" && v !== undefined && v !== null));
     navigate(`#/clusters?${params}`);
   };
-  const setSort = (key) => go({ sort: key, dir: sort.key === key && sort.dir > 0 ? "desc" : "" });
+  // Clusters are sorted by the server, so pages follow the order; a new order starts
+  // at the first page. Leases are sorted within the page.
+  const setSort = (key) => go({ sort: key, dir: sort.key === key && sort.dir > 0 ? "desc" : "", offset: 0 });
 
   const tabs = h("nav", { class: "tabs", "aria-label": "Cluster views" });
   const filters = h("form", { class: "filters", role: "search", onsubmit: (e) => { e.preventDefault(); applyFilters(); } });
@@ -50,6 +53,7 @@ function list(main, { query, navigate }) {
       blueprint: els.namedItem("blueprint")?.value ?? "",
       user_id: els.namedItem("user_id")?.value.trim() ?? "",
       status: els.namedItem("status")?.value ?? "",
+      problem: els.namedItem("problem")?.value ?? "",
       limit: els.namedItem("limit").value,
       offset: 0,
     });
@@ -64,6 +68,7 @@ function list(main, { query, navigate }) {
       released ? h("input", { type: "hidden", name: "host_id", value: "" }) : null,
       released ? null : select("blueprint", "Blueprint", [["", "any blueprint"], ...blueprints.map((b) => [b.name, b.name])]),
       viewName === "all" ? select("status", "Status", [["", "any status"], ...STATUSES.map((st) => [st, st])]) : null,
+      viewName === "failing" ? select("problem", "Problem", [["unhealthy", "unhealthy (a node is down or failing)"], ["failed", "failed to create"]]) : null,
       viewName === "inuse" || released || viewName === "all"
         ? h("label", {}, "User", h("input", { name: "user_id", value: state.user_id, placeholder: "user id", size: 14 })) : null,
       h("label", {}, "Per page", h("select", { name: "limit", onchange: applyFilters },
@@ -74,20 +79,22 @@ function list(main, { query, navigate }) {
 
   async function refresh() {
     try {
-      const [stats, page, hostList, blueprintList] = await Promise.all([
+      const failing = viewName !== "failing" ? {} : state.problem === "failed" ? { status: "failed" } : { health: "failing" };
+      const [stats, unhealthy, page, hostList, blueprintList] = await Promise.all([
         get("/stats"),
+        get("/clusters", { health: "failing", limit: 1 }),
         viewName === "released"
           ? get("/leases", { user_id: state.user_id, limit: state.limit, offset: state.offset })
           : get("/clusters", {
             status: view.status ?? state.status, host_id: state.host_id, blueprint: state.blueprint,
-            user_id: state.user_id, limit: state.limit, offset: state.offset,
+            user_id: state.user_id, ...failing, ...serverSort(sort), limit: state.limit, offset: state.offset,
           }),
         all("/hosts"),
         filtersDrawn ? Promise.resolve(blueprints) : all("/blueprints"),
       ]);
       hosts = hostList;
       blueprints = blueprintList;
-      drawTabs(stats);
+      drawTabs(stats, unhealthy.total);
       if (!filtersDrawn) drawFilters();
       const names = new Map(hosts.map((x) => [x.id, x.name]));
       body.removeAttribute("aria-busy");
@@ -97,23 +104,24 @@ function list(main, { query, navigate }) {
     }
   }
 
-  function drawTabs(stats) {
-    const total = STATUSES.reduce((n, st) => n + stats.clusters[st], 0);
+  function drawTabs(stats, unhealthy) {
+    const counts = {
+      ...Object.fromEntries(Object.entries(VIEWS).filter(([, v]) => v.count).map(([name, v]) => [name, stats.clusters[v.count]])),
+      failing: stats.clusters.failed + unhealthy,
+      all: STATUSES.reduce((n, st) => n + stats.clusters[st], 0),
+    };
     replace(tabs, Object.entries(VIEWS).map(([name, v]) => h("a", {
       href: `#/clusters?view=${name}`, "aria-current": name === viewName ? "page" : null, "data-key": `tab-${name}`, "data-view": name,
-    }, v.label, v.count ? h("span", { class: "count" }, stats.clusters[v.count]) : name === "all" ? h("span", { class: "count" }, total) : null)));
+    }, v.label, name in counts ? h("span", { class: "count" }, counts[name]) : null)));
   }
 
   function clusters(page, names) {
     if (page.items.length === 0) return h("p", { class: "empty card" }, emptyText(viewName));
-    const value = (c, key) => key === "host" ? names.get(c.host_id) : c[key];
-    const items = sorted(page.items, sort, value);
     const th = (label, key) => sortHeader(label, key, sort, setSort);
     return h("div", { class: "table-wrap" }, h("table", { id: "clusters" },
-      h("caption", { class: "muted" }, sort.key ? "Sorted within this page; pages come by name." : null),
-      h("thead", {}, h("tr", {}, th("Name", "name"), th("Blueprint", "blueprint"), th("Host", "host"), th("Status", "status"),
+      h("thead", {}, h("tr", {}, th("Name", "name"), th("Blueprint", "blueprint"), th("Host", "host_id"), th("Status", "status"),
         th("Health", "health"), th("User", "user_id"), th("Applied", "applied_at"), th("Lease ends", "expires_at"), h("th", {}, "Actions"))),
-      h("tbody", {}, items.map((c) => h("tr", { "data-cluster": c.name, "data-status": c.status },
+      h("tbody", {}, page.items.map((c) => h("tr", { "data-cluster": c.name, "data-status": c.status },
         h("td", {}, h("a", { href: `#/clusters/${encodeURIComponent(c.id)}`, "data-key": `open-${c.id}` }, c.name)),
         h("td", {}, c.blueprint),
         h("td", {}, names.get(c.host_id) ?? c.host_id),
@@ -130,6 +138,7 @@ function list(main, { query, navigate }) {
     const items = sorted(page.items, sort);
     const th = (label, key, cls) => sortHeader(label, key, sort, setSort, cls);
     return h("div", { class: "table-wrap" }, h("table", { id: "leases" },
+      h("caption", { class: "muted" }, sort.key ? "Sorted within this page; pages come newest first." : null),
       h("thead", {}, h("tr", {}, th("Cluster", "cluster_name"), th("Blueprint", "blueprint"), h("th", {}, "Host"), th("User", "user_id"),
         th("Applied", "applied_at"), th("Released", "released_at"), th("Duration", "duration_seconds", "num"), th("Reason", "release_reason"), h("th", {}, "Metadata"))),
       h("tbody", {}, items.map((l) => h("tr", { "data-lease": l.id, "data-cluster": l.cluster_name },
@@ -185,11 +194,17 @@ async function create(hosts, refresh) {
   }
 }
 
+// The `sort` and `order` of GET /clusters for a column's sort (none: by name).
+const SERVER_SORTS = new Set(["name", "blueprint", "host_id", "status", "health", "user_id", "applied_at", "expires_at", "created_at"]);
+function serverSort(sort) {
+  return SERVER_SORTS.has(sort.key) ? { sort: sort.key, order: sort.dir < 0 ? "desc" : "asc" } : {};
+}
+
 function emptyText(view) {
   return {
     free: "No free clusters: fill a host, or wait for the reconciler to fill autofill hosts.",
     inuse: "No cluster is in use.",
-    failing: "No cluster has failed.",
+    failing: "No cluster is failing.",
   }[view] ?? "No clusters match.";
 }
 

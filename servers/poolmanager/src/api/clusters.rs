@@ -5,13 +5,15 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::auth::{AdminAuth, Role, UserAuth};
-use super::dto::clusters::{Cluster, ClusterPage, ClusterStatus, NewCluster, NodeTarget, Renewal};
+use super::dto::clusters::{
+    Cluster, ClusterPage, ClusterSortKey, ClusterStatus, Health, NewCluster, NodeTarget, Renewal, SortOrder,
+};
 use super::dto::rules::{Name, Text};
 use super::dto::{default_limit, no_offset, page, Limit, Offset};
 use super::error::{Errors, ADMIN, BAD_REQUEST, BODY, CONFLICT, ENGINE, FORBIDDEN, NOT_FOUND, USER};
 use super::http::{JsonBody, OptionalJson};
 use super::{Deleted, Tag};
-use poolcore::{ClusterFilter, NodeAction, Pool};
+use poolcore::{ClusterFilter, ClusterSort, NodeAction, Pool};
 
 /// What starting, stopping or restarting a cluster can answer.
 type ControlErrors = Errors<{ USER | FORBIDDEN | BODY | NOT_FOUND | CONFLICT | ENGINE }>;
@@ -70,7 +72,8 @@ impl ClustersApi {
         Ok(ClusterAccepted::Accepted(Json(cluster.into())))
     }
 
-    /// List clusters by name, filtered, a page at a time. User token.
+    /// List clusters, filtered and sorted (by name unless `sort` says otherwise), a
+    /// page at a time. User token.
     #[oai(path = "/clusters", method = "get", operation_id = "list_clusters")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
@@ -84,6 +87,13 @@ impl ClustersApi {
         user_id: Query<Option<String>>,
         /// Only of this blueprint.
         blueprint: Query<Option<String>>,
+        /// Only in this health: with `status=ready`, `health=failing` gives the free
+        /// clusters that run but are broken.
+        health: Query<Option<Health>>,
+        /// What to order by (by name unless given); pages follow this order.
+        sort: Query<Option<ClusterSortKey>>,
+        /// `asc` (when not given) or `desc`.
+        order: Query<Option<SortOrder>>,
         /// Most clusters to return (1-1000).
         #[oai(default = "default_limit")]
         limit: Query<Limit>,
@@ -96,6 +106,11 @@ impl ClustersApi {
             host_id: host_id.0,
             user_id: user_id.0,
             blueprints: blueprint.0.map(|b| vec![b]),
+            health: health.0.map(Into::into),
+            sort: ClusterSort {
+                key: sort.0.map(Into::into).unwrap_or_default(),
+                descending: order.0 == Some(SortOrder::Desc),
+            },
         };
         let page = page(limit.0, offset.0);
         Ok(Json(ClusterPage::of(

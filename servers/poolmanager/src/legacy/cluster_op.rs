@@ -129,6 +129,7 @@ pub async fn list(pool: &Pool, keys: FilterKeys) -> Result<Vec<LegacyCluster>, F
         host_id: keys.host_id,
         user_id,
         blueprints: (!labels.is_empty()).then_some(matching),
+        ..ClusterFilter::default()
     };
     let clusters = pool.clusters(&filter, Page::ALL).await?.items;
     let hosts = keyed(pool.hosts().await?, |h| &h.id);

@@ -55,11 +55,13 @@ from pool_manager_client.api.pool import (  # noqa: E402
 from pool_manager_client.models import (  # noqa: E402
     Apply,
     Cluster,
+    ClusterSortKey,
     ClusterStatus,
     Error,
     ErrorCode,
     Event,
     EventKind,
+    Health,
     Labels,
     Metadata,
     NewBlueprint,
@@ -71,6 +73,7 @@ from pool_manager_client.models import (  # noqa: E402
     Ports,
     Release,
     Renewal,
+    SortOrder,
 )
 
 BASE = os.environ["PM_BASE_URL"]
@@ -261,6 +264,19 @@ def main():
     ready = list_clusters.sync(client=user, host_id=host.id, status=ClusterStatus.READY)
     assert ready.limit == 100 and ready.offset == 0
     step(f"list_leases, get_stats, get_stats_history ({len(history.buckets)} bucket(s)), list_clusters")
+
+    # Sorted by the server, pages following the order; filtered by health.
+    newest = list_clusters.sync(client=user, host_id=host.id, sort=ClusterSortKey.CREATED_AT, order=SortOrder.DESC)
+    made = [c.created_at for c in newest.items]
+    assert newest.total == len(made) >= 2 and made == sorted(made, reverse=True), newest
+    second = list_clusters.sync(client=user, host_id=host.id, sort=ClusterSortKey.CREATED_AT, order=SortOrder.DESC, limit=1, offset=1)
+    assert [c.id for c in second.items] == [newest.items[1].id], second
+    healthy = list_clusters.sync(client=user, host_id=host.id, status=ClusterStatus.READY, health=Health.OK)
+    assert healthy.total >= 1 and all(c.health == Health.OK for c in healthy.items), healthy
+    assert list_clusters.sync(client=user, host_id=host.id, health=Health.FAILING).total == 0
+    bad = httpx.get(f"{BASE}/clusters", params={"sort": "size"}, headers={"Authorization": f"Bearer {USER}"})
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_input", bad.text
+    step("list_clusters sorted by created_at desc and paged, filtered by health; 400 for an unknown sort")
 
     # 413: a body over 1 MiB.
     huge = Apply(user_id="alice", metadata=Metadata.from_dict({"note": "x" * (2 << 20)}))

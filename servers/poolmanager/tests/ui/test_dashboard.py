@@ -364,13 +364,21 @@ def test_cluster_lists_page_and_sort(page: Page, server):
     expect(page.locator(".pager")).to_contain_text("1–25 of 60", timeout=30_000)
     page.click(".pager >> text=Next")
     expect(page.locator(".pager")).to_contain_text("26–50 of 60")
+    # Sorting is the server's: a new order starts at page 1 and pages follow it.
+    status, listed = server.api("GET", f"/clusters?host_id={sim['id']}&limit=100")
+    assert status == 200 and listed["total"] == 60, listed
+    names = sorted(c["name"] for c in listed["items"])
     header = page.locator("#clusters th", has_text="Name")
     header.locator("button").click()
     expect(header).to_have_attribute("aria-sort", "ascending")
-    first = page.locator("#clusters tbody tr").first.get_attribute("data-cluster")
+    expect(page.locator(".pager")).to_contain_text("1–25 of 60")
+    expect(page.locator("#clusters tbody tr").first).to_have_attribute("data-cluster", names[0])
     page.locator("#clusters th", has_text="Name").locator("button").click()
     expect(page.locator("#clusters th", has_text="Name")).to_have_attribute("aria-sort", "descending")
-    expect(page.locator("#clusters tbody tr").last).to_have_attribute("data-cluster", first)
+    expect(page.locator("#clusters tbody tr").first).to_have_attribute("data-cluster", names[-1])
+    page.click(".pager >> text=Next")
+    expect(page.locator("#clusters tbody tr").first).to_have_attribute("data-cluster", names[-26])
+    assert "sort=name" in page.url and "dir=desc" in page.url
     assert server.api("DELETE", f"/hosts/{sim['id']}?force=true")[0] == 204
 
 

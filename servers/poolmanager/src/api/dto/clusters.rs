@@ -47,6 +47,47 @@ pub enum Health {
     Unknown,
 }
 
+/// What a listing of clusters is ordered by; ties are broken by name, then id, and
+/// an unset field (no user, never applied) comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(
+    rename = "ClusterSortKey",
+    rename_all = "snake_case",
+    remote = "poolcore::ClusterSortKey"
+)]
+pub enum ClusterSortKey {
+    /// The cluster's name (the default).
+    Name,
+    /// The blueprint's name.
+    Blueprint,
+    /// The host's id.
+    #[oai(rename = "host_id")]
+    Host,
+    /// The status's name.
+    Status,
+    /// The health's name.
+    Health,
+    /// The user holding it.
+    #[oai(rename = "user_id")]
+    User,
+    /// When it was applied.
+    AppliedAt,
+    /// When its lease ends.
+    ExpiresAt,
+    /// When it was made.
+    CreatedAt,
+}
+
+/// The direction of a sorted listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "SortOrder", rename_all = "snake_case")]
+pub enum SortOrder {
+    /// Smallest first (the default).
+    Asc,
+    /// Largest first; the whole order is reversed, ties included.
+    Desc,
+}
+
 /// One cluster: one instance of a blueprint on a host. `status` is a
 /// `ClusterStatus`, `health` a `Health`, `metadata` the `Metadata` given at apply
 /// (`{}` when free).
