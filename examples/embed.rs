@@ -37,6 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             health: None,
         }],
         api_port: None,
+        max_applied: None,
     };
     if pool.blueprint("demo").await.is_err() {
         pool.create_blueprint(blueprint).await?;

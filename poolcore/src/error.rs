@@ -12,8 +12,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Each variant maps to one HTTP status in the server: [`Error::NotFound`] 404,
 /// [`Error::Conflict`] and [`Error::Stale`] 409, [`Error::Forbidden`] 403,
-/// [`Error::Invalid`] 400, [`Error::PoolExhausted`] and [`Error::Unavailable`] 503,
-/// [`Error::Backend`] 502.
+/// [`Error::Invalid`] 400, [`Error::QuotaExceeded`] 429, [`Error::PoolExhausted`] and
+/// [`Error::Unavailable`] 503, [`Error::Backend`] 502.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -70,6 +70,16 @@ pub enum Error {
     PoolExhausted {
         /// What was asked for.
         wanted: String,
+    },
+
+    /// An apply beyond a quota: the user holds as many clusters as one may, or the
+    /// blueprint has as many applied as it allows. Releasing one makes room.
+    #[error("quota exceeded: {message}")]
+    QuotaExceeded {
+        /// `user` or `blueprint`.
+        quota: &'static str,
+        /// Which quota, with its limit.
+        message: String,
     },
 
     /// A host or service cannot be reached right now; trying again later may work.
@@ -158,6 +168,7 @@ impl Error {
             Error::Forbidden { .. } => "forbidden",
             Error::Invalid { .. } => "invalid_input",
             Error::PoolExhausted { .. } => "pool_exhausted",
+            Error::QuotaExceeded { .. } => "quota_exceeded",
             Error::Unavailable { .. } => "unavailable",
             Error::Backend { .. } => "backend_failure",
         }
@@ -171,6 +182,7 @@ impl Error {
         "forbidden",
         "invalid_input",
         "pool_exhausted",
+        "quota_exceeded",
         "unavailable",
         "backend_failure",
     ];

@@ -257,13 +257,26 @@ impl Store for MemStore {
                 return Ok(ClaimOutcome::HoldsOther(c.clone()));
             }
         }
+        let applied = |keep: &dyn Fn(&Cluster) -> bool| {
+            s.clusters.values().filter(|c| c.is_applied() && keep(c)).count() as u64
+        };
+        if claim.max_held.is_some() {
+            let held = applied(&|c| c.user_id.as_deref() == Some(claim.user_id.as_str()));
+            if let Some(quota) = claim.user_quota(held) {
+                return Ok(ClaimOutcome::QuotaExceeded(quota));
+            }
+        }
+        let blueprints = match claim.blueprints_below_quota(|name| applied(&|c| c.blueprint == name)) {
+            Ok(blueprints) => blueprints,
+            Err(quota) => return Ok(ClaimOutcome::QuotaExceeded(quota)),
+        };
         let Some(mut cluster) = s
             .clusters
             .values()
             .find(|c| {
                 c.status == ClusterStatus::Ready
                     && c.health == Health::Ok
-                    && claim.blueprints.contains(&c.blueprint)
+                    && blueprints.contains(&c.blueprint)
                     && claim.hosts.contains(&c.host_id)
             })
             .cloned()

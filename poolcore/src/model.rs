@@ -431,6 +431,11 @@ pub struct Blueprint {
     /// `api_url`); the first named port of the first node that has one when `None`.
     #[serde(default)]
     pub api_port: Option<PortRef>,
+    /// Most clusters of this blueprint applied at once, over all users; `None` for no
+    /// limit. An apply beyond it is refused with [`Error::QuotaExceeded`], however many
+    /// are free.
+    #[serde(default)]
+    pub max_applied: Option<u32>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -919,6 +924,94 @@ pub struct Claim {
     pub expires_at: Option<DateTime<Utc>>,
     /// Hand out a cluster even if the user holds one; see [`ClaimOutcome`].
     pub allow_multiple: bool,
+    /// Most clusters the user may hold at once (of every blueprint); `None` for no
+    /// limit.
+    pub max_held: Option<u32>,
+    /// Most clusters applied at once of those of `blueprints` that have a limit
+    /// ([`Blueprint::max_applied`]), by blueprint.
+    pub blueprint_quotas: BTreeMap<String, u32>,
+}
+
+/// A limit a claim was refused for: [`ClaimOutcome::QuotaExceeded`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quota {
+    /// The user holds `limit` clusters already.
+    User {
+        /// The user.
+        user_id: String,
+        /// The clusters one user may hold at once.
+        limit: u32,
+    },
+    /// `limit` clusters of the blueprint are applied already.
+    Blueprint {
+        /// The blueprint.
+        name: String,
+        /// Its [`Blueprint::max_applied`].
+        limit: u32,
+    },
+}
+
+impl Quota {
+    /// `user` or `blueprint`: which kind of quota, as errors name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Quota::User { .. } => "user",
+            Quota::Blueprint { .. } => "blueprint",
+        }
+    }
+}
+
+impl fmt::Display for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quota::User { user_id, limit } => write!(
+                f,
+                "user {user_id:?} holds {limit} cluster(s), the most one user may hold at once"
+            ),
+            Quota::Blueprint { name, limit } => write!(
+                f,
+                "{limit} cluster(s) of blueprint {name:?} are applied, the most it allows at once"
+            ),
+        }
+    }
+}
+
+impl Claim {
+    /// The quota the user's holdings break: `held` is how many clusters the user
+    /// holds now. Stores call it so that they all decide alike.
+    pub fn user_quota(&self, held: u64) -> Option<Quota> {
+        self.max_held
+            .filter(|&limit| held >= u64::from(limit))
+            .map(|limit| Quota::User {
+                user_id: self.user_id.clone(),
+                limit,
+            })
+    }
+
+    /// The wanted blueprints that are below their quota, given how many clusters of
+    /// each are `applied` now; the first blueprint's quota when every one is at it.
+    pub fn blueprints_below_quota(&self, applied: impl Fn(&str) -> u64) -> Result<Vec<String>, Quota> {
+        let mut first_full = None;
+        let below: Vec<String> = self
+            .blueprints
+            .iter()
+            .filter(|name| match self.blueprint_quotas.get(name.as_str()) {
+                Some(&limit) if applied(name) >= u64::from(limit) => {
+                    first_full.get_or_insert_with(|| Quota::Blueprint {
+                        name: name.to_string(),
+                        limit,
+                    });
+                    false
+                }
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        match first_full {
+            Some(quota) if below.is_empty() => Err(quota),
+            _ => Ok(below),
+        }
+    }
 }
 
 /// What a [`Claim`](crate::Store::claim_cluster) got.
@@ -940,6 +1033,10 @@ pub enum ClaimOutcome {
     HoldsOther(Cluster),
     /// No ready, healthy cluster matches.
     Exhausted,
+    /// Refused for a quota: the user holds [`Claim::max_held`] clusters, or every
+    /// wanted blueprint has its [`Claim::blueprint_quotas`] applied. A claim for
+    /// several blueprints takes from those below their quota.
+    QuotaExceeded(Quota),
 }
 
 /// Applies and releases in one time bucket of the lease history.
@@ -1032,6 +1129,7 @@ mod tests {
             labels: [("size".into(), "4".into()), ("consensus".into(), "pbft".into())].into(),
             nodes: vec![],
             api_port: None,
+            max_applied: None,
             created_at: Utc::now(),
         };
         assert!(bp.matches(&Labels::new()));

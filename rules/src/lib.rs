@@ -180,6 +180,7 @@ pub fn new_blueprint(name: &str, labels: &[(&str, &str)]) -> NewBlueprint {
             .collect(),
         nodes: vec![node("vp0")],
         api_port: None,
+        max_applied: None,
     }
 }
 

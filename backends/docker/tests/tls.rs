@@ -47,6 +47,7 @@ async fn clusters_are_made_and_removed_over_tls() {
         labels: Default::default(),
         nodes: vec![node],
         api_port: None,
+        max_applied: None,
         created_at: Utc::now(),
     };
     let cluster = Cluster::new("tls", &blueprint.name, &host.id);

@@ -43,7 +43,8 @@ use tracing::{info, warn};
 
 use crate::config::MongoConfig;
 use crate::documents::{
-    self, cluster_update, decode, encode, new_cluster, open_lease_of, version, Shape, LAST_RELEASE, SLOT,
+    self, cluster_update, decode, encode, new_cluster, open_lease_of, version, Shape, BLUEPRINT_SLOT,
+    LAST_RELEASE, SLOT, USER_SLOT,
 };
 use crate::error::{conflict_on_duplicate, is_duplicate_key, run, MongoError};
 
@@ -90,6 +91,14 @@ pub(crate) const TRIES: usize = 32;
 ///   user in `single_holder`, under a unique index: of concurrent single claims by one
 ///   user, every write but the first fails (MongoDB answers a duplicate key,
 ///   nx-27017 no document); those claims then find the cluster the user holds.
+/// - Quotas: an applied cluster claimed under a quota holds a quota slot, `owner#k`
+///   with `k` below the limit, in `quota_user` (the user's) and `quota_blueprint`
+///   (the blueprint's), each under a unique index, and gives them up on release. A
+///   claim counts what the user (or the blueprint) holds, refuses at the limit, and
+///   takes the lowest free slot with the cluster in one write; of concurrent claims
+///   for one slot one wins and the others count again. So no more than the limit
+///   are ever applied under it; clusters applied before a limit was set hold no
+///   slot but are counted.
 ///
 /// # Leases: two writes, and why none is lost
 ///
@@ -321,6 +330,20 @@ fn indexes() -> Vec<Index> {
             documents::SINGLE_HOLDER,
             "string",
         ),
+        unique(
+            index(CLUSTERS, "clusters_quota_user", doc! {documents::USER_SLOT: 1}),
+            documents::USER_SLOT,
+            "string",
+        ),
+        unique(
+            index(
+                CLUSTERS,
+                "clusters_quota_blueprint",
+                doc! {documents::BLUEPRINT_SLOT: 1},
+            ),
+            documents::BLUEPRINT_SLOT,
+            "string",
+        ),
         // Lease listings, newest first. `_id` is left out of compound keys: some
         // MongoDB-compatible servers (nx-27017, the test server) cannot index it there.
         index(LEASES, "leases_applied", doc! {"applied_at": -1}),
@@ -493,6 +516,24 @@ impl Slots {
     }
 }
 
+/// The clusters under one quota, as read at one moment.
+#[derive(Debug)]
+struct HeldSlots {
+    /// How many there are.
+    count: u64,
+    /// The quota slots they hold.
+    slots: HashSet<String>,
+}
+
+impl HeldSlots {
+    /// The lowest slot of `owner` below `limit` that no cluster holds.
+    fn lowest_free(&self, owner: &str, limit: u32) -> Option<String> {
+        (0..limit)
+            .map(|k| documents::quota_slot(owner, k))
+            .find(|slot| !self.slots.contains(slot))
+    }
+}
+
 /// Why a write of `cluster` over the stored one broke a unique index.
 pub(crate) fn clash(cluster: &Cluster) -> String {
     format!(
@@ -637,6 +678,127 @@ impl MongoStore {
         let claimed: Cluster = decode(&documents::CLUSTER, doc)?;
         self.queue_lease(LeaseRecord::opened(&claimed, claim));
         Ok(Some(claimed))
+    }
+
+    /// Takes one ready cluster for a claim with quotas (see [`MongoStore`]), and
+    /// queues its lease record.
+    pub(crate) async fn claim_within_quotas(&self, claim: &Claim) -> Result<ClaimOutcome, MongoError> {
+        for _ in 0..TRIES {
+            let user_slot = match claim.max_held {
+                None => None,
+                Some(limit) => {
+                    let held = self.slots_held(documents::holdings(claim), USER_SLOT).await?;
+                    if let Some(quota) = claim.user_quota(held.count) {
+                        return Ok(ClaimOutcome::QuotaExceeded(quota));
+                    }
+                    held.lowest_free(&claim.user_id, limit)
+                }
+            };
+            let mut held_of = HashMap::new();
+            for name in claim.blueprint_quotas.keys() {
+                let held = self
+                    .slots_held(documents::applied_of(name), BLUEPRINT_SLOT)
+                    .await?;
+                held_of.insert(name.as_str(), held);
+            }
+            let below = match claim.blueprints_below_quota(|name| held_of.get(name).map_or(0, |h| h.count)) {
+                Ok(below) => below,
+                Err(quota) => return Ok(ClaimOutcome::QuotaExceeded(quota)),
+            };
+            // The blueprints without a quota in one write; each one with a quota at
+            // its lowest free slot.
+            let (limited, unlimited): (Vec<String>, Vec<String>) = below
+                .into_iter()
+                .partition(|b| claim.blueprint_quotas.contains_key(b));
+            let mut tries: Vec<(Vec<String>, Option<String>)> = Vec::new();
+            if !unlimited.is_empty() {
+                tries.push((unlimited, None));
+            }
+            for name in limited {
+                let slot = held_of
+                    .get(name.as_str())
+                    .and_then(|h| h.lowest_free(&name, claim.blueprint_quotas[&name]));
+                tries.push((vec![name], slot));
+            }
+            let mut raced = false;
+            for (blueprints, blueprint_slot) in &tries {
+                let update =
+                    documents::claim_update_in_slots(claim, user_slot.as_deref(), blueprint_slot.as_deref())?;
+                match self
+                    .clusters
+                    .find_one_and_update(documents::claimable_of(claim, blueprints), update)
+                    .return_document(ReturnDocument::After)
+                    .await
+                {
+                    Ok(Some(doc)) => {
+                        let claimed: Cluster = decode(&documents::CLUSTER, doc)?;
+                        self.queue_lease(LeaseRecord::opened(&claimed, claim));
+                        return Ok(ClaimOutcome::Claimed(claimed));
+                    }
+                    Ok(None) => {}
+                    Err(e) if is_duplicate_key(&e) => {
+                        // A slot, or the single hold of a concurrent single claim.
+                        if !claim.allow_multiple {
+                            if let Some(held) = self.holding(claim).await? {
+                                return Ok(held);
+                            }
+                        }
+                        raced = true;
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            // nx-27017 answers a clash on a slot with no document: a slot tried and
+            // taken since means another claim won it; count again.
+            if !raced && !self.slot_taken(user_slot.as_deref(), &tries).await? {
+                return Ok(ClaimOutcome::Exhausted);
+            }
+        }
+        Err(Error::conflict(format!(
+            "the quotas of user {:?} changed {TRIES} times during one apply; try again",
+            claim.user_id
+        ))
+        .into())
+    }
+
+    /// How many clusters `filter` matches, and the quota slots in `field` they hold.
+    async fn slots_held(&self, filter: Document, field: &str) -> Result<HeldSlots, MongoError> {
+        let docs: Vec<Document> = self
+            .clusters
+            .find(filter)
+            .projection(doc! {field: 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(HeldSlots {
+            count: docs.len() as u64,
+            slots: docs
+                .iter()
+                .filter_map(|d| d.get_str(field).ok().map(str::to_owned))
+                .collect(),
+        })
+    }
+
+    /// Whether a cluster holds one of the slots a claim tried.
+    async fn slot_taken(
+        &self,
+        user_slot: Option<&str>,
+        tries: &[(Vec<String>, Option<String>)],
+    ) -> Result<bool, MongoError> {
+        let mut any = Vec::new();
+        if let Some(slot) = user_slot {
+            any.push(doc! {USER_SLOT: slot});
+        }
+        any.extend(
+            tries
+                .iter()
+                .filter_map(|(_, slot)| Some(doc! {BLUEPRINT_SLOT: slot.as_deref()?})),
+        );
+        if any.is_empty() {
+            return Ok(false);
+        }
+        Ok(self.clusters.find_one(doc! {"$or": any}).await?.is_some())
     }
 
     /// Writes `next` over cluster `next.id` if it is still at version `read`, with

@@ -294,6 +294,19 @@ pub(crate) const SLOT: &str = "slot";
 pub(crate) const SINGLE_HOLDER: &str = "single_holder";
 /// The closed lease record of the cluster's last release, for the lease repair.
 pub(crate) const LAST_RELEASE: &str = "last_release";
+/// The user's quota slot an applied cluster holds, `user#k` with `k` below the
+/// user quota; absent when not applied, or claimed without a user quota. Its unique
+/// index keeps a user within the quota (see [`MongoStore`](crate::MongoStore)).
+pub(crate) const USER_SLOT: &str = "quota_user";
+/// The blueprint's quota slot an applied cluster holds, `blueprint#k` with `k` below
+/// its `max_applied`; absent when not applied, or claimed without a quota.
+pub(crate) const BLUEPRINT_SLOT: &str = "quota_blueprint";
+
+/// The quota slot `k` of `owner` (a user or a blueprint). The key always ends in
+/// `#k`, so no two owners share one.
+pub(crate) fn quota_slot(owner: &str, k: u32) -> String {
+    format!("{owner}#{k}")
+}
 
 /// The fields [`Cluster::claim`] changes, the version aside.
 const CLAIMED: &[&str] = &[
@@ -363,10 +376,33 @@ fn with_single_holder(mut update: Document, cluster: &Cluster) -> Document {
             }
         }
         None => {
-            update.insert("$unset", doc! {SINGLE_HOLDER: ""});
+            let mut unset = doc! {SINGLE_HOLDER: ""};
+            if !cluster.is_applied() {
+                // Released or never applied: it holds no quota slot.
+                unset.insert(USER_SLOT, "");
+                unset.insert(BLUEPRINT_SLOT, "");
+            }
+            update.insert("$unset", unset);
         }
     }
     update
+}
+
+/// A claim's update, also taking the quota slots given.
+pub(crate) fn claim_update_in_slots(
+    claim: &Claim,
+    user_slot: Option<&str>,
+    blueprint_slot: Option<&str>,
+) -> Result<Document, CodecError> {
+    let mut update = claim_update(claim)?;
+    if let Ok(set) = update.get_document_mut("$set") {
+        for (field, slot) in [(USER_SLOT, user_slot), (BLUEPRINT_SLOT, blueprint_slot)] {
+            if let Some(slot) = slot {
+                set.insert(field, slot);
+            }
+        }
+    }
+    Ok(update)
 }
 
 /// The open lease record of an applied cluster, made from the lease fields it
@@ -381,6 +417,8 @@ pub(crate) fn open_lease_of(cluster: &Cluster) -> Option<LeaseRecord> {
         now: cluster.applied_at?,
         expires_at: cluster.expires_at,
         allow_multiple: !cluster.single_apply,
+        max_held: None,
+        blueprint_quotas: Default::default(),
     };
     Some(LeaseRecord::opened(cluster, &claim))
 }
@@ -390,12 +428,22 @@ pub(crate) fn open_lease_of(cluster: &Cluster) -> Option<LeaseRecord> {
 
 /// The clusters a claim may take: ready, healthy, of a wanted blueprint, on a wanted host.
 pub(crate) fn claimable(claim: &Claim) -> Document {
+    claimable_of(claim, &claim.blueprints)
+}
+
+/// The clusters a claim may take of `blueprints`: ready, healthy, on a wanted host.
+pub(crate) fn claimable_of(claim: &Claim, blueprints: &[String]) -> Document {
     doc! {
         "status": ClusterStatus::Ready.as_str(),
         "health": Health::Ok.as_str(),
-        "blueprint": {"$in": &claim.blueprints},
+        "blueprint": {"$in": blueprints},
         "host_id": {"$in": &claim.hosts},
     }
+}
+
+/// The applied clusters of a blueprint, for its quota.
+pub(crate) fn applied_of(blueprint: &str) -> Document {
+    doc! {"blueprint": blueprint, "status": ClusterStatus::Applied.as_str()}
 }
 
 /// The clusters that decide a single claim before it takes one: every cluster the
@@ -620,6 +668,8 @@ mod tests {
 
     fn a_claim(allow_multiple: bool) -> Claim {
         Claim {
+            max_held: None,
+            blueprint_quotas: Default::default(),
             user_id: "alice".into(),
             blueprints: vec!["bp".into()],
             hosts: vec!["h".into()],
@@ -674,9 +724,32 @@ mod tests {
         let update = cluster_update(&cluster).expect("update");
         assert_eq!(
             update.get_document("$unset").ok(),
-            Some(&doc! {SINGLE_HOLDER: ""})
+            Some(&doc! {SINGLE_HOLDER: "", USER_SLOT: "", BLUEPRINT_SLOT: ""}),
+            "a released cluster gives up its hold and its quota slots"
         );
         assert!(update.get_document("$set").expect("$set").get("_id").is_none());
+    }
+
+    #[test]
+    fn a_claim_under_quotas_takes_its_slots_and_keeps_them_while_applied() {
+        let claim = a_claim(true);
+        let update = claim_update_in_slots(&claim, Some("alice#0"), Some("bp#2")).expect("update");
+        let set = update.get_document("$set").expect("$set");
+        assert_eq!(set.get_str(USER_SLOT).ok(), Some("alice#0"));
+        assert_eq!(set.get_str(BLUEPRINT_SLOT).ok(), Some("bp#2"));
+        let mut cluster = ready_cluster("bp", "h");
+        cluster.claim(&claim);
+        let unset = cluster_update(&cluster).expect("update");
+        assert_eq!(
+            unset.get_document("$unset").ok(),
+            Some(&doc! {SINGLE_HOLDER: ""}),
+            "an applied cluster's write leaves its slots"
+        );
+        assert_ne!(
+            quota_slot("a#1", 0),
+            quota_slot("a", 10),
+            "owners never share a slot"
+        );
     }
 
     #[test]

@@ -204,6 +204,15 @@ impl Store for MongoStore {
                     return Ok(held);
                 }
             }
+            if claim.max_held.is_some() || !claim.blueprint_quotas.is_empty() {
+                let outcome = self.claim_within_quotas(claim).await?;
+                return match outcome {
+                    ClaimOutcome::Exhausted if !claim.allow_multiple => {
+                        Ok(self.holding(claim).await?.unwrap_or(ClaimOutcome::Exhausted))
+                    }
+                    outcome => Ok(outcome),
+                };
+            }
             match self.take_ready(claim).await? {
                 Some(cluster) => Ok(ClaimOutcome::Claimed(cluster)),
                 None if claim.allow_multiple => Ok(ClaimOutcome::Exhausted),

@@ -32,6 +32,8 @@ fn claim(user: &str, blueprint: &str, host: &str) -> Claim {
         now: Utc::now(),
         expires_at: None,
         allow_multiple: true,
+        max_held: None,
+        blueprint_quotas: Default::default(),
     }
 }
 

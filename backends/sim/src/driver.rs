@@ -221,6 +221,7 @@ mod tests {
             labels: Default::default(),
             nodes: names.iter().map(node).collect(),
             api_port: None,
+            max_applied: None,
             created_at: Utc::now(),
         }
     }

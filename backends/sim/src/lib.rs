@@ -38,6 +38,7 @@
 //!     labels: Default::default(),
 //!     nodes: vec![node],
 //!     api_port: None,
+//!     max_applied: None,
 //! };
 //! pool.create_blueprint(blueprint).await?;
 //! let host = NewHost { kind: HostKind::Sim, ..NewHost::docker("demo", "sim://demo", 2) };

@@ -44,6 +44,7 @@ async fn the_pool_fills_hands_out_repairs_and_recycles_sim_clusters() {
         labels: Default::default(),
         nodes: vec![node("vp0"), node("vp1")],
         api_port: None,
+        max_applied: None,
     };
     pool.create_blueprint(blueprint).await.unwrap();
     let new_host = NewHost {

@@ -18,6 +18,7 @@
 //!     labels: [("consensus_plugin".to_string(), "pbft".to_string())].into(),
 //!     nodes: vec![],
 //!     api_port: None,
+//!     max_applied: None,
 //!     created_at: Utc::now(),
 //! };
 //! store.insert_blueprint(&blueprint).await?;

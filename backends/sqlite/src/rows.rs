@@ -246,7 +246,7 @@ pub(crate) fn host_version(conn: &Connection, id: &str) -> rusqlite::Result<Opti
 // ---------------------------------------------------------------------------------
 // Blueprints
 
-pub(crate) const BLUEPRINT_COLUMNS: &str = "name, labels, nodes, api_port, created_at";
+pub(crate) const BLUEPRINT_COLUMNS: &str = "name, labels, nodes, api_port, max_applied, created_at";
 
 pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
     Ok(Blueprint {
@@ -254,19 +254,22 @@ pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
         labels: get_json(row, "labels")?,
         nodes: get_json(row, "nodes")?,
         api_port: get_opt_parsed(row, "api_port")?,
+        max_applied: row.get("max_applied")?,
         created_at: get_time(row, "created_at")?,
     })
 }
 
 pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), SqliteError> {
     conn.prepare_cached(
-        "INSERT INTO blueprints (name, labels, nodes, api_port, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO blueprints (name, labels, nodes, api_port, max_applied, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         bp.name,
         json(&bp.labels)?,
         json(&bp.nodes)?,
         bp.api_port.as_ref().map(ToString::to_string),
+        bp.max_applied,
         time(&bp.created_at)
     ])
     .map_err(|e| conflict_on_constraint(e, || format!("blueprint {:?} exists", bp.name)))?;

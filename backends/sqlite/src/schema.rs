@@ -187,6 +187,10 @@ CREATE INDEX clusters_status_name ON clusters (status, name, id);
 CREATE INDEX clusters_host_name ON clusters (host_id, name, id);
 DROP INDEX clusters_host;
 "#,
+    r#"
+-- Most clusters of a blueprint applied at once; NULL for no limit.
+ALTER TABLE blueprints ADD COLUMN max_applied INTEGER;
+"#,
 ];
 
 /// The schema version this code writes and reads.

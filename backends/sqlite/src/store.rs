@@ -5,6 +5,8 @@
 //! such transaction, and an insert counts the host's clusters and adds one in another,
 //! so neither can be raced.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use poolcore::{
@@ -38,6 +40,13 @@ const HELD: &str = "SELECT id FROM clusters \
      WHERE user_id = :user_id AND status = 'applied' \
        AND blueprint IN (SELECT value FROM json_each(:blueprints)) \
      ORDER BY id LIMIT 1";
+
+/// How many clusters the user holds, for the user quota.
+const HELD_COUNT: &str = "SELECT COUNT(*) FROM clusters WHERE user_id = ? AND status = 'applied'";
+
+/// How many clusters of a blueprint are applied, from the counts the triggers keep.
+const APPLIED_OF_BLUEPRINT: &str =
+    "SELECT SUM(n) FROM cluster_counts WHERE blueprint = ? AND status = 'applied'";
 
 /// The user's single-applied cluster, if any.
 const SINGLE_HELD: &str = "SELECT id FROM clusters WHERE user_id = ?1 AND single_apply = 1";
@@ -153,10 +162,32 @@ fn claim_in(conn: &Connection, claim: &Claim) -> Result<ClaimOutcome, SqliteErro
             return Ok(outcome);
         }
     }
+    if claim.max_held.is_some() {
+        let held = count(conn, HELD_COUNT, &[Value::Text(claim.user_id.clone())])?;
+        if let Some(quota) = claim.user_quota(held) {
+            return Ok(ClaimOutcome::QuotaExceeded(quota));
+        }
+    }
+    let blueprints = if claim.blueprint_quotas.is_empty() {
+        claim.blueprints.clone()
+    } else {
+        // Counted before any is taken: the write lock holds them still.
+        let mut applied = BTreeMap::new();
+        for name in claim.blueprint_quotas.keys() {
+            applied.insert(
+                name.as_str(),
+                count(conn, APPLIED_OF_BLUEPRINT, &[Value::Text(name.clone())])?,
+            );
+        }
+        match claim.blueprints_below_quota(|name| applied.get(name).copied().unwrap_or(0)) {
+            Ok(blueprints) => blueprints,
+            Err(quota) => return Ok(ClaimOutcome::QuotaExceeded(quota)),
+        }
+    };
     let picked = id_of(
         conn,
         CLAIMABLE,
-        named_params! { ":blueprints": json(&claim.blueprints)?, ":hosts": json(&claim.hosts)? },
+        named_params! { ":blueprints": json(&blueprints)?, ":hosts": json(&claim.hosts)? },
     )?;
     let Some(picked) = picked else {
         return Ok(ClaimOutcome::Exhausted);

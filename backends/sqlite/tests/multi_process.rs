@@ -177,6 +177,8 @@ async fn worker(db: &str) {
                         now: Utc::now(),
                         expires_at: None,
                         allow_multiple: true,
+                        max_held: None,
+                        blueprint_quotas: Default::default(),
                     };
                     match store.claim_cluster(&claim).await.expect("claim does not fail") {
                         ClaimOutcome::Claimed(cluster) => claimed.push(cluster.id),

@@ -55,6 +55,8 @@ async fn reopening_a_file_keeps_everything() {
         now: precise_time(4),
         expires_at: Some(precise_time(3604)),
         allow_multiple: false,
+        max_held: None,
+        blueprint_quotas: Default::default(),
     };
     let op = Operation {
         id: new_id(),
@@ -282,6 +284,8 @@ async fn a_duplicate_lease_id_rolls_the_claim_back() {
         now: Utc::now(),
         expires_at: None,
         allow_multiple: true,
+        max_held: None,
+        blueprint_quotas: Default::default(),
     };
     assert!(matches!(
         store.claim_cluster(&claim).await.expect("claim"),

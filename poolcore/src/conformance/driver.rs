@@ -936,6 +936,7 @@ fn blueprint(nodes: Vec<NodeSpec>) -> Blueprint {
         labels: Default::default(),
         nodes,
         api_port: None,
+        max_applied: None,
         created_at: Utc::now(),
     }
 }

@@ -19,7 +19,7 @@ use crate::model::{
     new_id, Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort,
     ClusterSortKey, ClusterStatus, Deployment, EngineFacts, Health, Host, HostKind, HostStatus, Labels,
     LeaseActivity, NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus,
-    Page, PortRef, ReleaseReason,
+    Page, PortRef, Quota, ReleaseReason,
 };
 use crate::{Error, Store};
 
@@ -45,6 +45,8 @@ pub async fn run_all(store: &dyn Store) {
     single_claim_returns_the_held_cluster(store).await;
     concurrent_single_claims_of_one_user_take_one(store).await;
     release_is_once(store).await;
+    claim_respects_quotas(store).await;
+    concurrent_claims_never_exceed_quotas(store).await;
     leases_newest_first(store).await;
     lease_activity_counts_per_bucket(store).await;
     operations_round_trip(store).await;
@@ -104,6 +106,7 @@ pub fn sample_blueprint() -> Blueprint {
             health: None,
         }],
         api_port: None,
+        max_applied: None,
         created_at: Utc::now(),
     }
 }
@@ -137,6 +140,8 @@ fn claim(user: &str, blueprints: &[&str], hosts: &[&str]) -> Claim {
         now: Utc::now(),
         expires_at: Some(Utc::now() + Duration::hours(1)),
         allow_multiple: true,
+        max_held: None,
+        blueprint_quotas: Default::default(),
     }
 }
 
@@ -717,6 +722,160 @@ pub async fn clusters_sort_by_every_key(store: &dyn Store) {
     assert!("-".parse::<ClusterSort>().is_err() && "size".parse::<ClusterSort>().is_err());
     for c in &made {
         delete(store, &c.id).await;
+    }
+}
+
+/// The quota a refused claim names; panics on any other outcome.
+async fn refused_for(store: &dyn Store, claim: &Claim) -> Quota {
+    match store.claim_cluster(claim).await.expect("claim") {
+        ClaimOutcome::QuotaExceeded(quota) => quota,
+        other => panic!("expected a quota refusal, got {other:?}"),
+    }
+}
+
+/// A user holds no more than `max_held` clusters, a blueprint has no more than its
+/// quota applied, a claim for several blueprints takes from those below their quota,
+/// and a release makes room again.
+pub async fn claim_respects_quotas(store: &dyn Store) {
+    let host = new_id();
+    let (limited, free) = (unique("bp-limited"), unique("bp-free"));
+    let mut made = Vec::new();
+    for bp in [&limited, &limited, &limited, &free, &free, &free, &free] {
+        let c = ready_cluster(bp, &host);
+        insert(store, &c).await;
+        made.push(c);
+    }
+    let (ann, bob) = (unique("ann"), unique("bob"));
+    let of_user = |user: &str, bps: &[&str]| Claim {
+        max_held: Some(2),
+        ..claim(user, bps, &[&host])
+    };
+    let first = claimed(store, &of_user(&ann, &[&free])).await;
+    claimed(store, &of_user(&ann, &[&free])).await;
+    assert_eq!(
+        refused_for(store, &of_user(&ann, &[&free])).await,
+        Quota::User {
+            user_id: ann.clone(),
+            limit: 2
+        },
+        "a third cluster for a user who may hold two"
+    );
+    assert_exhausted(
+        store,
+        &of_user(&bob, &[&unique("bp-none")]),
+        "below the user quota and nothing ready: exhausted, not refused",
+    )
+    .await;
+    release_and_delete(store, &first.id).await;
+    claimed(store, &of_user(&ann, &[&free])).await;
+
+    let of_blueprint = |user: &str, bps: &[&str]| Claim {
+        blueprint_quotas: BTreeMap::from([(limited.clone(), 1)]),
+        ..claim(user, bps, &[&host])
+    };
+    let taken = claimed(store, &of_blueprint(&bob, &[&limited])).await;
+    assert_eq!(taken.blueprint, limited);
+    assert_eq!(
+        refused_for(store, &of_blueprint(&unique("carl"), &[&limited])).await,
+        Quota::Blueprint {
+            name: limited.clone(),
+            limit: 1
+        },
+        "two free clusters, but one applied is the blueprint's most"
+    );
+    let either = claimed(store, &of_blueprint(&unique("dana"), &[&limited, &free])).await;
+    assert_eq!(either.blueprint, free, "the blueprint below its quota");
+    release_and_delete(store, &taken.id).await;
+    let again = claimed(store, &of_blueprint(&unique("erin"), &[&limited])).await;
+    assert_eq!(again.blueprint, limited, "a release makes room");
+    let single = Claim {
+        allow_multiple: false,
+        ..of_blueprint(&again.user_id.clone().expect("held"), &[&limited])
+    };
+    match store.claim_cluster(&single).await.expect("claim") {
+        ClaimOutcome::Held(c) => assert_eq!(c.id, again.id, "a held cluster comes back at the quota"),
+        other => panic!("expected the held cluster, got {other:?}"),
+    }
+    for c in &made {
+        if store
+            .get_cluster(&c.id)
+            .await
+            .expect("get")
+            .is_some_and(|c| c.is_applied())
+        {
+            release_and_delete(store, &c.id).await;
+        } else {
+            delete(store, &c.id).await;
+        }
+    }
+}
+
+/// Of many concurrent claims, no more than a quota allows take a cluster: twenty of
+/// one user who may hold three, and twenty of different users for a blueprint that
+/// allows three applied.
+pub async fn concurrent_claims_never_exceed_quotas(store: &dyn Store) {
+    let host = new_id();
+    let bp = unique("bp-quota");
+    let mut made = Vec::new();
+    for _ in 0..40 {
+        let c = ready_cluster(&bp, &host);
+        insert(store, &c).await;
+        made.push(c);
+    }
+    let user = unique("ann");
+    let claims: Vec<Claim> = (0..20)
+        .map(|_| Claim {
+            max_held: Some(3),
+            ..claim(&user, &[&bp], &[&host])
+        })
+        .collect();
+    let outcomes = join_all(claims.iter().map(|c| store.claim_cluster(c))).await;
+    let won = outcomes
+        .iter()
+        .filter(|o| matches!(o.as_ref().expect("claim"), ClaimOutcome::Claimed(_)))
+        .count();
+    assert_eq!(won, 3, "one user who may hold three: {outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(
+        o.as_ref().expect("claim"),
+        ClaimOutcome::Claimed(_) | ClaimOutcome::QuotaExceeded(_)
+    )));
+
+    let claims: Vec<Claim> = (0..20)
+        .map(|_| Claim {
+            blueprint_quotas: BTreeMap::from([(bp.clone(), 6)]),
+            ..claim(&unique("user"), &[&bp], &[&host])
+        })
+        .collect();
+    let outcomes = join_all(claims.iter().map(|c| store.claim_cluster(c))).await;
+    let won = outcomes
+        .iter()
+        .filter(|o| matches!(o.as_ref().expect("claim"), ClaimOutcome::Claimed(_)))
+        .count();
+    assert_eq!(won, 3, "three held already, six allowed: {outcomes:?}");
+    let applied = ClusterFilter {
+        host_id: Some(host.clone()),
+        status: Some(ClusterStatus::Applied),
+        ..ClusterFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_clusters(&applied, Page::ALL)
+            .await
+            .expect("list")
+            .total,
+        6
+    );
+    for c in &made {
+        if store
+            .get_cluster(&c.id)
+            .await
+            .expect("get")
+            .is_some_and(|c| c.is_applied())
+        {
+            release_and_delete(store, &c.id).await;
+        } else {
+            delete(store, &c.id).await;
+        }
     }
 }
 

@@ -104,7 +104,11 @@ impl Pool {
         let ttl = self.lease_ttl(req.ttl)?;
         let now = Utc::now();
         let expires_at = ttl.map(|ttl| lease_end(now, ttl)).transpose()?;
-        let (blueprints, hosts) = self.claim_scope(&req).await?;
+        let (blueprints, hosts, catalog) = self.claim_scope(&req).await?;
+        let blueprint_quotas = blueprints
+            .iter()
+            .filter_map(|b| Some((b.clone(), *catalog.quotas.get(b)?)))
+            .collect();
         let claim = Claim {
             user_id: req.user_id,
             blueprints,
@@ -114,6 +118,8 @@ impl Pool {
             now,
             expires_at,
             allow_multiple: req.allow_multiple,
+            max_held: self.config().max_clusters_per_user,
+            blueprint_quotas,
         };
         match self.store().claim_cluster(&claim).await? {
             ClaimOutcome::Claimed(cluster) => {
@@ -132,6 +138,10 @@ impl Pool {
             ))),
             ClaimOutcome::Exhausted => Err(Error::PoolExhausted {
                 wanted: describe_wanted(req.blueprint.as_deref(), &req.labels),
+            }),
+            ClaimOutcome::QuotaExceeded(quota) => Err(Error::QuotaExceeded {
+                quota: quota.kind(),
+                message: format!("{quota}; release one first"),
             }),
         }
     }
@@ -182,9 +192,12 @@ impl Pool {
         }
     }
 
-    /// The blueprints and hosts a claim for `req` may take from; the blueprints are
-    /// never empty.
-    async fn claim_scope(&self, req: &ApplyRequest) -> Result<(Vec<String>, Vec<String>)> {
+    /// The blueprints and hosts a claim for `req` may take from, and the catalog
+    /// holding the blueprints' quotas; the blueprints are never empty.
+    async fn claim_scope(
+        &self,
+        req: &ApplyRequest,
+    ) -> Result<(Vec<String>, Vec<String>, std::sync::Arc<super::catalog::Catalog>)> {
         let mut catalog = self.catalog().await?;
         if let Some(name) = &req.blueprint {
             if !catalog.has_blueprint(name) {
@@ -199,7 +212,8 @@ impl Pool {
                     wanted: describe_wanted(req.blueprint.as_deref(), &req.labels),
                 });
             }
-            return Ok((vec![name.clone()], catalog.schedulable_hosts.clone()));
+            let hosts = catalog.schedulable_hosts.clone();
+            return Ok((vec![name.clone()], hosts, catalog));
         }
         let names: Vec<String> = catalog
             .blueprints
@@ -213,7 +227,8 @@ impl Pool {
                 limits::quoted(&format!("{:?}", req.labels)),
             ));
         }
-        Ok((names, catalog.schedulable_hosts.clone()))
+        let hosts = catalog.schedulable_hosts.clone();
+        Ok((names, hosts, catalog))
     }
 
     /// Gives clusters back. Answers at once with the released ids; destroying and

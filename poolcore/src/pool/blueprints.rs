@@ -21,6 +21,8 @@ pub struct NewBlueprint {
     pub nodes: Vec<NodeSpec>,
     /// The port whose URL is a cluster's API URL; see [`Blueprint::api_port`].
     pub api_port: Option<PortRef>,
+    /// Most clusters applied at once; see [`Blueprint::max_applied`].
+    pub max_applied: Option<u32>,
 }
 
 impl NewBlueprint {
@@ -124,6 +126,7 @@ impl Pool {
             labels: new.labels,
             nodes: new.nodes,
             api_port: new.api_port,
+            max_applied: new.max_applied,
             created_at: Utc::now(),
         };
         self.store().insert_blueprint(&blueprint).await?;

@@ -7,6 +7,7 @@
 //! takes to be seen. Loads are single-flight: of many applies that find it stale, one
 //! reads the store and the others wait for that read.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -22,6 +23,9 @@ pub(super) struct Catalog {
     pub blueprints: Vec<(String, Labels)>,
     /// Ids of the active, schedulable hosts.
     pub schedulable_hosts: Vec<String>,
+    /// [`Blueprint::max_applied`](crate::Blueprint::max_applied) of the blueprints
+    /// that have one.
+    pub quotas: BTreeMap<String, u32>,
 }
 
 impl Catalog {
@@ -97,14 +101,12 @@ impl Pool {
         let cache = &self.inner.catalog;
         let generation = cache.generation.load(Ordering::SeqCst);
         let loaded = Instant::now();
-        let mut blueprints: Vec<(String, Labels)> = self
-            .store()
-            .list_blueprints(Page::ALL)
-            .await?
-            .items
-            .into_iter()
-            .map(|b| (b.name, b.labels))
+        let listed = self.store().list_blueprints(Page::ALL).await?.items;
+        let quotas = listed
+            .iter()
+            .filter_map(|b| Some((b.name.clone(), b.max_applied?)))
             .collect();
+        let mut blueprints: Vec<(String, Labels)> = listed.into_iter().map(|b| (b.name, b.labels)).collect();
         blueprints.sort_by(|a, b| a.0.cmp(&b.0));
         let schedulable_hosts = self
             .store()
@@ -118,6 +120,7 @@ impl Pool {
         let catalog = Arc::new(Catalog {
             blueprints,
             schedulable_hosts,
+            quotas,
         });
         cache.keep(&catalog, generation, loaded);
         Ok(catalog)

@@ -53,6 +53,10 @@ pub struct PoolConfig {
     pub catalog_ttl: Duration,
     /// Which engine endpoints hosts may be added with.
     pub endpoint_policy: crate::EndpointPolicy,
+    /// Most clusters one user may hold at once, over every blueprint; `None` for no
+    /// limit. An apply beyond it is refused with
+    /// [`Error::QuotaExceeded`](crate::Error::QuotaExceeded).
+    pub max_clusters_per_user: Option<u32>,
 }
 
 impl Default for PoolConfig {
@@ -64,6 +68,7 @@ impl Default for PoolConfig {
             reconcile: ReconcileConfig::default(),
             catalog_ttl: Duration::from_secs(1),
             endpoint_policy: crate::EndpointPolicy::default(),
+            max_clusters_per_user: None,
         }
     }
 }
@@ -72,6 +77,12 @@ impl PoolConfig {
     /// With [`PoolConfig::host_parallelism`] (at least 1).
     pub fn with_host_parallelism(mut self, n: usize) -> Self {
         self.host_parallelism = n.max(1);
+        self
+    }
+
+    /// With [`PoolConfig::max_clusters_per_user`].
+    pub fn with_max_clusters_per_user(mut self, limit: Option<u32>) -> Self {
+        self.max_clusters_per_user = limit;
         self
     }
 

@@ -689,6 +689,7 @@ mod tests {
                 })
                 .collect(),
             api_port: None,
+            max_applied: None,
             created_at: Utc::now(),
         }
     }

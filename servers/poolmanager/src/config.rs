@@ -52,6 +52,9 @@ pub struct Config {
     pub default_ttl_seconds: Option<u64>,
     /// Longest lease an apply may ask for.
     pub max_ttl_seconds: Option<u64>,
+    /// Most clusters one user may hold at once, over every blueprint; no limit when
+    /// unset. An apply beyond it is 429 `quota_exceeded`.
+    pub max_clusters_per_user: Option<u32>,
     /// Seconds between reconcile passes (`POOLMANAGER_RECONCILE_INTERVAL`); 0 turns
     /// the reconciler off in `serve`.
     pub reconcile_interval: u64,
@@ -112,6 +115,7 @@ impl Default for Config {
             host_parallelism: 4,
             default_ttl_seconds: None,
             max_ttl_seconds: None,
+            max_clusters_per_user: None,
             reconcile_interval: 15,
             reconcile_failed_probes: 3,
             reconcile_transition_timeout: 300,
@@ -146,6 +150,7 @@ impl std::fmt::Debug for Config {
             .field("host_parallelism", &self.host_parallelism)
             .field("default_ttl_seconds", &self.default_ttl_seconds)
             .field("max_ttl_seconds", &self.max_ttl_seconds)
+            .field("max_clusters_per_user", &self.max_clusters_per_user)
             .field("reconcile_interval", &self.reconcile_interval)
             .field("reconcile_failed_probes", &self.reconcile_failed_probes)
             .field("reconcile_transition_timeout", &self.reconcile_transition_timeout)

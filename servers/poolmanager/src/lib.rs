@@ -84,6 +84,7 @@ pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
         .with_host_parallelism(config.host_parallelism)
         .with_default_ttl(config.default_ttl_seconds.map(Duration::from_secs))
         .with_max_ttl(config.max_ttl_seconds.map(Duration::from_secs))
+        .with_max_clusters_per_user(config.max_clusters_per_user)
         .with_reconcile(
             ReconcileConfig::default()
                 // 0 turns the loop off in `serve`; a dedicated `reconcile` uses 1 s then.

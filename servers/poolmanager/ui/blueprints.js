@@ -11,7 +11,13 @@ const TEMPLATE = {
     { name: "vp1", image: "poolmanager/testnode:latest", ports: { rest: "80/tcp" } },
   ],
   api_port: "vp0.rest",
+  max_applied: 10,
 };
+
+// Applied clusters, with the blueprint's quota when it has one: "3 / 10".
+function quotaText(applied, max) {
+  return max === undefined || max === null ? String(applied) : `${applied} / ${max}`;
+}
 
 export function mount(main, ctx) {
   return ctx.rest[0] ? detail(main, ctx.rest[0], ctx) : list(main, ctx);
@@ -31,7 +37,7 @@ function list(main) {
       replace(body, items.length === 0
         ? h("p", { class: "empty card" }, "No blueprints yet: a blueprint says which containers make a cluster.")
         : h("div", { class: "table-wrap" }, h("table", { id: "blueprints" },
-          h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Labels"), h("th", {}, "Nodes"), h("th", {}, "API port"), h("th", { class: "num" }, "Ready"), h("th", { class: "num" }, "In use"), h("th", {}, "Created"), h("th", {}, "Actions"))),
+          h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Labels"), h("th", {}, "Nodes"), h("th", {}, "API port"), h("th", { class: "num" }, "Ready"), h("th", { class: "num", title: "applied, and the most the blueprint allows at once" }, "In use / quota"), h("th", {}, "Created"), h("th", {}, "Actions"))),
           h("tbody", {}, items.map((bp) => {
             const c = counts.get(bp.name);
             return h("tr", { "data-blueprint": bp.name },
@@ -40,7 +46,7 @@ function list(main) {
               h("td", {}, bp.nodes.map((n) => n.name).join(", ")),
               h("td", { class: "mono" }, bp.api_port ?? "—"),
               h("td", { class: "num" }, c?.ready ?? 0),
-              h("td", { class: "num" }, c?.applied ?? 0),
+              h("td", { class: "num", "data-key": "in-use" }, quotaText(c?.applied ?? 0, bp.max_applied)),
               h("td", {}, time(bp.created_at)),
               h("td", { class: "actions" }, h("button", { type: "button", class: "small danger", "aria-label": `Delete ${bp.name}`, "data-key": `delete-${bp.name}`, onclick: () => remove(bp.name, refresh) }, "Delete")));
           })))));
@@ -77,6 +83,7 @@ function detail(main, name, { navigate }) {
         h("section", { class: "card" }, h("dl", { class: "facts" },
           h("dt", {}, "Labels"), h("dd", { class: "mono" }, Object.entries(bp.labels).map(([k, v]) => `${k}=${v}`).join(", ") || "—"),
           h("dt", {}, "API port"), h("dd", { class: "mono" }, bp.api_port ?? "the first named port"),
+          h("dt", {}, "Most applied at once"), h("dd", { id: "max-applied" }, bp.max_applied ?? "no limit"),
           h("dt", {}, "Created"), h("dd", {}, time(bp.created_at)))),
         h("h2", {}, "Nodes"),
         h("div", { class: "table-wrap" }, h("table", {},

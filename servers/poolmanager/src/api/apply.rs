@@ -5,7 +5,7 @@ use poem_openapi::OpenApi;
 
 use super::auth::UserAuth;
 use super::dto::clusters::{Apply, Cluster, Release, Released};
-use super::error::{Errors, BODY, CONFLICT, FORBIDDEN, NOT_FOUND, UNAVAILABLE, USER};
+use super::error::{Errors, BODY, CONFLICT, FORBIDDEN, NOT_FOUND, QUOTA, UNAVAILABLE, USER};
 use super::http::JsonBody;
 use super::Tag;
 use poolcore::Pool;
@@ -27,14 +27,16 @@ impl ApplyApi {
     /// holds a matching cluster gets it back, and one who holds a cluster of another
     /// blueprint from such an apply is refused with 409. An unknown blueprint (or no
     /// blueprint with the labels) is 404. When nothing matching is ready the answer is
-    /// 503 `pool_exhausted` with `Retry-After`. A TTL above the server's maximum is 400.
+    /// 503 `pool_exhausted` with `Retry-After`. Beyond a quota (the clusters one user
+    /// may hold, a blueprint's `max_applied`) it is 429 `quota_exceeded`, naming the
+    /// quota. A TTL above the server's maximum is 400.
     /// User token.
     #[oai(path = "/apply", method = "post", operation_id = "apply")]
     async fn apply(
         &self,
         _auth: UserAuth,
         body: JsonBody<Apply>,
-    ) -> Result<Json<Cluster>, Errors<{ USER | BODY | NOT_FOUND | CONFLICT | UNAVAILABLE }>> {
+    ) -> Result<Json<Cluster>, Errors<{ USER | BODY | NOT_FOUND | CONFLICT | QUOTA | UNAVAILABLE }>> {
         Ok(Json(self.pool.apply(body.0.into()).await?.into()))
     }
 

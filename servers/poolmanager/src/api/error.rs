@@ -43,6 +43,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
+    /// 429: an apply beyond a quota: the user holds as many clusters as one may, or
+    /// the blueprint has as many applied as it allows; releasing one makes room.
+    QuotaExceeded,
     /// 500: the server failed (its store, or a bug); see its log.
     InternalError,
     /// 502: a Docker engine failed.
@@ -63,6 +66,7 @@ impl ErrorCode {
             "forbidden" => ErrorCode::Forbidden,
             "invalid_input" => ErrorCode::InvalidInput,
             "pool_exhausted" => ErrorCode::PoolExhausted,
+            "quota_exceeded" => ErrorCode::QuotaExceeded,
             "unavailable" => ErrorCode::Unavailable,
             "backend_failure" => ErrorCode::BackendFailure,
             _ => ErrorCode::InternalError,
@@ -79,6 +83,7 @@ impl ErrorCode {
             ErrorCode::Conflict | ErrorCode::Stale => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::BackendFailure => StatusCode::BAD_GATEWAY,
             ErrorCode::PoolExhausted | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -187,6 +192,8 @@ pub const UNSUPPORTED_MEDIA_TYPE: u16 = 1 << 6;
 pub const BAD_GATEWAY: u16 = 1 << 7;
 /// 503 `pool_exhausted` or `unavailable`, with `Retry-After`.
 pub const UNAVAILABLE: u16 = 1 << 8;
+/// 429 `quota_exceeded`.
+pub const QUOTA: u16 = 1 << 9;
 
 /// Operations that take the admin token: 401 without a valid token, 403 with the user
 /// token.
@@ -234,6 +241,13 @@ const STATUSES: &[(u16, u16, &str)] = &[
         UNSUPPORTED_MEDIA_TYPE,
         415,
         "The body is not `application/json` (`unsupported_media_type`).",
+    ),
+    (
+        QUOTA,
+        429,
+        "Refused for a quota (`quota_exceeded`): the user holds as many clusters as one \
+         may, or the blueprint has as many applied as it allows; the message names which. \
+         Releasing a cluster makes room.",
     ),
     (BAD_GATEWAY, 502, "The Docker engine failed (`backend_failure`)."),
     (

@@ -197,6 +197,7 @@ mod tests {
                 node: "vp1".into(),
                 port: "rest".into(),
             }),
+            max_applied: None,
             created_at: chrono::Utc::now(),
         }
     }

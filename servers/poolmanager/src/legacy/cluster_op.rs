@@ -39,8 +39,11 @@ pub async fn apply(pool: &Pool, keys: ApplyKeys) -> Result<LegacyCluster, Failur
         ..ApplyRequest::default()
     };
     let cluster = pool.apply(request).await.map_err(|err| match err {
-        // The original's words for "nothing matches", with ours after them.
-        poolcore::Error::PoolExhausted { .. } | poolcore::Error::NotFound { .. } => {
+        // The original's words for "nothing matches" (a quota is one more reason for
+        // it), with ours after them.
+        poolcore::Error::PoolExhausted { .. }
+        | poolcore::Error::NotFound { .. }
+        | poolcore::Error::QuotaExceeded { .. } => {
             Failure::invalid(format!("No available res for {user_id}: {err}"))
         }
         other => other.into(),

@@ -23,6 +23,7 @@ import httpx
 sys.path.insert(0, os.environ["PM_CLIENT_DIR"])
 
 from pool_manager_client import AuthenticatedClient  # noqa: E402
+from pool_manager_client.types import UNSET  # noqa: E402
 from pool_manager_client.api.apply import apply, release  # noqa: E402
 from pool_manager_client.api.blueprints import (  # noqa: E402
     create_blueprint,
@@ -190,6 +191,16 @@ def main():
     bad = NewBlueprint(name="no spaces allowed", nodes=nodes)
     expect_error(create_blueprint.sync_detailed(client=admin, body=bad), HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_INPUT)
     step(f"create_blueprint {bp_name} (400 for a bad name)")
+
+    # A blueprint closed to applies by its quota: 429 quota_exceeded, naming it.
+    closed = create_blueprint.sync(client=admin, body=NewBlueprint(name=f"{bp_name}-closed", nodes=nodes, max_applied=0))
+    assert closed.max_applied == 0, closed
+    response = apply.sync_detailed(client=user, body=Apply(user_id="alice", blueprint=closed.name))
+    expect_error(response, HTTPStatus.TOO_MANY_REQUESTS, ErrorCode.QUOTA_EXCEEDED)
+    assert closed.name in response.parsed.message, response.parsed.message
+    assert blueprint.max_applied is UNSET or blueprint.max_applied is None, "no quota unless given"
+    assert delete_blueprint.sync_detailed(closed.name, client=admin).status_code == HTTPStatus.NO_CONTENT
+    step("create_blueprint with max_applied 0; apply: 429 quota_exceeded")
 
     # 3. Fill (a bodyless POST) and follow the operation.
     started = fill_host.sync(host.id, client=admin)

@@ -217,10 +217,12 @@ def test_create_a_blueprint_from_the_json_editor(page: Page):
     expect(page.locator("#blueprint-json-error")).to_contain_text("The server refused it")
     expect(page.locator("#blueprint-json-error")).to_contain_text("api_port")
     editor.fill(json.dumps({"name": BLUEPRINT, "labels": {"consensus_plugin": "pbft", "size": "2"},
-                            "nodes": nodes, "api_port": "vp0.web"}, indent=2))
+                            "nodes": nodes, "api_port": "vp0.web", "max_applied": 5}, indent=2))
     editor.press("Control+Enter")
     expect(dialog(page)).to_have_count(0)
-    expect(page.locator(f'tr[data-blueprint="{BLUEPRINT}"]')).to_contain_text("vp0, vp1")
+    row = page.locator(f'tr[data-blueprint="{BLUEPRINT}"]')
+    expect(row).to_contain_text("vp0, vp1")
+    expect(row.locator('[data-key="in-use"]')).to_have_text("0 / 5")
     shot(page, "blueprints")
 
 

@@ -121,6 +121,10 @@ pub struct NewBlueprint {
     /// `NODE.PORT` whose URL is a cluster's API URL; the first named port of the first
     /// node that has one when missing. Must name a port of a node.
     pub api_port: Option<Text<PortRefRule>>,
+    /// Most clusters of this blueprint applied at once, over all users; no limit when
+    /// missing. An apply beyond it is 429 `quota_exceeded`, however many are free.
+    #[oai(validator(maximum(value = "1000000")))]
+    pub max_applied: Option<u32>,
 }
 
 impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
@@ -135,6 +139,7 @@ impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
                 .map(TryInto::try_into)
                 .collect::<Result<_, _>>()?,
             api_port: d.api_port.map(|p| p.as_str().parse()).transpose()?,
+            max_applied: d.max_applied,
         })
     }
 }
@@ -151,6 +156,8 @@ pub struct Blueprint {
     pub nodes: Vec<NodeSpec>,
     /// `NODE.PORT` whose URL is a cluster's API URL, when one was chosen.
     pub api_port: Option<String>,
+    /// Most clusters applied at once, when it has a limit.
+    pub max_applied: Option<u32>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -162,6 +169,7 @@ impl From<poolcore::Blueprint> for Blueprint {
             labels: Map::from_pool(b.labels),
             nodes: b.nodes.into_iter().map(Into::into).collect(),
             api_port: b.api_port.map(|p| p.to_string()),
+            max_applied: b.max_applied,
             created_at: b.created_at,
         }
     }
