@@ -86,9 +86,10 @@ PM_BASE_URL=$BASE PM_ADMIN_TOKEN=$ADMIN PM_USER_TOKEN=$USER PM_ENGINE=$POOLMANAG
 
 log "3/3 schemathesis for ${FUZZ_SECONDS}s against a server that may reach simulated engines only"
 # Simulated engines that serve no ports (the fuzzer may ask for 10000 clusters), and a
-# default lease length, so that a renewal without one is accepted as the spec allows.
+# default lease length, so that a renewal without one is accepted as the spec allows;
+# applies wait at most a second, well within the fuzzer's request timeout.
 printf '[sim]\nserve_ports = false\n' >"$WORK/fuzz.toml"
-POOLMANAGER_ENDPOINT_ALLOW='["sim://*"]' POOLMANAGER_DEFAULT_TTL_SECONDS=3600 \
+POOLMANAGER_ENDPOINT_ALLOW='["sim://*"]' POOLMANAGER_DEFAULT_TTL_SECONDS=3600 POOLMANAGER_MAX_APPLY_WAIT_SECONDS=1 \
   start_server fuzz "$WORK/fuzz.toml"
 post /blueprints '{"name": "fuzz", "labels": {"consensus": "pbft"},
   "nodes": [{"name": "vp0", "image": "poolmanager/testnode:latest", "ports": {"web": "80/tcp"}}]}' >/dev/null

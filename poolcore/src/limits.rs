@@ -87,6 +87,8 @@ pub const PEM_MAX: usize = 65_536;
 
 /// Longest lease an apply may ask for, whatever the pool's own maximum: ten years.
 pub const TTL_MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
+/// Longest wait an apply may ask for, in seconds (the pool's own maximum may be lower).
+pub const APPLY_WAIT_MAX_SECONDS: u64 = 3600;
 /// Most items one page of a listing may hold.
 pub const PAGE_MAX: u64 = 1000;
 /// Items on a page when the caller gives no limit.

@@ -32,6 +32,9 @@ pub struct ApplyRequest {
     pub metadata: BTreeMap<String, String>,
     /// Lease length; the pool's default when `None`.
     pub ttl: Option<Duration>,
+    /// How long to wait, in line, for a cluster when none is ready; `None` (or zero) to
+    /// answer at once. At most [`PoolConfig::max_apply_wait`](super::PoolConfig::max_apply_wait).
+    pub wait: Option<Duration>,
 }
 
 /// What to release.
@@ -78,10 +81,17 @@ pub struct Stats {
     pub hosts: Vec<HostStats>,
     /// Per blueprint.
     pub blueprints: Vec<BlueprintStats>,
+    /// Applies waiting for a cluster in this process ([`ApplyRequest::wait`]).
+    pub waiting: u64,
 }
 
 impl Pool {
     /// Hands `req.user_id` a ready cluster, at once, or [`Error::PoolExhausted`].
+    ///
+    /// With `req.wait`, an apply that finds nothing ready waits that long, in line with
+    /// the other applies waiting for the same blueprint and labels (first come, first
+    /// served), and is served as soon as a cluster becomes ready; dropping the future
+    /// leaves the line. See [`WAIT_POLL`](super::WAIT_POLL).
     ///
     /// Without `allow_multiple` the apply is single: a user who holds a cluster of a
     /// matching blueprint gets that one back, and a user who holds a cluster from
@@ -90,7 +100,12 @@ impl Pool {
     #[instrument(skip(self, req), fields(user_id = %req.user_id))]
     pub async fn apply(&self, req: ApplyRequest) -> Result<Cluster> {
         let started = std::time::Instant::now();
-        let (outcome, result) = match self.claim_for(req).await {
+        let claimed = match self.apply_wait(&req) {
+            Ok(None) => self.claim_for(&req).await,
+            Ok(Some(wait)) => self.claim_waiting(&req, wait).await,
+            Err(e) => Err(e),
+        };
+        let (outcome, result) = match claimed {
             Ok((outcome, cluster)) => (outcome, Ok(cluster)),
             Err(e @ Error::PoolExhausted { .. }) => (ApplyOutcome::Exhausted, Err(e)),
             Err(e) => (ApplyOutcome::Refused, Err(e)),
@@ -99,21 +114,63 @@ impl Pool {
         result
     }
 
-    async fn claim_for(&self, req: ApplyRequest) -> Result<(ApplyOutcome, Cluster)> {
+    /// How long `req` may wait: `None` to answer at once; above the pool's maximum is
+    /// [`Error::Invalid`].
+    fn apply_wait(&self, req: &ApplyRequest) -> Result<Option<Duration>> {
+        let wait = req.wait.filter(|w| !w.is_zero());
+        let max = self.config().max_apply_wait;
+        match wait {
+            Some(w) if w > max => Err(Error::invalid(
+                "wait_seconds",
+                format!("{} is above the maximum of {}", w.as_secs(), max.as_secs()),
+            )),
+            _ => Ok(wait),
+        }
+    }
+
+    /// Claims for `req` at once, or waits in line until `wait` has passed.
+    async fn claim_waiting(&self, req: &ApplyRequest, wait: Duration) -> Result<(ApplyOutcome, Cluster)> {
+        match self.claim_for(req).await {
+            Err(Error::PoolExhausted { .. }) => {}
+            other => return other,
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let place = self.inner.waiters.join(req.blueprint.as_deref(), &req.labels);
+        debug!(waiting = self.inner.waiters.waiting(), "waiting for a cluster");
+        let served = place
+            .serve(deadline, || async {
+                match self.claim_for(req).await {
+                    Err(Error::PoolExhausted { .. }) => None,
+                    other => Some(other),
+                }
+            })
+            .await;
+        served.unwrap_or_else(|| {
+            Err(Error::PoolExhausted {
+                wanted: format!(
+                    "{} (waited {} s)",
+                    describe_wanted(req.blueprint.as_deref(), &req.labels),
+                    wait.as_secs_f64()
+                ),
+            })
+        })
+    }
+
+    async fn claim_for(&self, req: &ApplyRequest) -> Result<(ApplyOutcome, Cluster)> {
         req.validate()?;
         let ttl = self.lease_ttl(req.ttl)?;
         let now = Utc::now();
         let expires_at = ttl.map(|ttl| lease_end(now, ttl)).transpose()?;
-        let (blueprints, hosts, catalog) = self.claim_scope(&req).await?;
+        let (blueprints, hosts, catalog) = self.claim_scope(req).await?;
         let blueprint_quotas = blueprints
             .iter()
             .filter_map(|b| Some((b.clone(), *catalog.quotas.get(b)?)))
             .collect();
         let claim = Claim {
-            user_id: req.user_id,
+            user_id: req.user_id.clone(),
             blueprints,
             hosts,
-            metadata: req.metadata,
+            metadata: req.metadata.clone(),
             lease_id: new_id(),
             now,
             expires_at,
@@ -325,6 +382,7 @@ impl Pool {
                     clusters: count(&|c| c.blueprint == b.name),
                 })
                 .collect(),
+            waiting: self.waiting() as u64,
         })
     }
 

@@ -12,6 +12,7 @@ mod hosts;
 mod lifecycle;
 mod operations;
 pub mod reconcile;
+mod wait;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,7 @@ pub use hosts::{HostPatch, NewHost};
 pub use lifecycle::ReconcilerHandle;
 pub use operations::fill_plan;
 pub use reconcile::{decide, ClusterAction, ReconcileConfig, ReconcileReport, RECONCILER_LOCK};
+pub use wait::WAIT_POLL;
 
 /// Tunables of a [`Pool`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +59,9 @@ pub struct PoolConfig {
     /// limit. An apply beyond it is refused with
     /// [`Error::QuotaExceeded`](crate::Error::QuotaExceeded).
     pub max_clusters_per_user: Option<u32>,
+    /// Longest an apply may wait for a cluster when none is ready
+    /// ([`ApplyRequest::wait`]); zero lets no apply wait.
+    pub max_apply_wait: Duration,
 }
 
 impl Default for PoolConfig {
@@ -69,6 +74,7 @@ impl Default for PoolConfig {
             catalog_ttl: Duration::from_secs(1),
             endpoint_policy: crate::EndpointPolicy::default(),
             max_clusters_per_user: None,
+            max_apply_wait: Duration::from_secs(30),
         }
     }
 }
@@ -83,6 +89,12 @@ impl PoolConfig {
     /// With [`PoolConfig::max_clusters_per_user`].
     pub fn with_max_clusters_per_user(mut self, limit: Option<u32>) -> Self {
         self.max_clusters_per_user = limit;
+        self
+    }
+
+    /// With [`PoolConfig::max_apply_wait`].
+    pub fn with_max_apply_wait(mut self, wait: Duration) -> Self {
+        self.max_apply_wait = wait;
         self
     }
 
@@ -152,6 +164,7 @@ impl PoolBuilder {
                 operations: Mutex::default(),
                 probe_failures: Mutex::default(),
                 catalog: catalog::CatalogCache::default(),
+                waiters: wait::Waiters::default(),
                 config: self.config,
             }),
         }
@@ -197,6 +210,8 @@ struct Inner {
     probe_failures: Mutex<HashMap<String, u32>>,
     /// What apply reads of blueprints and hosts, cached.
     catalog: catalog::CatalogCache,
+    /// Applies waiting for a cluster.
+    waiters: wait::Waiters,
     config: PoolConfig,
 }
 
@@ -280,7 +295,19 @@ impl Pool {
         self.inner.events.subscribe()
     }
 
+    /// Applies waiting for a cluster in this process now.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiters.waiting()
+    }
+
     fn emit(&self, event: Event) {
+        // A cluster that became ready, or a host or blueprint that changed, may serve a
+        // waiting apply.
+        if matches!(&event, Event::Cluster(c) if c.status == crate::model::ClusterStatus::Ready)
+            || matches!(&event, Event::Host(_))
+        {
+            self.inner.waiters.wake();
+        }
         // No subscriber is fine: nobody is listening.
         let _ = self.inner.events.send(event);
     }

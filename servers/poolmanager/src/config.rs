@@ -55,6 +55,10 @@ pub struct Config {
     /// Most clusters one user may hold at once, over every blueprint; no limit when
     /// unset. An apply beyond it is 429 `quota_exceeded`.
     pub max_clusters_per_user: Option<u32>,
+    /// Longest an apply may wait for a cluster (its `wait_seconds`) when none is
+    /// ready; 0 lets no apply wait. The idle timeout does not cut a waiting apply: a
+    /// connection with a request in hand is closed only once it is answered.
+    pub max_apply_wait_seconds: u64,
     /// Seconds between reconcile passes (`POOLMANAGER_RECONCILE_INTERVAL`); 0 turns
     /// the reconciler off in `serve`.
     pub reconcile_interval: u64,
@@ -116,6 +120,7 @@ impl Default for Config {
             default_ttl_seconds: None,
             max_ttl_seconds: None,
             max_clusters_per_user: None,
+            max_apply_wait_seconds: 30,
             reconcile_interval: 15,
             reconcile_failed_probes: 3,
             reconcile_transition_timeout: 300,
@@ -151,6 +156,7 @@ impl std::fmt::Debug for Config {
             .field("default_ttl_seconds", &self.default_ttl_seconds)
             .field("max_ttl_seconds", &self.max_ttl_seconds)
             .field("max_clusters_per_user", &self.max_clusters_per_user)
+            .field("max_apply_wait_seconds", &self.max_apply_wait_seconds)
             .field("reconcile_interval", &self.reconcile_interval)
             .field("reconcile_failed_probes", &self.reconcile_failed_probes)
             .field("reconcile_transition_timeout", &self.reconcile_transition_timeout)
@@ -250,6 +256,10 @@ impl Config {
         }
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
+        }
+        let max_wait = poolcore::limits::APPLY_WAIT_MAX_SECONDS;
+        if self.max_apply_wait_seconds > max_wait {
+            return Err(format!("max_apply_wait_seconds must be at most {max_wait}"));
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The real `poolmanager serve` binary against clients that misbehave: slow and idle
 //! connections, too many connections, too many event subscribers; HTTPS with a
-//! certificate reloaded on SIGHUP; and logs that never hold a secret. On the embedded
+//! certificate reloaded on SIGHUP; a waiting apply past the idle timeout and one whose client hangs up; and logs that never hold a secret. On the embedded
 //! SQLite store, no Docker engine needed.
 
 mod common;
@@ -439,6 +439,66 @@ async fn event_subscribers_beyond_the_cap_get_503() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(second);
+}
+
+/// Applies waiting now, from `/stats`.
+async fn waiting(server: &ServeProcess) -> u64 {
+    let (status, stats) = server.admin(reqwest::Method::GET, "/stats", None).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    stats["waiting"].as_u64().expect("stats.waiting")
+}
+
+#[tokio::test]
+async fn a_waiting_apply_outlives_the_idle_timeout_and_leaves_when_its_client_hangs_up() {
+    let _shared = TIMING.read().await;
+    let (server, _dir) = start(&[("POOLMANAGER_IDLE_TIMEOUT_SECONDS", "1")]).await;
+    let blueprint = server.add_blueprint(1).await;
+
+    // A wait longer than the idle timeout is answered, not cut off.
+    let started = Instant::now();
+    let (status, body) = server
+        .user(
+            reqwest::Method::POST,
+            "/apply",
+            Some(serde_json::json!({"user_id": "bob", "blueprint": blueprint, "wait_seconds": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("waited 2 s")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // No host: nothing will ever be ready, so the apply waits its whole 20 s.
+    let body = format!(r#"{{"user_id": "ann", "blueprint": "{blueprint}", "wait_seconds": 20}}"#);
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let request = format!(
+        "POST /api/v1/apply HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {USER}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send apply");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while waiting(&server).await != 1 {
+        assert!(Instant::now() < deadline, "the apply never waited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let hung_up = Instant::now();
+    drop(stream);
+    while waiting(&server).await != 0 {
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(3),
+            "the apply still waits {:?} after its client hung up",
+            hung_up.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 //! acceptor is wrapped: it closes connections beyond the cap as soon as they are
 //! accepted, before reading anything, and hands poem streams that watch their own
 //! bytes to tell when a request head is being read. While one is, reads fail once
-//! the deadline has passed, and hyper closes the connection.
+//! the deadline has passed, and hyper closes the connection. Each connection also tells
+//! its handlers when its client goes away ([`Departures`]).
 
 use std::future::Future;
 use std::io;
@@ -27,6 +28,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use super::departures::{Departure, Departures};
+
 /// How long to wait after a failed accept (out of file descriptors, mostly) before the
 /// next one: the listener keeps failing until a connection closes.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -42,6 +45,7 @@ pub struct GuardedAcceptor {
     header_timeout: Option<Duration>,
     max_connections: usize,
     open: Arc<AtomicUsize>,
+    departures: Departures,
     refused: Throttled,
     failed: Throttled,
 }
@@ -61,9 +65,15 @@ impl GuardedAcceptor {
             header_timeout,
             max_connections,
             open: Arc::default(),
+            departures: Departures::default(),
             refused: Throttled::default(),
             failed: Throttled::default(),
         }
+    }
+
+    /// The tokens that tell handlers their client left.
+    pub fn departures(&self) -> Departures {
+        self.departures.clone()
     }
 
     /// Counts a slot for a new connection, unless `max_connections` are open.
@@ -111,7 +121,11 @@ impl Acceptor for GuardedAcceptor {
                 Some(tls) => (Transport::Handshake(Box::new(tls.accept(stream))), Scheme::HTTPS),
                 None => (Transport::Plain(stream), Scheme::HTTP),
             };
-            return Ok((Conn::new(io, self.header_timeout, slot), local, remote, scheme));
+            let mut conn = Conn::new(io, self.header_timeout, slot);
+            conn.departure = remote
+                .as_socket_addr()
+                .map(|client| self.departures.watch(*client));
+            return Ok((conn, local, remote, scheme));
         }
     }
 }
@@ -152,6 +166,8 @@ pub struct Conn<S = TcpStream> {
     answering: bool,
     /// The client closed its side while an answer was being sent: it left.
     client_left: bool,
+    /// Told when the client closed its end.
+    departure: Option<Departure>,
     _slot: Slot,
 }
 
@@ -166,7 +182,14 @@ impl<S: Stream> AsyncRead for Conn<S> {
                 let bytes = &buf.filled()[before..];
                 // The end of the stream after an answer began: the client left. Before
                 // one, it may just have closed its side and wait for the answer.
-                this.client_left |= room && bytes.is_empty() && this.answering;
+                let ended = room && bytes.is_empty();
+                this.client_left |= ended && this.answering;
+                if ended {
+                    // Nothing more comes: a handler still at work has nobody to answer.
+                    if let Some(departure) = &this.departure {
+                        departure.left();
+                    }
+                }
                 this.answering &= bytes.is_empty();
                 this.head.read(bytes);
             }
@@ -191,6 +214,7 @@ impl<S> Conn<S> {
             head: HeadWatch::new(header_timeout),
             answering: false,
             client_left: false,
+            departure: None,
             _slot: slot,
         }
     }

@@ -3,6 +3,7 @@
 //! subscribers, and an access log without secrets.
 
 mod conn;
+mod departures;
 mod events;
 mod log;
 mod tls;
@@ -16,6 +17,7 @@ use poem::{Endpoint, EndpointExt, Server};
 use tokio::net::TcpSocket;
 
 use self::conn::GuardedAcceptor;
+pub use self::departures::Departures;
 pub use self::events::{EventSlots, LimitEventSubscribers};
 pub use self::log::AccessLog;
 use self::tls::Certificate;
@@ -99,12 +101,14 @@ impl Listening {
     ) -> std::io::Result<()> {
         #[cfg(unix)]
         let reloader = self.certificate.map(tls::reload_on_hangup).transpose()?;
+        let departures = self.acceptor.departures();
         let mut server = Server::new_with_acceptor(self.acceptor);
         if let Some(idle) = self.idle_timeout {
             server = server.idle_timeout(idle);
         }
+        let app = app.data(self.event_slots).data(departures);
         let served = server
-            .run_with_graceful_shutdown(app.data(self.event_slots), shutdown, Some(SHUTDOWN_GRACE))
+            .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
             .await;
         #[cfg(unix)]
         if let Some(reloader) = reloader {

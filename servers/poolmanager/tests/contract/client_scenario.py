@@ -237,6 +237,18 @@ def main():
     expect_error(response, HTTPStatus.SERVICE_UNAVAILABLE, ErrorCode.POOL_EXHAUSTED)
     step(f"apply on an empty pool: 503 pool_exhausted, Retry-After {int(response.headers['retry-after'])}")
 
+    # Waiting on an empty pool: 503 only when the wait has run out; beyond the server's
+    # maximum (30 s by default) it is 400 before anything waits.
+    started_at = time.monotonic()
+    response = apply.sync_detailed(client=user, body=Apply(user_id="carol", blueprint=bp_name, wait_seconds=1))
+    took = time.monotonic() - started_at
+    expect_error(response, HTTPStatus.SERVICE_UNAVAILABLE, ErrorCode.POOL_EXHAUSTED)
+    assert took >= 1 and "waited 1" in response.parsed.message, (took, response.parsed.message)
+    assert int(response.headers["retry-after"]) > 0
+    too_long = apply.sync_detailed(client=user, body=Apply(user_id="carol", blueprint=bp_name, wait_seconds=31))
+    assert "wait_seconds" in expect_error(too_long, HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_INPUT).message
+    step(f"apply with wait_seconds 1 on an empty pool: 503 after {took:.2f} s; 400 for 31")
+
     # 6. Renew; stop and start one node, as the user it is applied to.
     renewed = renew_lease.sync(alice.id, client=user, body=Renewal(ttl_seconds=1200, user_id="alice"))
     assert renewed.expires_at > alice.expires_at
@@ -252,14 +264,35 @@ def main():
     assert started_again.stopped_nodes == [], started_again
     step("renew_lease (403 for another user, 400 without user_id), stop_cluster and start_cluster of vp0")
 
-    # 7. Release: one cluster, then all of a user's.
+    # 7. Release: one cluster, then all of a user's. Dave waits in line meanwhile and is
+    # served the cluster alice gives back, once it is made anew.
+    waited = {}
+
+    def dave_applies():
+        waited["response"] = apply.sync_detailed(client=user, body=Apply(user_id="dave", blueprint=bp_name, wait_seconds=25))
+        waited["at"] = time.monotonic()
+
+    dave_thread = threading.Thread(target=dave_applies)
+    dave_thread.start()
+    deadline = time.time() + 10
+    while get_stats.sync(client=admin).waiting != 1:
+        assert time.time() < deadline, "dave's apply is not waiting"
+        time.sleep(0.05)
     released = release.sync(client=user, body=Release(cluster_id=alice.id, user_id="alice"))
+    released_at = time.monotonic()
     assert released.released == [alice.id]
     expect_error(
         release.sync_detailed(client=user, body=Release(cluster_id=alice.id, user_id="alice")),
         HTTPStatus.CONFLICT,
         ErrorCode.CONFLICT,
     )
+    dave_thread.join(60)
+    dave = waited["response"].parsed
+    assert waited["response"].status_code == HTTPStatus.OK and isinstance(dave, Cluster), waited["response"].content
+    assert dave.id == alice.id and dave.user_id == "dave" and dave.status == ClusterStatus.APPLIED, dave
+    assert get_stats.sync(client=admin).waiting == 0
+    step(f"apply with wait_seconds: dave served alice's cluster {waited['at'] - released_at:.2f} s after its release")
+    assert release.sync(client=user, body=Release(user_id="dave")).released == [dave.id]
     assert release.sync(client=user, body=Release(user_id="bob")).released == [bob.id]
     fresh = wait_cluster(alice.id, lambda c: c.status == ClusterStatus.READY and c.health.value == "ok")
     assert isinstance(fresh, Cluster) and fresh.name == alice.name

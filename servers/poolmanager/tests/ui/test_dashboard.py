@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -327,6 +328,25 @@ def test_the_overview_counts_and_charts_it(page: Page):
     expect(page.locator("svg.chart rect.applied")).to_have_count(1)
     expect(page.locator("table").first).to_contain_text(HOST)
     shot(page, "overview")
+
+
+def test_the_overview_shows_an_apply_waiting_in_line(page: Page, server):
+    # Labels no blueprint carries: nothing can serve it, so it waits its time out.
+    answer = {}
+    waiter = threading.Thread(target=lambda: answer.update(result=server.api("POST", "/apply", {
+        "user_id": USER + "-w", "blueprint": BLUEPRINT, "labels": {"zone": "nowhere"}, "wait_seconds": 8})))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while server.api("GET", "/stats")[1]["waiting"] != 1:
+        assert time.monotonic() < deadline, "the apply did not start waiting"
+        time.sleep(0.05)
+    page.click("#nav >> text=Hosts")
+    page.click("#nav >> text=Overview")
+    expect(page.locator("[data-key=waiting]")).to_have_text("1")
+    waiter.join(15)
+    status, body = answer["result"]
+    assert status == 503 and body["code"] == "pool_exhausted", body
+    assert "waited 8" in body["message"], body
 
 
 def test_edit_a_host_checks_the_fields_first(page: Page):

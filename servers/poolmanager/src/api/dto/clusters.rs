@@ -196,6 +196,9 @@ pub struct NodeTarget {
 /// Lease length in seconds.
 pub type Ttl = Bounded<1, { limits::TTL_MAX_SECONDS }>;
 
+/// Seconds an apply may wait for a cluster.
+pub type WaitSeconds = Bounded<0, { limits::APPLY_WAIT_MAX_SECONDS }>;
+
 /// A lease renewal.
 #[derive(Debug, Clone, Default, Object)]
 #[oai(rename = "Renewal", deny_unknown_fields)]
@@ -237,6 +240,11 @@ pub struct Apply {
     /// Lease length in seconds; the server's default when missing. At most the
     /// server's maximum.
     pub ttl_seconds: Option<Ttl>,
+    /// When nothing matching is ready, wait up to this many seconds, in line with the
+    /// other applies waiting for the same (first come, first served), instead of
+    /// answering 503 at once; 0 or missing answers at once. At most the server's
+    /// `max_apply_wait_seconds` (400 above it).
+    pub wait_seconds: Option<WaitSeconds>,
 }
 
 impl From<Apply> for poolcore::ApplyRequest {
@@ -248,6 +256,7 @@ impl From<Apply> for poolcore::ApplyRequest {
             allow_multiple: d.allow_multiple,
             metadata: d.metadata.map(Map::into_inner).unwrap_or_default(),
             ttl: d.ttl_seconds.map(|t| Duration::from_secs(t.get())),
+            wait: d.wait_seconds.map(|w| Duration::from_secs(w.get())),
         }
     }
 }

@@ -247,6 +247,8 @@ pub struct Stats {
     pub hosts: Vec<HostStats>,
     /// Per blueprint, by name.
     pub blueprints: Vec<BlueprintStats>,
+    /// Applies waiting for a cluster (`wait_seconds`) on this server now.
+    pub waiting: u64,
 }
 
 impl From<poolcore::Stats> for Stats {
@@ -273,6 +275,7 @@ impl From<poolcore::Stats> for Stats {
                     clusters: b.clusters.into(),
                 })
                 .collect(),
+            waiting: s.waiting,
         }
     }
 }
