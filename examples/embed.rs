@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }],
         api_port: None,
         max_applied: None,
+        buffer: Default::default(),
     };
     if pool.blueprint("demo").await.is_err() {
         pool.create_blueprint(blueprint).await?;

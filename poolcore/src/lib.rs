@@ -49,14 +49,15 @@ pub use error::{BoxError, Error, Result};
 pub use events::Event;
 pub use memory::MemStore;
 pub use model::{
-    Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort, ClusterSortKey,
-    ClusterStatus, Deployment, EngineFacts, EngineTls, Health, HealthCheck, Host, HostKind, HostStatus,
-    Labels, LeaseActivity, LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation,
-    OperationFilter, OperationKind, OperationStatus, Page, Pem, PortRef, PortSpec, Protocol, ReleaseReason,
-    ServiceUrls,
+    Blueprint, BufferCounts, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort,
+    ClusterSortKey, ClusterStatus, Deployment, EngineFacts, EngineTls, Health, HealthCheck, Host, HostKind,
+    HostStatus, Labels, LeaseActivity, LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation,
+    OperationFilter, OperationKind, OperationStatus, Page, Pem, PortRef, PortSpec, Protocol, ReadyBuffer,
+    ReleaseReason, ServiceUrls,
 };
 pub use pool::{
-    Actor, ApplyRequest, BlueprintStats, HostPatch, HostStats, NewBlueprint, NewHost, NodeAction, Pool,
-    PoolBuilder, PoolConfig, ReconcileConfig, ReconcileReport, ReconcilerHandle, ReleaseTarget, Stats,
+    Actor, ApplyRequest, BlueprintPatch, BlueprintStats, HostPatch, HostStats, NewBlueprint, NewHost,
+    NodeAction, Pool, PoolBuilder, PoolConfig, ReconcileConfig, ReconcileReport, ReconcilerHandle,
+    ReleaseTarget, Stats,
 };
 pub use store::Store;

@@ -82,6 +82,11 @@ pub const ADDRESS_PATTERN: &str = "^[A-Za-z0-9.:-]{1,253}$";
 pub const LOG_OPTIONS_MAX: usize = 16;
 /// Largest capacity a host may be given.
 pub const CAPACITY_MAX: u32 = 10_000;
+/// Most free clusters a blueprint may keep ready (`min_ready`), and most it may have
+/// (`max_total`, `max_applied`).
+pub const BUFFER_MAX: u32 = 1_000_000;
+/// Highest `min_ready_percent`: ten free clusters for each applied one.
+pub const READY_PERCENT_MAX: u32 = 1000;
 /// Longest PEM document given inline for a host's TLS.
 pub const PEM_MAX: usize = 65_536;
 

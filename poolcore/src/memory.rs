@@ -160,6 +160,16 @@ impl Store for MemStore {
         Ok(page_of(s.blueprints.values().collect(), page))
     }
 
+    async fn update_blueprint_policies(&self, blueprint: &Blueprint) -> Result<bool> {
+        let mut s = self.state();
+        let Some(stored) = s.blueprints.get_mut(&blueprint.name) else {
+            return Ok(false);
+        };
+        stored.max_applied = blueprint.max_applied;
+        stored.buffer = blueprint.buffer;
+        Ok(true)
+    }
+
     async fn delete_blueprint(&self, name: &str) -> Result<bool> {
         Ok(self.state().blueprints.remove(name).is_some())
     }

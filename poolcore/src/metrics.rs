@@ -100,6 +100,7 @@ pub(crate) fn reconcile_pass(report: &ReconcileReport, took: Duration) {
         ("resumed", report.resumed),
         ("orphan_removed", report.orphans_removed),
         ("created", report.created),
+        ("trimmed", report.trimmed),
         ("operation_interrupted", report.operations_interrupted),
     ] {
         if n > 0 {

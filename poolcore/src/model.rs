@@ -436,8 +436,118 @@ pub struct Blueprint {
     /// are free.
     #[serde(default)]
     pub max_applied: Option<u32>,
+    /// The free clusters it keeps ready, and the most it has in all.
+    #[serde(default)]
+    pub buffer: ReadyBuffer,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+}
+
+/// How many free clusters a blueprint keeps ready, and how many it has at most.
+///
+/// Without a target (`min_ready`, `min_ready_percent`) a blueprint takes whatever room
+/// autofill hosts have, shared evenly with the others; with one, the pool keeps that
+/// many free clusters of it (ready, or being made) within the hosts' capacity, making
+/// more as applies take them and removing the surplus. `max_total` caps its clusters,
+/// free and applied, either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyBuffer {
+    /// Free clusters to keep, at least.
+    #[serde(default)]
+    pub min_ready: Option<u32>,
+    /// Free clusters to keep as a percentage of the applied ones, rounded up, when that
+    /// is more than `min_ready`: 50 keeps one free for every two applied.
+    #[serde(default)]
+    pub min_ready_percent: Option<u32>,
+    /// Most clusters of the blueprint, free and applied together.
+    #[serde(default)]
+    pub max_total: Option<u32>,
+}
+
+impl ReadyBuffer {
+    /// True when the blueprint has a target of free clusters.
+    pub fn has_target(&self) -> bool {
+        self.min_ready.is_some() || self.min_ready_percent.is_some()
+    }
+
+    /// True when the buffer limits what is made: a target, or `max_total`.
+    pub fn limits(&self) -> bool {
+        self.has_target() || self.max_total.is_some()
+    }
+
+    /// The free clusters to keep when `applied` are applied (`max_total` included);
+    /// `None` without a target.
+    pub fn target(&self, applied: u64) -> Option<u64> {
+        if !self.has_target() {
+            return None;
+        }
+        let share = self
+            .min_ready_percent
+            .map_or(0, |p| (applied * u64::from(p)).div_ceil(100));
+        let wanted = share.max(self.min_ready.map_or(0, u64::from));
+        Some(match self.max_total {
+            Some(max) => wanted.min(u64::from(max).saturating_sub(applied)),
+            None => wanted,
+        })
+    }
+
+    /// How many more clusters may be made given the blueprint's `counts`; `None` for
+    /// as many as there is room for.
+    pub fn room(&self, counts: BufferCounts) -> Option<u64> {
+        let by_total = self
+            .max_total
+            .map(|max| u64::from(max).saturating_sub(counts.total()));
+        match self.target(counts.applied) {
+            Some(target) => {
+                let short = target.saturating_sub(counts.free);
+                Some(by_total.map_or(short, |t| t.min(short)))
+            }
+            None => by_total,
+        }
+    }
+
+    /// How many free clusters are beyond the target or `max_total`, to remove.
+    pub fn surplus(&self, counts: BufferCounts) -> u64 {
+        let over_target = self
+            .target(counts.applied)
+            .map_or(0, |target| counts.free.saturating_sub(target));
+        let over_total = self
+            .max_total
+            .map_or(0, |max| counts.total().saturating_sub(u64::from(max)));
+        over_target.max(over_total).min(counts.free)
+    }
+}
+
+/// A blueprint's clusters as its [`ReadyBuffer`] counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferCounts {
+    /// Free or on their way to be: `creating`, `ready`, `releasing` (made anew after)
+    /// and `failed` (tried again).
+    pub free: u64,
+    /// `applied`.
+    pub applied: u64,
+    /// `stopped` by an operator: neither free nor applied, but counted in the total.
+    pub stopped: u64,
+}
+
+impl BufferCounts {
+    /// Counts `count` clusters in `status`.
+    pub fn add(&mut self, status: ClusterStatus, count: u64) {
+        match status {
+            ClusterStatus::Creating
+            | ClusterStatus::Ready
+            | ClusterStatus::Releasing
+            | ClusterStatus::Failed => self.free += count,
+            ClusterStatus::Applied => self.applied += count,
+            ClusterStatus::Stopped => self.stopped += count,
+            ClusterStatus::Deleting => {}
+        }
+    }
+
+    /// Every cluster but those being deleted.
+    pub fn total(&self) -> u64 {
+        self.free + self.applied + self.stopped
+    }
 }
 
 impl Blueprint {
@@ -1130,10 +1240,66 @@ mod tests {
             nodes: vec![],
             api_port: None,
             max_applied: None,
+            buffer: ReadyBuffer::default(),
             created_at: Utc::now(),
         };
         assert!(bp.matches(&Labels::new()));
         assert!(bp.matches(&[("size".into(), "4".into())].into()));
         assert!(!bp.matches(&[("size".into(), "1".into())].into()));
+    }
+
+    #[test]
+    fn a_ready_buffer_keeps_its_target_within_its_total() {
+        let counts = |free, applied| BufferCounts {
+            free,
+            applied,
+            stopped: 0,
+        };
+        let none = ReadyBuffer::default();
+        assert_eq!(
+            (
+                none.target(5),
+                none.room(counts(0, 5)),
+                none.surplus(counts(9, 5))
+            ),
+            (None, None, 0)
+        );
+
+        let fixed = ReadyBuffer {
+            min_ready: Some(3),
+            ..ReadyBuffer::default()
+        };
+        assert_eq!(fixed.room(counts(1, 10)), Some(2));
+        assert_eq!(fixed.surplus(counts(5, 10)), 2);
+
+        // The larger of the two targets, the share rounded up.
+        let share = ReadyBuffer {
+            min_ready: Some(2),
+            min_ready_percent: Some(50),
+            max_total: None,
+        };
+        assert_eq!(
+            (share.target(1), share.target(5), share.target(10)),
+            (Some(2), Some(3), Some(5))
+        );
+
+        // The total caps both what is made and what is kept.
+        let capped = ReadyBuffer {
+            min_ready: Some(4),
+            max_total: Some(6),
+            ..ReadyBuffer::default()
+        };
+        assert_eq!(capped.target(4), Some(2));
+        assert_eq!(capped.room(counts(1, 4)), Some(1));
+        assert_eq!(capped.room(counts(2, 5)), Some(0));
+        assert_eq!(capped.surplus(counts(3, 4)), 1);
+        let only_total = ReadyBuffer {
+            max_total: Some(3),
+            ..ReadyBuffer::default()
+        };
+        assert_eq!(
+            (only_total.room(counts(1, 1)), only_total.surplus(counts(3, 2))),
+            (Some(1), 2)
+        );
     }
 }

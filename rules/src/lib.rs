@@ -181,6 +181,7 @@ pub fn new_blueprint(name: &str, labels: &[(&str, &str)]) -> NewBlueprint {
         nodes: vec![node("vp0")],
         api_port: None,
         max_applied: None,
+        buffer: Default::default(),
     }
 }
 

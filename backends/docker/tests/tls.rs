@@ -48,6 +48,7 @@ async fn clusters_are_made_and_removed_over_tls() {
         nodes: vec![node],
         api_port: None,
         max_applied: None,
+        buffer: Default::default(),
         created_at: Utc::now(),
     };
     let cluster = Cluster::new("tls", &blueprint.name, &host.id);

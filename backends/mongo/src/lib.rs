@@ -26,6 +26,7 @@
 //!     nodes: vec![],
 //!     api_port: None,
 //!     max_applied: None,
+//!     buffer: Default::default(),
 //!     created_at: Utc::now(),
 //! };
 //! store.insert_blueprint(&blueprint).await?;

@@ -107,6 +107,29 @@ impl Store for MongoStore {
         .await
     }
 
+    /// One round trip.
+    async fn update_blueprint_policies(&self, blueprint: &Blueprint) -> Result<bool> {
+        run("update blueprint", async {
+            // Encoded as a whole blueprint is, then only its policies kept.
+            let encoded = encode(&documents::BLUEPRINT, blueprint)?;
+            let policies: Document = ["max_applied", "buffer"]
+                .into_iter()
+                .map(|key| {
+                    (
+                        key.to_owned(),
+                        encoded.get(key).cloned().unwrap_or(bson::Bson::Null),
+                    )
+                })
+                .collect();
+            let updated = self
+                .blueprints
+                .update_one(doc! {"_id": &blueprint.name}, doc! {"$set": policies})
+                .await?;
+            Ok(updated.matched_count > 0)
+        })
+        .await
+    }
+
     async fn delete_blueprint(&self, name: &str) -> Result<bool> {
         run("delete blueprint", self.delete(&self.blueprints, name)).await
     }

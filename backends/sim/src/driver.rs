@@ -222,6 +222,7 @@ mod tests {
             nodes: names.iter().map(node).collect(),
             api_port: None,
             max_applied: None,
+            buffer: Default::default(),
             created_at: Utc::now(),
         }
     }

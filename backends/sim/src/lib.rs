@@ -39,6 +39,7 @@
 //!     nodes: vec![node],
 //!     api_port: None,
 //!     max_applied: None,
+//!     buffer: Default::default(),
 //! };
 //! pool.create_blueprint(blueprint).await?;
 //! let host = NewHost { kind: HostKind::Sim, ..NewHost::docker("demo", "sim://demo", 2) };

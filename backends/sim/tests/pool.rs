@@ -45,6 +45,7 @@ async fn the_pool_fills_hands_out_repairs_and_recycles_sim_clusters() {
         nodes: vec![node("vp0"), node("vp1")],
         api_port: None,
         max_applied: None,
+        buffer: Default::default(),
     };
     pool.create_blueprint(blueprint).await.unwrap();
     let new_host = NewHost {

@@ -7,7 +7,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use poolcore::{Blueprint, Cluster, Error, Host, LeaseRecord, Listing, Operation, Page};
+use poolcore::{Blueprint, Cluster, Error, Host, LeaseRecord, Listing, Operation, Page, ReadyBuffer};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToSql};
 use serde::de::DeserializeOwned;
@@ -246,7 +246,8 @@ pub(crate) fn host_version(conn: &Connection, id: &str) -> rusqlite::Result<Opti
 // ---------------------------------------------------------------------------------
 // Blueprints
 
-pub(crate) const BLUEPRINT_COLUMNS: &str = "name, labels, nodes, api_port, max_applied, created_at";
+pub(crate) const BLUEPRINT_COLUMNS: &str =
+    "name, labels, nodes, api_port, max_applied, min_ready, min_ready_percent, max_total, created_at";
 
 pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
     Ok(Blueprint {
@@ -255,14 +256,20 @@ pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
         nodes: get_json(row, "nodes")?,
         api_port: get_opt_parsed(row, "api_port")?,
         max_applied: row.get("max_applied")?,
+        buffer: ReadyBuffer {
+            min_ready: row.get("min_ready")?,
+            min_ready_percent: row.get("min_ready_percent")?,
+            max_total: row.get("max_total")?,
+        },
         created_at: get_time(row, "created_at")?,
     })
 }
 
 pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), SqliteError> {
     conn.prepare_cached(
-        "INSERT INTO blueprints (name, labels, nodes, api_port, max_applied, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO blueprints \
+         (name, labels, nodes, api_port, max_applied, min_ready, min_ready_percent, max_total, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         bp.name,
@@ -270,10 +277,30 @@ pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), 
         json(&bp.nodes)?,
         bp.api_port.as_ref().map(ToString::to_string),
         bp.max_applied,
+        bp.buffer.min_ready,
+        bp.buffer.min_ready_percent,
+        bp.buffer.max_total,
         time(&bp.created_at)
     ])
     .map_err(|e| conflict_on_constraint(e, || format!("blueprint {:?} exists", bp.name)))?;
     Ok(())
+}
+
+/// Writes the policies of `bp` over the stored blueprint's; whether there was one.
+pub(crate) fn update_blueprint_policies(conn: &Connection, bp: &Blueprint) -> Result<bool, SqliteError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE blueprints SET max_applied = ?2, min_ready = ?3, min_ready_percent = ?4, max_total = ?5 \
+             WHERE name = ?1",
+        )?
+        .execute(params![
+            bp.name,
+            bp.max_applied,
+            bp.buffer.min_ready,
+            bp.buffer.min_ready_percent,
+            bp.buffer.max_total
+        ])?;
+    Ok(changed > 0)
 }
 
 // ---------------------------------------------------------------------------------

@@ -191,6 +191,13 @@ DROP INDEX clusters_host;
 -- Most clusters of a blueprint applied at once; NULL for no limit.
 ALTER TABLE blueprints ADD COLUMN max_applied INTEGER;
 "#,
+    r#"
+-- A blueprint's ready buffer: free clusters to keep (a number, a share of the applied
+-- ones) and the most clusters in all; NULL for none.
+ALTER TABLE blueprints ADD COLUMN min_ready INTEGER;
+ALTER TABLE blueprints ADD COLUMN min_ready_percent INTEGER;
+ALTER TABLE blueprints ADD COLUMN max_total INTEGER;
+"#,
 ];
 
 /// The schema version this code writes and reads.

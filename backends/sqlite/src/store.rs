@@ -22,9 +22,9 @@ use crate::error::{conflict_on_constraint, SqliteError};
 use crate::rows::{
     blueprint_from_row, cluster_from_row, count, host_from_row, host_values, host_version, insert_blueprint,
     insert_lease, json, lease_field_values, lease_from_row, list_page, named, operation_from_row,
-    put_operation, select_cluster, select_page, time, write_cluster, BLUEPRINT_COLUMNS, CLAIM_CLUSTER,
-    CLUSTER_COLUMNS, HOST_COLUMNS, INSERT_HOST, LEASE_COLUMNS, OPERATION_COLUMNS, RELEASE_CLUSTER,
-    UPDATE_HOST,
+    put_operation, select_cluster, select_page, time, update_blueprint_policies, write_cluster,
+    BLUEPRINT_COLUMNS, CLAIM_CLUSTER, CLUSTER_COLUMNS, HOST_COLUMNS, INSERT_HOST, LEASE_COLUMNS,
+    OPERATION_COLUMNS, RELEASE_CLUSTER, UPDATE_HOST,
 };
 
 /// Picks the cluster a new claim takes: ready, healthy, of a wanted blueprint on a
@@ -370,6 +370,14 @@ impl Store for SqliteStore {
                 page,
                 blueprint_from_row,
             )
+        })
+        .await
+    }
+
+    async fn update_blueprint_policies(&self, blueprint: &Blueprint) -> Result<bool> {
+        let blueprint = blueprint.clone();
+        self.write("update blueprint", move |conn| {
+            update_blueprint_policies(conn, &blueprint)
         })
         .await
     }

@@ -937,6 +937,7 @@ fn blueprint(nodes: Vec<NodeSpec>) -> Blueprint {
         nodes,
         api_port: None,
         max_applied: None,
+        buffer: Default::default(),
         created_at: Utc::now(),
     }
 }

@@ -19,7 +19,7 @@ use crate::model::{
     new_id, Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort,
     ClusterSortKey, ClusterStatus, Deployment, EngineFacts, Health, Host, HostKind, HostStatus, Labels,
     LeaseActivity, NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus,
-    Page, PortRef, Quota, ReleaseReason,
+    Page, PortRef, Quota, ReadyBuffer, ReleaseReason,
 };
 use crate::{Error, Store};
 
@@ -30,6 +30,7 @@ pub async fn run_all(store: &dyn Store) {
     host_updates_are_conditional(store).await;
     hosts_and_blueprints_page(store).await;
     blueprints_round_trip(store).await;
+    blueprint_policies_update_alone(store).await;
     clusters_round_trip(store).await;
     cluster_updates_are_conditional(store).await;
     cluster_deletes_are_conditional(store).await;
@@ -107,6 +108,7 @@ pub fn sample_blueprint() -> Blueprint {
         }],
         api_port: None,
         max_applied: None,
+        buffer: Default::default(),
         created_at: Utc::now(),
     }
 }
@@ -397,6 +399,55 @@ pub async fn blueprints_round_trip(store: &dyn Store) {
     assert!(store.delete_blueprint(&bp.name).await.expect("delete"));
     assert!(!store.delete_blueprint(&bp.name).await.expect("delete again"));
     assert!(store.get_blueprint(&bp.name).await.expect("get").is_none());
+}
+
+/// A blueprint's policies (quota, ready buffer) read back as written, and change
+/// alone: its nodes and labels stay; an unknown blueprint is not written.
+pub async fn blueprint_policies_update_alone(store: &dyn Store) {
+    let mut bp = sample_blueprint();
+    bp.buffer = ReadyBuffer {
+        min_ready: Some(2),
+        min_ready_percent: Some(50),
+        max_total: Some(9),
+    };
+    store.insert_blueprint(&bp).await.expect("insert blueprint");
+    let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
+    assert_eq!(got.buffer, bp.buffer, "the buffer reads back");
+
+    let mut changed = bp.clone();
+    changed.max_applied = Some(3);
+    changed.buffer = ReadyBuffer {
+        min_ready: None,
+        min_ready_percent: Some(10),
+        max_total: None,
+    };
+    changed.nodes.clear();
+    changed.labels.clear();
+    assert!(store.update_blueprint_policies(&changed).await.expect("update"));
+    let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
+    assert_eq!(
+        (got.max_applied, got.buffer),
+        (changed.max_applied, changed.buffer)
+    );
+    assert_eq!(
+        (got.nodes, got.labels),
+        (bp.nodes.clone(), bp.labels.clone()),
+        "only policies change"
+    );
+    let listed = store.list_blueprints(Page::ALL).await.expect("list").items;
+    let listed = listed.iter().find(|b| b.name == bp.name).expect("listed");
+    assert_eq!(listed.buffer, changed.buffer, "a listing reads the same");
+
+    let unknown = Blueprint {
+        name: unique("nope"),
+        ..changed.clone()
+    };
+    assert!(!store
+        .update_blueprint_policies(&unknown)
+        .await
+        .expect("update unknown"));
+    assert!(store.get_blueprint(&unknown.name).await.expect("get").is_none());
+    assert!(store.delete_blueprint(&bp.name).await.expect("delete"));
 }
 
 /// Clusters read back whole; names and ids are unique.

@@ -68,6 +68,9 @@ pub struct BlueprintStats {
     pub name: String,
     /// Cluster count by status.
     pub clusters: BTreeMap<ClusterStatus, u64>,
+    /// Free clusters its ready buffer wants now ([`ReadyBuffer::target`](crate::ReadyBuffer::target)); `None`
+    /// without a target.
+    pub ready_target: Option<u64>,
 }
 
 /// What the pool holds.
@@ -182,6 +185,9 @@ impl Pool {
             ClaimOutcome::Claimed(cluster) => {
                 info!(cluster_id = %cluster.id, "cluster applied");
                 self.emit(Event::Applied(cluster.clone()));
+                if catalog.buffered.contains(&cluster.blueprint) {
+                    self.request_top_up();
+                }
                 Ok((ApplyOutcome::Served, cluster))
             }
             ClaimOutcome::Held(cluster) => {
@@ -193,9 +199,14 @@ impl Pool {
                  release it first, or apply with allow_multiple",
                 claim.user_id, cluster.name, cluster.blueprint
             ))),
-            ClaimOutcome::Exhausted => Err(Error::PoolExhausted {
-                wanted: describe_wanted(req.blueprint.as_deref(), &req.labels),
-            }),
+            ClaimOutcome::Exhausted => {
+                if claim.blueprints.iter().any(|b| catalog.buffered.contains(b)) {
+                    self.request_top_up();
+                }
+                Err(Error::PoolExhausted {
+                    wanted: describe_wanted(req.blueprint.as_deref(), &req.labels),
+                })
+            }
             ClaimOutcome::QuotaExceeded(quota) => Err(Error::QuotaExceeded {
                 quota: quota.kind(),
                 message: format!("{quota}; release one first"),
@@ -377,9 +388,14 @@ impl Pool {
                 .collect(),
             blueprints: blueprints
                 .iter()
-                .map(|b| BlueprintStats {
-                    name: b.name.clone(),
-                    clusters: count(&|c| c.blueprint == b.name),
+                .map(|b| {
+                    let clusters = count(&|c| c.blueprint == b.name);
+                    let applied = clusters.get(&ClusterStatus::Applied).copied().unwrap_or(0);
+                    BlueprintStats {
+                        name: b.name.clone(),
+                        ready_target: b.buffer.target(applied),
+                        clusters,
+                    }
                 })
                 .collect(),
             waiting: self.waiting() as u64,

@@ -8,7 +8,7 @@ use tracing::{info, instrument};
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::model::{Blueprint, ClusterFilter, Labels, Listing, NodeSpec, Page, PortRef};
+use crate::model::{Blueprint, ClusterFilter, Labels, Listing, NodeSpec, Page, PortRef, ReadyBuffer};
 
 /// What an operator gives to add a blueprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct NewBlueprint {
     pub api_port: Option<PortRef>,
     /// Most clusters applied at once; see [`Blueprint::max_applied`].
     pub max_applied: Option<u32>,
+    /// The free clusters to keep ready; see [`Blueprint::buffer`].
+    pub buffer: ReadyBuffer,
 }
 
 impl NewBlueprint {
@@ -50,6 +52,7 @@ impl NewBlueprint {
                 ));
             }
         }
+        validate_policies(self.max_applied, &self.buffer)?;
         if let Some(at) = &self.api_port {
             let known = self
                 .nodes
@@ -67,6 +70,66 @@ impl NewBlueprint {
         }
         Ok(())
     }
+}
+
+/// What an operator changes of a blueprint's policies; `None` leaves one as it is,
+/// `Some(None)` removes it. The nodes, labels and ports of a blueprint never change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlueprintPatch {
+    /// New [`Blueprint::max_applied`].
+    pub max_applied: Option<Option<u32>>,
+    /// New [`ReadyBuffer::min_ready`].
+    pub min_ready: Option<Option<u32>>,
+    /// New [`ReadyBuffer::min_ready_percent`].
+    pub min_ready_percent: Option<Option<u32>>,
+    /// New [`ReadyBuffer::max_total`].
+    pub max_total: Option<Option<u32>>,
+}
+
+impl BlueprintPatch {
+    fn apply_to(&self, blueprint: &mut Blueprint) {
+        let set = |field: &mut Option<u32>, new: Option<Option<u32>>| {
+            if let Some(new) = new {
+                *field = new;
+            }
+        };
+        set(&mut blueprint.max_applied, self.max_applied);
+        set(&mut blueprint.buffer.min_ready, self.min_ready);
+        set(&mut blueprint.buffer.min_ready_percent, self.min_ready_percent);
+        set(&mut blueprint.buffer.max_total, self.max_total);
+    }
+}
+
+/// Checks a blueprint's quota and ready buffer: each within its limit, and a target
+/// no larger than the total allowed.
+fn validate_policies(max_applied: Option<u32>, buffer: &ReadyBuffer) -> Result<()> {
+    let most = u64::from(limits::BUFFER_MAX);
+    for (field, value) in [
+        ("max_applied", max_applied),
+        ("min_ready", buffer.min_ready),
+        ("max_total", buffer.max_total),
+    ] {
+        if let Some(value) = value {
+            limits::check_range(field, u64::from(value), 0, most)?;
+        }
+    }
+    if let Some(percent) = buffer.min_ready_percent {
+        limits::check_range(
+            "min_ready_percent",
+            u64::from(percent),
+            0,
+            u64::from(limits::READY_PERCENT_MAX),
+        )?;
+    }
+    if let (Some(min), Some(max)) = (buffer.min_ready, buffer.max_total) {
+        if min > max {
+            return Err(Error::invalid(
+                "min_ready",
+                format!("{min} is above max_total ({max}): the pool could never hold it"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_node(node: &NodeSpec) -> Result<()> {
@@ -127,6 +190,7 @@ impl Pool {
             nodes: new.nodes,
             api_port: new.api_port,
             max_applied: new.max_applied,
+            buffer: new.buffer,
             created_at: Utc::now(),
         };
         self.store().insert_blueprint(&blueprint).await?;
@@ -137,6 +201,24 @@ impl Pool {
                 self.autofill(&host).await;
             }
         }
+        Ok(blueprint)
+    }
+
+    /// Changes the policies of the blueprint `name` (its quota and ready buffer); the
+    /// next reconcile pass, or the next apply, makes or removes free clusters to
+    /// match. An unknown blueprint is [`Error::NotFound`], a bad value
+    /// [`Error::Invalid`] (nothing changed).
+    #[instrument(skip(self, patch))]
+    pub async fn update_blueprint(&self, name: &str, patch: BlueprintPatch) -> Result<Blueprint> {
+        let mut blueprint = self.blueprint(name).await?;
+        patch.apply_to(&mut blueprint);
+        validate_policies(blueprint.max_applied, &blueprint.buffer)?;
+        if !self.store().update_blueprint_policies(&blueprint).await? {
+            return Err(Error::not_found("blueprint", limits::quoted(name)));
+        }
+        self.inner.catalog.invalidate();
+        info!(buffer = ?blueprint.buffer, max_applied = ?blueprint.max_applied, "blueprint policies changed");
+        self.hold_buffers().await;
         Ok(blueprint)
     }
 

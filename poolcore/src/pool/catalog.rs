@@ -7,7 +7,7 @@
 //! takes to be seen. Loads are single-flight: of many applies that find it stale, one
 //! reads the store and the others wait for that read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -26,6 +26,10 @@ pub(super) struct Catalog {
     /// [`Blueprint::max_applied`](crate::Blueprint::max_applied) of the blueprints
     /// that have one.
     pub quotas: BTreeMap<String, u32>,
+    /// The blueprints whose [`ReadyBuffer`](crate::ReadyBuffer) limits what is made.
+    pub limited: BTreeSet<String>,
+    /// Those of them with a target of free clusters, which an apply tops up.
+    pub buffered: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -106,6 +110,16 @@ impl Pool {
             .iter()
             .filter_map(|b| Some((b.name.clone(), b.max_applied?)))
             .collect();
+        let limited = listed
+            .iter()
+            .filter(|b| b.buffer.limits())
+            .map(|b| b.name.clone())
+            .collect();
+        let buffered = listed
+            .iter()
+            .filter(|b| b.buffer.has_target())
+            .map(|b| b.name.clone())
+            .collect();
         let mut blueprints: Vec<(String, Labels)> = listed.into_iter().map(|b| (b.name, b.labels)).collect();
         blueprints.sort_by(|a, b| a.0.cmp(&b.0));
         let schedulable_hosts = self
@@ -121,6 +135,8 @@ impl Pool {
             blueprints,
             schedulable_hosts,
             quotas,
+            limited,
+            buffered,
         });
         cache.keep(&catalog, generation, loaded);
         Ok(catalog)

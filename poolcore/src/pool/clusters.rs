@@ -142,6 +142,11 @@ impl Pool {
         let removed = self.driver(&host)?.delete_cluster(&cluster.id).await;
         metrics::cluster_deleted(removed.is_ok(), started.elapsed());
         removed?;
+        self.forget_cluster(cluster).await
+    }
+
+    /// Removes the record of a cluster whose engine objects are gone.
+    async fn forget_cluster(&self, cluster: &Cluster) -> Result<()> {
         self.store().delete_cluster(&cluster.id, cluster.version).await?;
         info!(cluster_id = %cluster.id, "cluster deleted");
         self.emit(Event::ClusterDeleted {
@@ -322,6 +327,11 @@ impl Pool {
         let _slot = self.host_slot(&cluster.host_id).await?;
         let host = self.host(&cluster.host_id).await?;
         self.driver(&host)?.delete_cluster(&cluster.id).await?;
+        if let Some(gone) = self.retire_beyond_buffer(&cluster).await? {
+            // Its blueprint has more free clusters than its buffer wants: gone for good.
+            self.forget_cluster(&gone).await?;
+            return Ok(gone);
+        }
         let mut fresh = cluster;
         fresh.status = ClusterStatus::Creating;
         fresh.status_reason = None;

@@ -6,6 +6,7 @@
 
 mod apply;
 mod blueprints;
+mod buffer;
 mod catalog;
 mod clusters;
 mod hosts;
@@ -29,11 +30,11 @@ use crate::model::{Cluster, EngineTls, Host, HostKind, LogConfig};
 use crate::store::Store;
 
 pub use apply::{ApplyRequest, BlueprintStats, HostStats, ReleaseTarget, Stats};
-pub use blueprints::NewBlueprint;
+pub use blueprints::{BlueprintPatch, NewBlueprint};
 pub use clusters::{Actor, NodeAction};
 pub use hosts::{HostPatch, NewHost};
 pub use lifecycle::ReconcilerHandle;
-pub use operations::fill_plan;
+pub use operations::{fill_plan, fill_plan_within};
 pub use reconcile::{decide, ClusterAction, ReconcileConfig, ReconcileReport, RECONCILER_LOCK};
 pub use wait::WAIT_POLL;
 
@@ -165,6 +166,8 @@ impl PoolBuilder {
                 probe_failures: Mutex::default(),
                 catalog: catalog::CatalogCache::default(),
                 waiters: wait::Waiters::default(),
+                planning: tokio::sync::Mutex::default(),
+                top_up: buffer::TopUp::default(),
                 config: self.config,
             }),
         }
@@ -212,6 +215,10 @@ struct Inner {
     catalog: catalog::CatalogCache,
     /// Applies waiting for a cluster.
     waiters: wait::Waiters,
+    /// Fills plan one at a time, so that two never take the same room of a buffer.
+    planning: tokio::sync::Mutex<()>,
+    /// The ready buffers' top-up after applies.
+    top_up: buffer::TopUp,
     config: PoolConfig,
 }
 

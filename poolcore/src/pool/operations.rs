@@ -182,23 +182,47 @@ impl Pool {
     /// Starts filling an autofill host that has room, when there are blueprints to
     /// fill it with. What goes wrong is logged: the reconciler tries again.
     pub(super) async fn autofill(&self, host: &Host) {
-        let started = async {
-            let names: Vec<String> = self.blueprints().await?.into_iter().map(|b| b.name).collect();
-            if names.is_empty() || self.host_clusters(&host.id).await?.len() >= host.capacity as usize {
-                return Ok(None);
-            }
-            self.start_fill(host, &names).await.map(Some)
-        };
-        match started.await {
+        match self.try_autofill(host).await {
             Ok(Some(op)) => info!(host_id = %host.id, operation_id = %op.id, "filling an autofill host"),
             Ok(None) => {}
             Err(e) => warn!(host_id = %host.id, error = %e, "could not start filling an autofill host"),
         }
     }
 
+    /// Starts filling `host` with every blueprint, within their room; `None` when there
+    /// is nothing to make (no room on the host, or none for any blueprint).
+    pub(super) async fn try_autofill(&self, host: &Host) -> Result<Option<Operation>> {
+        let names: Vec<String> = self.blueprints().await?.into_iter().map(|b| b.name).collect();
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let clusters = self.plan_fill(host, &names).await?;
+        if clusters.is_empty() {
+            return Ok(None);
+        }
+        self.run_fill(host, clusters).await.map(Some)
+    }
+
     async fn start_fill(&self, host: &Host, blueprints: &[String]) -> Result<Operation> {
-        let plan = fill_plan(&self.host_clusters(&host.id).await?, blueprints, host.capacity);
-        let clusters = self.insert_planned(host, &plan).await?;
+        let clusters = self.plan_fill(host, blueprints).await?;
+        self.run_fill(host, clusters).await
+    }
+
+    /// Inserts the records of the clusters a fill of `host` makes: up to its
+    /// capacity, within each blueprint's room (its ready buffer and `max_total`).
+    async fn plan_fill(&self, host: &Host, blueprints: &[String]) -> Result<Vec<Cluster>> {
+        let _planning = self.inner.planning.lock().await;
+        let on_host = self.host_clusters(&host.id).await?;
+        if on_host.len() >= host.capacity as usize {
+            return Ok(Vec::new());
+        }
+        let mut room = self.buffer_room().await?;
+        let plan = fill_plan_within(&on_host, blueprints, host.capacity, &mut room);
+        self.insert_planned(host, &plan).await
+    }
+
+    /// Provisions `clusters`, inserted by [`Pool::plan_fill`], as an operation on `host`.
+    async fn run_fill(&self, host: &Host, clusters: Vec<Cluster>) -> Result<Operation> {
         let progress = Progress::start(self, OperationKind::Fill, &host.id, len_u32(&clusters)).await?;
         let op = progress.snapshot().await;
         let pool = self.clone();
@@ -333,8 +357,7 @@ impl Pool {
         if names.is_empty() {
             return Ok(());
         }
-        let plan = fill_plan(&self.host_clusters(&host.id).await?, &names, host.capacity);
-        let fresh = self.insert_planned(host, &plan).await?;
+        let fresh = self.plan_fill(host, &names).await?;
         progress.add_total(len_u32(&fresh)).await;
         self.provision_all(fresh, progress).await;
         Ok(())
@@ -346,10 +369,22 @@ impl Pool {
 /// the host so far (ties by name). Clusters of other blueprints count toward the
 /// capacity too.
 pub fn fill_plan(on_host: &[Cluster], blueprints: &[String], capacity: u32) -> Vec<String> {
-    if blueprints.is_empty() {
-        return Vec::new();
-    }
-    let mut counts: BTreeMap<&str, usize> = blueprints.iter().map(|n| (n.as_str(), 0)).collect();
+    fill_plan_within(on_host, blueprints, capacity, &mut BTreeMap::new())
+}
+
+/// [`fill_plan`] within `room`: how many more clusters each blueprint it names may get
+/// (a blueprint it does not name may get any), taken from as the plan is made.
+pub fn fill_plan_within(
+    on_host: &[Cluster],
+    blueprints: &[String],
+    capacity: u32,
+    room: &mut BTreeMap<String, u64>,
+) -> Vec<String> {
+    let mut counts: BTreeMap<&str, usize> = blueprints
+        .iter()
+        .filter(|n| room.get(n.as_str()) != Some(&0))
+        .map(|n| (n.as_str(), 0))
+        .collect();
     for c in on_host {
         if let Some(n) = counts.get_mut(c.blueprint.as_str()) {
             *n += 1;
@@ -358,11 +393,17 @@ pub fn fill_plan(on_host: &[Cluster], blueprints: &[String], capacity: u32) -> V
     let missing = (capacity as usize).saturating_sub(on_host.len());
     let mut plan = Vec::with_capacity(missing);
     for _ in 0..missing {
-        let Some((name, n)) = counts.iter_mut().min_by_key(|(_, n)| **n) else {
+        let Some((&name, n)) = counts.iter_mut().min_by_key(|(_, n)| **n) else {
             break;
         };
         *n += 1;
-        plan.push((*name).to_owned());
+        plan.push(name.to_owned());
+        if let Some(left) = room.get_mut(name) {
+            *left -= 1;
+            if *left == 0 {
+                counts.remove(name);
+            }
+        }
     }
     plan
 }

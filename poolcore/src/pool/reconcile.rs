@@ -11,7 +11,10 @@
 //!    record owns are removed;
 //! 4. drives transitions (`creating`, `releasing`, `deleting`, and `failed`) older than
 //!    [`ReconcileConfig::transition_timeout`] to their end, as a crashed server left them;
-//! 5. fills `autofill` hosts up to their capacity.
+//! 5. fills `autofill` hosts up to their capacity, within each blueprint's ready
+//!    buffer and `max_total` (see [`ReadyBuffer`](crate::ReadyBuffer)).
+//!
+//! Before the hosts it also removes the free clusters beyond a blueprint's buffer.
 //!
 //! Before the hosts, a pass also closes operations whose server stopped: a running
 //! operation that no server has written for [`ReconcileConfig::operation_timeout`]
@@ -138,6 +141,8 @@ pub struct ReconcileReport {
     pub resumed: u32,
     /// Clusters found on an engine with no record, removed.
     pub orphans_removed: u32,
+    /// Free clusters beyond a blueprint's ready buffer or `max_total`, being removed.
+    pub trimmed: u32,
     /// Clusters added to fill hosts.
     pub created: u32,
     /// Operations whose server stopped, closed as `interrupted`.
@@ -156,6 +161,7 @@ impl ReconcileReport {
         self.resumed += other.resumed;
         self.orphans_removed += other.orphans_removed;
         self.created += other.created;
+        self.trimmed += other.trimmed;
         self.operations_interrupted += other.operations_interrupted;
         self.errors.extend(other.errors);
     }
@@ -168,6 +174,7 @@ impl ReconcileReport {
             + self.resumed
             + self.orphans_removed
             + self.created
+            + self.trimmed
             + self.operations_interrupted
             > 0
             || !self.errors.is_empty()
@@ -246,6 +253,10 @@ impl Pool {
     async fn reconcile_pass(&self) -> Result<ReconcileReport> {
         let mut report = self.expire_leases().await?;
         report.add(self.close_interrupted_operations().await?);
+        match self.trim_buffers().await {
+            Ok(trimmed) => report.trimmed += trimmed,
+            Err(e) => report.error("removing the clusters beyond the ready buffers", e),
+        }
         let blueprints: HashMap<String, Blueprint> = self
             .blueprints()
             .await?
@@ -388,8 +399,9 @@ impl Pool {
             }
         }
         if host.autofill && (records.len() as u64) < u64::from(host.capacity) && !blueprints.is_empty() {
-            match self.fill_host(&host.id, None).await {
-                Ok(op) => report.created += op.total,
+            match self.try_autofill(&host).await {
+                Ok(Some(op)) => report.created += op.total,
+                Ok(None) => {}
                 Err(e) => report.error(format!("filling {}", host.name), e),
             }
         }
@@ -690,6 +702,7 @@ mod tests {
                 .collect(),
             api_port: None,
             max_applied: None,
+            buffer: Default::default(),
             created_at: Utc::now(),
         }
     }

@@ -101,7 +101,7 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 fn print_report(report: &ReconcileReport) {
     println!(
         "hosts probed: {}, unreachable: {}\nleases expired: {}\nclusters replaced: {}, repaired: {}, \
-         resumed: {}, created: {}\norphans removed: {}\noperations interrupted: {}",
+         resumed: {}, created: {}, beyond a ready buffer removed: {}\norphans removed: {}\noperations interrupted: {}",
         report.hosts_probed,
         report.hosts_unreachable,
         report.leases_expired,
@@ -109,6 +109,7 @@ fn print_report(report: &ReconcileReport) {
         report.repaired,
         report.resumed,
         report.created,
+        report.trimmed,
         report.orphans_removed,
         report.operations_interrupted,
     );

@@ -38,6 +38,7 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ("list_blueprints", "get", "/blueprints"),
     ("get_blueprint", "get", "/blueprints/{name}"),
     ("create_blueprint", "post", "/blueprints"),
+    ("update_blueprint", "patch", "/blueprints/{name}"),
     ("delete_blueprint", "delete", "/blueprints/{name}"),
     ("list_clusters", "get", "/clusters"),
     ("get_cluster", "get", "/clusters/{id}"),

@@ -174,6 +174,7 @@ async fn add_typed_blueprint(
             .collect(),
         api_port: Some(api_port.parse().expect("api port")),
         max_applied: None,
+        buffer: Default::default(),
     };
     s.pool.create_blueprint(new).await.expect("blueprint");
     name

@@ -1,7 +1,7 @@
 // Blueprints: the list, one blueprint's detail, creating one from JSON, deleting.
 
-import { all, del, get, post } from "./api.js";
-import { confirmDialog, h, modal, replace, time, toast } from "./dom.js";
+import { ApiError, all, del, fieldOf, get, patch, post } from "./api.js";
+import { clearFieldErrors, confirmDialog, field, h, modal, replace, setFieldError, time, toast } from "./dom.js";
 
 const TEMPLATE = {
   name: "demo",
@@ -12,7 +12,24 @@ const TEMPLATE = {
   ],
   api_port: "vp0.rest",
   max_applied: 10,
+  min_ready: 2,
 };
+
+// The policies an operator may change on a blueprint, with their form labels.
+const POLICIES = [
+  ["min_ready", "Keep ready", "Free clusters kept ready, at least; empty for no buffer.", 1000000],
+  ["min_ready_percent", "Keep ready, % of applied", "Free clusters as a share of the applied ones, when more.", 1000],
+  ["max_total", "Most in all", "Clusters of this blueprint, free and applied; empty for no limit.", 1000000],
+  ["max_applied", "Most applied at once", "Its quota over all users; empty for no limit.", 1000000],
+];
+
+// The ready buffer in words: "2, or 50% of applied" or "none".
+function bufferText(bp) {
+  const parts = [];
+  if (bp.min_ready != null) parts.push(String(bp.min_ready));
+  if (bp.min_ready_percent != null) parts.push(`${bp.min_ready_percent}% of applied`);
+  return parts.length ? parts.join(", or ") : "none: takes the room autofill hosts have";
+}
 
 // Applied clusters, with the blueprint's quota when it has one: "3 / 10".
 function quotaText(applied, max) {
@@ -79,11 +96,14 @@ function detail(main, name, { navigate }) {
         h("div", { class: "row spread" }, h("h1", {}, bp.name),
           h("div", { class: "row" },
             h("a", { class: "button", href: `#/clusters?view=all&blueprint=${encodeURIComponent(bp.name)}` }, "Its clusters"),
+            h("button", { type: "button", id: "edit-policies", onclick: () => editPolicies(bp, refresh) }, "Policies"),
             h("button", { type: "button", class: "danger", onclick: () => remove(bp.name, () => navigate("#/blueprints")) }, "Delete"))),
         h("section", { class: "card" }, h("dl", { class: "facts" },
           h("dt", {}, "Labels"), h("dd", { class: "mono" }, Object.entries(bp.labels).map(([k, v]) => `${k}=${v}`).join(", ") || "—"),
           h("dt", {}, "API port"), h("dd", { class: "mono" }, bp.api_port ?? "the first named port"),
           h("dt", {}, "Most applied at once"), h("dd", { id: "max-applied" }, bp.max_applied ?? "no limit"),
+          h("dt", {}, "Ready buffer"), h("dd", { id: "ready-buffer" }, bufferText(bp)),
+          h("dt", {}, "Most in all"), h("dd", { id: "max-total" }, bp.max_total ?? "no limit"),
           h("dt", {}, "Created"), h("dd", {}, time(bp.created_at)))),
         h("h2", {}, "Nodes"),
         h("div", { class: "table-wrap" }, h("table", {},
@@ -104,6 +124,41 @@ function detail(main, name, { navigate }) {
 
   refresh();
   return { refresh, onEvent() {} };
+}
+
+// The form for a blueprint's quota and ready buffer; an empty field removes a limit.
+async function editPolicies(bp, refresh) {
+  const names = POLICIES.map(([name]) => name);
+  const fields = POLICIES.map(([name, label, hint, max]) =>
+    field(name, label, h("input", { type: "number", min: 0, max, step: 1, value: bp[name] ?? "", placeholder: "none" }), hint));
+  const saved = await modal(`Policies of ${bp.name}`, h("div", { class: "grid-fields" }, ...fields.flat()), {
+    async onsubmit(form) {
+      clearFieldErrors(form);
+      const body = { unset: [] };
+      for (const name of names) {
+        const el = form.elements.namedItem(name);
+        if (!el.checkValidity()) {
+          setFieldError(form, name, el.validationMessage);
+          throw Object.assign(new Error(`Check ${name.replaceAll("_", " ")}.`), { shownAtField: true });
+        }
+        if (el.value === "") body.unset.push(name);
+        else body[name] = Number(el.value);
+      }
+      try {
+        return await patch(`/blueprints/${encodeURIComponent(bp.name)}`, body);
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        const name = fieldOf(err, names);
+        if (name && setFieldError(form, name, `${err.message} (${err.status} ${err.code})`)) err.shownAtField = true;
+        else err.message = `${err.message} (${err.status} ${err.code})`;
+        throw err;
+      }
+    },
+  });
+  if (saved) {
+    toast(`Policies of ${saved.name} saved`);
+    refresh();
+  }
 }
 
 // Checks what the browser can before the server does: JSON syntax (with where),

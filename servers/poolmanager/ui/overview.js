@@ -94,9 +94,11 @@ function render(stats, history, range, navigate) {
     stats.blueprints.length === 0
       ? h("p", { class: "empty card" }, "No blueprints yet. ", h("a", { href: "#/blueprints" }, "Create one."))
       : h("div", { class: "table-wrap" }, h("table", {},
-        h("thead", {}, h("tr", {}, h("th", {}, "Blueprint"), STATUSES.map((st) => h("th", { class: "num" }, st)), h("th", { class: "num" }, "total"))),
-        h("tbody", {}, stats.blueprints.map((bp) => h("tr", {},
+        h("thead", {}, h("tr", {}, h("th", {}, "Blueprint"), h("th", { class: "num", title: "Ready clusters against the ready buffer's target" }, "ready / target"), STATUSES.map((st) => h("th", { class: "num" }, st)), h("th", { class: "num" }, "total"))),
+        h("tbody", {}, stats.blueprints.map((bp) => h("tr", { "data-blueprint": bp.name },
           h("td", {}, h("a", { href: `#/blueprints/${encodeURIComponent(bp.name)}` }, bp.name)),
+          h("td", { class: bp.ready_target != null && bp.clusters.ready < bp.ready_target ? "num short" : "num", "data-key": "ready-target" },
+            bp.ready_target == null ? h("span", { class: "muted", title: "No ready buffer: it takes the room autofill hosts have" }, "no buffer") : `${bp.clusters.ready} / ${bp.ready_target}`),
           STATUSES.map((st) => h("td", { class: "num" }, bp.clusters[st] || h("span", { class: "muted" }, "0"))),
           h("td", { class: "num" }, total(bp.clusters))))))),
   ];

@@ -1,11 +1,11 @@
-//! `/blueprints`: create, list, get, delete.
+//! `/blueprints`: create, list, get, change policies, delete.
 
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::auth::{AdminAuth, UserAuth};
-use super::dto::blueprints::{Blueprint, BlueprintPage, NewBlueprint};
+use super::dto::blueprints::{Blueprint, BlueprintPage, BlueprintPatch, NewBlueprint};
 use super::dto::{default_limit, no_offset, page, Limit, Offset};
 use super::error::{Errors, ADMIN, BAD_REQUEST, BODY, CONFLICT, NOT_FOUND, USER};
 use super::http::JsonBody;
@@ -71,6 +71,28 @@ impl BlueprintsApi {
         name: Path<String>,
     ) -> Result<Json<Blueprint>, Errors<{ USER | NOT_FOUND }>> {
         Ok(Json(self.pool.blueprint(&name).await?.into()))
+    }
+
+    /// Change a blueprint's quota and ready buffer; `unset` removes one. The pool makes
+    /// or removes free clusters to match at once (and on every reconcile pass). A
+    /// value out of range, or `min_ready` above `max_total`, is 400.
+    #[oai(
+        path = "/blueprints/:name",
+        method = "patch",
+        operation_id = "update_blueprint"
+    )]
+    async fn update(
+        &self,
+        _auth: AdminAuth,
+        name: Path<String>,
+        body: JsonBody<BlueprintPatch>,
+    ) -> Result<Json<Blueprint>, Errors<{ ADMIN | BODY | NOT_FOUND }>> {
+        Ok(Json(
+            self.pool
+                .update_blueprint(&name, body.0.try_into()?)
+                .await?
+                .into(),
+        ))
     }
 
     /// Delete a blueprint; refused with 409 while clusters use it.

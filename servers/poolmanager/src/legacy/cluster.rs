@@ -198,6 +198,7 @@ mod tests {
                 port: "rest".into(),
             }),
             max_applied: None,
+            buffer: Default::default(),
             created_at: chrono::Utc::now(),
         }
     }

@@ -30,6 +30,7 @@ from pool_manager_client.api.blueprints import (  # noqa: E402
     delete_blueprint,
     get_blueprint,
     list_blueprints,
+    update_blueprint,
 )
 from pool_manager_client.api.clusters import (  # noqa: E402
     get_cluster,
@@ -55,6 +56,8 @@ from pool_manager_client.api.pool import (  # noqa: E402
 )
 from pool_manager_client.models import (  # noqa: E402
     Apply,
+    BlueprintPatch,
+    BlueprintPolicy,
     Cluster,
     ClusterSortKey,
     ClusterStatus,
@@ -321,6 +324,26 @@ def main():
     bad = httpx.get(f"{BASE}/clusters", params={"sort": "size"}, headers={"Authorization": f"Bearer {USER}"})
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_input", bad.text
     step("list_clusters sorted by created_at desc and paged, filtered by health; 400 for an unknown sort")
+
+    # A ready buffer set on the blueprint (the two ready clusters hold it), shown
+    # against its target in the stats; refused above max_total; removed with null.
+    held = update_blueprint.sync(bp_name, client=admin, body=BlueprintPatch(min_ready=2, min_ready_percent=50))
+    assert (held.min_ready, held.min_ready_percent) == (2, 50), held
+    of = [b for b in get_stats.sync(client=admin).blueprints if b.name == bp_name][0]
+    assert of.ready_target == 2, of
+    response = update_blueprint.sync_detailed(bp_name, client=admin, body=BlueprintPatch(min_ready=3, max_total=2))
+    expect_error(response, HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_INPUT)
+    assert "max_total" in response.parsed.message, response.parsed.message
+    missing = update_blueprint.sync_detailed(f"{bp_name}-none", client=admin, body=BlueprintPatch(min_ready=1))
+    expect_error(missing, HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND)
+    both = update_blueprint.sync_detailed(bp_name, client=admin, body=BlueprintPatch(min_ready=1, unset=[BlueprintPolicy.MIN_READY]))
+    expect_error(both, HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_INPUT)
+    unset = [BlueprintPolicy.MIN_READY, BlueprintPolicy.MIN_READY_PERCENT]
+    cleared = update_blueprint.sync(bp_name, client=admin, body=BlueprintPatch(unset=unset))
+    assert cleared.min_ready in (None, UNSET) and cleared.min_ready_percent in (None, UNSET), cleared
+    of = [b for b in get_stats.sync(client=admin).blueprints if b.name == bp_name][0]
+    assert of.ready_target in (None, UNSET), of
+    step("update_blueprint: min_ready 2 and 50% gives ready_target 2; 400 above max_total, 404 unknown; unset removes")
 
     # 413: a body over 1 MiB.
     huge = Apply(user_id="alice", metadata=Metadata.from_dict({"note": "x" * (2 << 20)}))

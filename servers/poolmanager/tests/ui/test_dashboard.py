@@ -349,6 +349,37 @@ def test_the_overview_shows_an_apply_waiting_in_line(page: Page, server):
     assert "waited 8" in body["message"], body
 
 
+def test_set_a_ready_buffer_and_see_it_against_its_target(page: Page, server):
+    page.click("#nav >> text=Blueprints")
+    page.click(f'tr[data-blueprint="{BLUEPRINT}"] a')
+    page.click("#edit-policies")
+    page.fill("#f-min_ready", "3")
+    page.fill("#f-max_total", "2")
+    page.press("#f-min_ready", "Enter")
+    expect(page.locator("#f-min_ready-error")).to_contain_text("above max_total")
+    # Two clusters are ready (the host was filled by hand): a buffer of two holds them.
+    page.fill("#f-min_ready", "2")
+    page.fill("#f-max_total", "")
+    page.press("#f-min_ready", "Enter")
+    expect(dialog(page)).to_have_count(0)
+    expect(page.locator("#ready-buffer")).to_have_text("2")
+    expect(page.locator("#max-total")).to_have_text("no limit")
+    _, blueprint = server.api("GET", f"/blueprints/{BLUEPRINT}")
+    assert blueprint["min_ready"] == 2 and "max_total" not in blueprint, blueprint
+    page.click("#nav >> text=Overview")
+    expect(page.locator(f'tr[data-blueprint="{BLUEPRINT}"] [data-key=ready-target]')).to_have_text("2 / 2")
+    shot(page, "overview-buffer")
+    # Emptied, the field removes the buffer again.
+    page.click(f'tr[data-blueprint="{BLUEPRINT}"] a')
+    page.click("#edit-policies")
+    page.fill("#f-min_ready", "")
+    page.press("#f-max_applied", "Enter")
+    expect(dialog(page)).to_have_count(0)
+    expect(page.locator("#ready-buffer")).to_contain_text("none")
+    _, blueprint = server.api("GET", f"/blueprints/{BLUEPRINT}")
+    assert "min_ready" not in blueprint and blueprint["max_applied"] == 5, blueprint
+
+
 def test_edit_a_host_checks_the_fields_first(page: Page):
     page.click("#nav >> text=Hosts")
     page.click(f'button[aria-label="Edit {HOST}"]')

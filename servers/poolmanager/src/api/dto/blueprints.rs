@@ -1,7 +1,7 @@
 //! Blueprints: the kinds of cluster users can apply for.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::Object;
+use poem_openapi::{Enum, Object};
 use poolcore::limits;
 
 use super::rules::{
@@ -125,6 +125,20 @@ pub struct NewBlueprint {
     /// missing. An apply beyond it is 429 `quota_exceeded`, however many are free.
     #[oai(validator(maximum(value = "1000000")))]
     pub max_applied: Option<u32>,
+    /// Free clusters to keep ready, at least: the pool makes more as applies take
+    /// them, within the autofill hosts' capacity, and removes the surplus. Without
+    /// `min_ready` or `min_ready_percent` the blueprint takes what room autofill hosts
+    /// have, shared evenly.
+    #[oai(validator(maximum(value = "1000000")))]
+    pub min_ready: Option<u32>,
+    /// Free clusters to keep as a percentage of the applied ones, rounded up, when that
+    /// is more than `min_ready` (50: one free for every two applied).
+    #[oai(validator(maximum(value = "1000")))]
+    pub min_ready_percent: Option<u32>,
+    /// Most clusters of this blueprint, free and applied together; no less than
+    /// `min_ready`.
+    #[oai(validator(maximum(value = "1000000")))]
+    pub max_total: Option<u32>,
 }
 
 impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
@@ -140,6 +154,72 @@ impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
                 .collect::<Result<_, _>>()?,
             api_port: d.api_port.map(|p| p.as_str().parse()).transpose()?,
             max_applied: d.max_applied,
+            buffer: poolcore::ReadyBuffer {
+                min_ready: d.min_ready,
+                min_ready_percent: d.min_ready_percent,
+                max_total: d.max_total,
+            },
+        })
+    }
+}
+
+/// A policy of a blueprint that `BlueprintPatch.unset` may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "BlueprintPolicy", rename_all = "snake_case")]
+pub enum BlueprintPolicy {
+    MaxApplied,
+    MinReady,
+    MinReadyPercent,
+    MaxTotal,
+}
+
+/// Changes to a blueprint's policies: its quota and ready buffer. What is missing
+/// stays as it is; `unset` lists the limits to remove. Nodes, labels and ports never
+/// change.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(rename = "BlueprintPatch", deny_unknown_fields)]
+pub struct BlueprintPatch {
+    /// New `max_applied`.
+    #[oai(validator(maximum(value = "1000000")))]
+    pub max_applied: Option<u32>,
+    /// New `min_ready`.
+    #[oai(validator(maximum(value = "1000000")))]
+    pub min_ready: Option<u32>,
+    /// New `min_ready_percent`.
+    #[oai(validator(maximum(value = "1000")))]
+    pub min_ready_percent: Option<u32>,
+    /// New `max_total`.
+    #[oai(validator(maximum(value = "1000000")))]
+    pub max_total: Option<u32>,
+    /// Policies to remove (no limit, no buffer); none may also be given a value.
+    #[oai(validator(max_items = 4))]
+    pub unset: Option<Vec<BlueprintPolicy>>,
+}
+
+impl TryFrom<BlueprintPatch> for poolcore::BlueprintPatch {
+    type Error = ApiError;
+    fn try_from(d: BlueprintPatch) -> Result<Self, ApiError> {
+        let unset = d.unset.unwrap_or_default();
+        let change = |policy: BlueprintPolicy, name: &str, value: Option<u32>| match (
+            value,
+            unset.contains(&policy),
+        ) {
+            (Some(_), true) => Err(ApiError::invalid(format!(
+                "invalid unset: {name} is given a value and unset at once"
+            ))),
+            (Some(v), false) => Ok(Some(Some(v))),
+            (None, true) => Ok(Some(None)),
+            (None, false) => Ok(None),
+        };
+        Ok(poolcore::BlueprintPatch {
+            max_applied: change(BlueprintPolicy::MaxApplied, "max_applied", d.max_applied)?,
+            min_ready: change(BlueprintPolicy::MinReady, "min_ready", d.min_ready)?,
+            min_ready_percent: change(
+                BlueprintPolicy::MinReadyPercent,
+                "min_ready_percent",
+                d.min_ready_percent,
+            )?,
+            max_total: change(BlueprintPolicy::MaxTotal, "max_total", d.max_total)?,
         })
     }
 }
@@ -158,6 +238,12 @@ pub struct Blueprint {
     pub api_port: Option<String>,
     /// Most clusters applied at once, when it has a limit.
     pub max_applied: Option<u32>,
+    /// Free clusters it keeps ready, at least, when it has a ready buffer.
+    pub min_ready: Option<u32>,
+    /// Free clusters it keeps as a percentage of the applied ones, when set.
+    pub min_ready_percent: Option<u32>,
+    /// Most clusters of it in all, when it has a limit.
+    pub max_total: Option<u32>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -170,6 +256,9 @@ impl From<poolcore::Blueprint> for Blueprint {
             nodes: b.nodes.into_iter().map(Into::into).collect(),
             api_port: b.api_port.map(|p| p.to_string()),
             max_applied: b.max_applied,
+            min_ready: b.buffer.min_ready,
+            min_ready_percent: b.buffer.min_ready_percent,
+            max_total: b.buffer.max_total,
             created_at: b.created_at,
         }
     }

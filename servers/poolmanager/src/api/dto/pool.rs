@@ -226,12 +226,15 @@ pub struct HostStats {
 
 /// Cluster counts of one blueprint.
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "BlueprintStats")]
+#[oai(rename = "BlueprintStats", skip_serializing_if_is_none)]
 pub struct BlueprintStats {
     /// Blueprint name.
     pub name: String,
     // Its clusters by status.
     pub clusters: ClusterCounts,
+    /// Free clusters its ready buffer wants now (from `min_ready`, `min_ready_percent`
+    /// and `max_total`); missing when it has none.
+    pub ready_target: Option<u64>,
 }
 
 /// What the pool holds: `clusters` by status (`ClusterCounts`), `hosts_by_status`
@@ -273,6 +276,7 @@ impl From<poolcore::Stats> for Stats {
                 .map(|b| BlueprintStats {
                     name: b.name,
                     clusters: b.clusters.into(),
+                    ready_target: b.ready_target,
                 })
                 .collect(),
             waiting: s.waiting,

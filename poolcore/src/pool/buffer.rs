@@ -1,0 +1,193 @@
+//! Ready buffers: each blueprint with a target keeps that many free clusters, within
+//! the capacity of the autofill hosts, and no blueprint goes beyond its `max_total`.
+//!
+//! Fills (the reconciler's, an operator's, the one a new blueprint starts) plan within
+//! each blueprint's room ([`ReadyBuffer::room`]), one plan at a time in a process so
+//! that hosts filled side by side never both take the same room. An apply that takes
+//! a buffered blueprint's cluster asks for a top-up, run in the background and
+//! coalesced with the others asked meanwhile. A release whose blueprint holds more free
+//! clusters than it wants removes the cluster instead of making it afresh, and the
+//! reconciler removes what is still beyond ([`ReadyBuffer::surplus`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing::{info, warn};
+
+use super::Pool;
+use crate::error::{Error, Result};
+use crate::model::{
+    Blueprint, BufferCounts, Cluster, ClusterFilter, ClusterStatus, Health, HostStatus, Page,
+};
+
+/// Whether a top-up runs, and whether another was asked for since it began.
+#[derive(Debug, Default)]
+pub(super) struct TopUp {
+    running: AtomicBool,
+    wanted: AtomicBool,
+}
+
+impl Pool {
+    /// Each blueprint's clusters, counted for its buffer.
+    pub(super) async fn buffer_counts(&self) -> Result<BTreeMap<String, BufferCounts>> {
+        let mut by_blueprint: BTreeMap<String, BufferCounts> = BTreeMap::new();
+        for c in self.store().count_clusters().await? {
+            by_blueprint
+                .entry(c.blueprint)
+                .or_default()
+                .add(c.status, c.count);
+        }
+        Ok(by_blueprint)
+    }
+
+    /// How many more clusters of each limited blueprint may be made now (those absent
+    /// may take any room).
+    pub(super) async fn buffer_room(&self) -> Result<BTreeMap<String, u64>> {
+        let blueprints = self.blueprints().await?;
+        let limited: Vec<&Blueprint> = blueprints.iter().filter(|b| b.buffer.limits()).collect();
+        if limited.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let counts = self.buffer_counts().await?;
+        Ok(limited
+            .into_iter()
+            .filter_map(|b| {
+                let counted = counts.get(&b.name).copied().unwrap_or_default();
+                Some((b.name.clone(), b.buffer.room(counted)?))
+            })
+            .collect())
+    }
+
+    /// Marks `released` (a cluster being released, its engine objects gone)
+    /// `deleting` when its blueprint holds more free clusters than its buffer wants;
+    /// `None`, leaving it as it is, otherwise. Decided one at a time with the fills'
+    /// plans, so that releases at once never remove more than the surplus.
+    pub(super) async fn retire_beyond_buffer(&self, released: &Cluster) -> Result<Option<Cluster>> {
+        let name = &released.blueprint;
+        if !self.catalog().await?.limited.contains(name) {
+            return Ok(None);
+        }
+        let _planning = self.inner.planning.lock().await;
+        let Some(blueprint) = self.store().get_blueprint(name).await? else {
+            return Ok(None);
+        };
+        let counts = self.buffer_counts().await?;
+        if blueprint
+            .buffer
+            .surplus(counts.get(name).copied().unwrap_or_default())
+            == 0
+        {
+            return Ok(None);
+        }
+        let mut gone = released.clone();
+        gone.status = ClusterStatus::Deleting;
+        self.save_cluster(&gone).await.map(Some)
+    }
+
+    /// Asks for a top-up of the ready buffers, in the background; one runs at a time,
+    /// and one asked for while it runs runs after it.
+    pub(super) fn request_top_up(&self) {
+        let top_up = &self.inner.top_up;
+        top_up.wanted.store(true, Ordering::SeqCst);
+        if top_up.running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pool = self.clone();
+        self.spawn(async move {
+            let top_up = &pool.inner.top_up;
+            loop {
+                while top_up.wanted.swap(false, Ordering::SeqCst) {
+                    pool.top_up().await;
+                }
+                top_up.running.store(false, Ordering::SeqCst);
+                // Asked for after the last look, while this still showed as running.
+                if !top_up.wanted.load(Ordering::SeqCst) || top_up.running.swap(true, Ordering::SeqCst) {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Fills the active autofill hosts with room, the most room first, within each
+    /// blueprint's room.
+    async fn top_up(&self) {
+        let mut hosts = match self.hosts().await {
+            Ok(hosts) => hosts,
+            Err(e) => {
+                warn!(error = %e, "could not list the hosts to top up the ready buffers");
+                return;
+            }
+        };
+        hosts.retain(|h| h.autofill && h.status == HostStatus::Active);
+        let counts = self.store().count_clusters().await.unwrap_or_default();
+        let held = |id: &str| -> u64 {
+            counts
+                .iter()
+                .filter(|c| c.host_id == id && c.status != ClusterStatus::Deleting)
+                .map(|c| c.count)
+                .sum()
+        };
+        hosts.sort_by_key(|h| std::cmp::Reverse(u64::from(h.capacity).saturating_sub(held(&h.id))));
+        for host in &hosts {
+            self.autofill(host).await;
+        }
+    }
+
+    /// Holds every buffer now: removes the surplus, then tops up.
+    pub(super) async fn hold_buffers(&self) {
+        if let Err(e) = self.trim_buffers().await {
+            warn!(error = %e, "could not remove the clusters beyond the ready buffers");
+        }
+        self.top_up().await;
+    }
+
+    /// Starts removing the free clusters beyond each blueprint's buffer or
+    /// `max_total`, those failing first; returns how many. Decided one at a time with
+    /// the fills' plans: each is marked `deleting` before the next is counted.
+    pub(super) async fn trim_buffers(&self) -> Result<u32> {
+        let blueprints = self.blueprints().await?;
+        let limited: Vec<&Blueprint> = blueprints.iter().filter(|b| b.buffer.limits()).collect();
+        if limited.is_empty() {
+            return Ok(0);
+        }
+        let _planning = self.inner.planning.lock().await;
+        let counts = self.buffer_counts().await?;
+        let mut trimmed = 0;
+        for blueprint in limited {
+            let surplus = blueprint
+                .buffer
+                .surplus(counts.get(&blueprint.name).copied().unwrap_or_default());
+            if surplus == 0 {
+                continue;
+            }
+            let ready = ClusterFilter {
+                status: Some(ClusterStatus::Ready),
+                blueprints: Some(vec![blueprint.name.clone()]),
+                ..ClusterFilter::default()
+            };
+            let mut free = self.store().list_clusters(&ready, Page::ALL).await?.items;
+            free.retain(|c| !self.is_busy(&c.id));
+            free.sort_by_key(|c| c.health == Health::Ok);
+            let mut left = surplus;
+            for mut cluster in free {
+                if left == 0 {
+                    break;
+                }
+                cluster.status = ClusterStatus::Deleting;
+                let cluster = match self.save_cluster(&cluster).await {
+                    Ok(cluster) => cluster,
+                    // Applied meanwhile: it stays.
+                    Err(Error::Stale { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                info!(cluster_id = %cluster.id, blueprint = %blueprint.name, "removing a free cluster beyond the ready buffer");
+                self.spawn_cluster_work("trim", cluster, |pool, cluster| async move {
+                    pool.remove_cluster(&cluster).await
+                });
+                left -= 1;
+                trimmed += 1;
+            }
+        }
+        Ok(trimmed)
+    }
+}
