@@ -56,8 +56,8 @@ pub use model::{
     ReleaseReason, ServiceUrls,
 };
 pub use pool::{
-    Actor, ApplyRequest, BlueprintPatch, BlueprintStats, HostPatch, HostStats, NewBlueprint, NewHost,
-    NodeAction, Pool, PoolBuilder, PoolConfig, ReconcileConfig, ReconcileReport, ReconcilerHandle,
+    Actor, ApplyRequest, Backoff, BlueprintPatch, BlueprintStats, HostPatch, HostStats, NewBlueprint,
+    NewHost, NodeAction, Pool, PoolBuilder, PoolConfig, ReconcileConfig, ReconcileReport, ReconcilerHandle,
     ReleaseTarget, Stats,
 };
 pub use store::Store;

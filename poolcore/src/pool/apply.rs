@@ -71,6 +71,8 @@ pub struct BlueprintStats {
     /// Free clusters its ready buffer wants now ([`ReadyBuffer::target`](crate::ReadyBuffer::target)); `None`
     /// without a target.
     pub ready_target: Option<u64>,
+    /// Set while its creations back off on this server ([`Backoff`](super::Backoff)).
+    pub backoff: Option<super::Backoff>,
 }
 
 /// What the pool holds.
@@ -362,6 +364,7 @@ impl Pool {
         let hosts = self.hosts().await?;
         let blueprints = self.blueprints().await?;
         let counts = self.store().count_clusters().await?;
+        let backoffs = self.creation_backoffs();
         let count = |keep: &dyn Fn(&ClusterCount) -> bool| {
             let mut by_status = BTreeMap::new();
             for c in counts.iter().filter(|c| keep(c)) {
@@ -393,6 +396,7 @@ impl Pool {
                     let applied = clusters.get(&ClusterStatus::Applied).copied().unwrap_or(0);
                     BlueprintStats {
                         name: b.name.clone(),
+                        backoff: backoffs.get(&b.name).cloned(),
                         ready_target: b.buffer.target(applied),
                         clusters,
                     }

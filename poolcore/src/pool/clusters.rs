@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use tracing::{info, instrument, warn};
 
+use super::backoff::MayCreate;
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::events::Event;
@@ -268,21 +269,34 @@ impl Pool {
         let driver = self.driver(&host)?;
         let started = std::time::Instant::now();
         let made = match self.blueprint(&cluster.blueprint).await {
-            Ok(blueprint) => match driver.create_cluster(cluster, &blueprint).await {
-                // A server killed mid-create may leave objects the engine is still
-                // rolling back; clear the cluster's objects and try once more.
-                Err(e) => {
-                    warn!(error = %e, "creating the cluster failed; clearing it and trying once more");
-                    match driver.delete_cluster(&cluster.id).await {
-                        Ok(()) => driver.create_cluster(cluster, &blueprint).await,
-                        Err(_) => Err(e),
-                    }
+            Ok(blueprint) => match self.may_create(&blueprint.name) {
+                MayCreate::Yes => {
+                    let made = match driver.create_cluster(cluster, &blueprint).await {
+                        // A server killed mid-create may leave objects the engine is
+                        // still rolling back; clear the cluster's objects and try once more.
+                        Err(e) => {
+                            warn!(error = %e, "creating the cluster failed; clearing it and trying once more");
+                            match driver.delete_cluster(&cluster.id).await {
+                                Ok(()) => driver.create_cluster(cluster, &blueprint).await,
+                                Err(_) => Err(e),
+                            }
+                        }
+                        made => made,
+                    };
+                    self.note_creation(
+                        &blueprint.name,
+                        made.as_ref().map(drop).map_err(ToString::to_string),
+                    );
+                    metrics::cluster_created(made.is_ok(), started.elapsed());
+                    made
                 }
-                made => made,
+                MayCreate::No(reason) => Err(Error::unavailable(
+                    format!("blueprint {:?}", blueprint.name),
+                    reason,
+                )),
             },
             Err(e) => Err(e),
         };
-        metrics::cluster_created(made.is_ok(), started.elapsed());
         // The record may have been deleted (with its host) while the engine worked.
         let Some(mut current) = self.store().get_cluster(&cluster.id).await? else {
             warn!("cluster was deleted while it was created; removing its objects");

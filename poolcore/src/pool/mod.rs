@@ -5,6 +5,7 @@
 //! tracks, bounded per host.
 
 mod apply;
+mod backoff;
 mod blueprints;
 mod buffer;
 mod catalog;
@@ -30,6 +31,7 @@ use crate::model::{Cluster, EngineTls, Host, HostKind, LogConfig};
 use crate::store::Store;
 
 pub use apply::{ApplyRequest, BlueprintStats, HostStats, ReleaseTarget, Stats};
+pub use backoff::{Backoff, BACKOFF_AFTER};
 pub use blueprints::{BlueprintPatch, NewBlueprint};
 pub use clusters::{Actor, NodeAction};
 pub use hosts::{HostPatch, NewHost};
@@ -63,6 +65,11 @@ pub struct PoolConfig {
     /// Longest an apply may wait for a cluster when none is ready
     /// ([`ApplyRequest::wait`]); zero lets no apply wait.
     pub max_apply_wait: Duration,
+    /// How long a blueprint whose creations failed [`BACKOFF_AFTER`] times in a row
+    /// is not tried again; doubled with every further failure.
+    pub creation_backoff: Duration,
+    /// The longest [`PoolConfig::creation_backoff`] grows to.
+    pub creation_backoff_max: Duration,
 }
 
 impl Default for PoolConfig {
@@ -76,6 +83,8 @@ impl Default for PoolConfig {
             endpoint_policy: crate::EndpointPolicy::default(),
             max_clusters_per_user: None,
             max_apply_wait: Duration::from_secs(30),
+            creation_backoff: Duration::from_secs(10),
+            creation_backoff_max: Duration::from_secs(600),
         }
     }
 }
@@ -90,6 +99,14 @@ impl PoolConfig {
     /// With [`PoolConfig::max_clusters_per_user`].
     pub fn with_max_clusters_per_user(mut self, limit: Option<u32>) -> Self {
         self.max_clusters_per_user = limit;
+        self
+    }
+
+    /// With [`PoolConfig::creation_backoff`] and [`PoolConfig::creation_backoff_max`]
+    /// (at least the first).
+    pub fn with_creation_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.creation_backoff = first;
+        self.creation_backoff_max = max.max(first);
         self
     }
 
@@ -168,6 +185,7 @@ impl PoolBuilder {
                 waiters: wait::Waiters::default(),
                 planning: tokio::sync::Mutex::default(),
                 top_up: buffer::TopUp::default(),
+                backoffs: backoff::Backoffs::default(),
                 config: self.config,
             }),
         }
@@ -219,6 +237,8 @@ struct Inner {
     planning: tokio::sync::Mutex<()>,
     /// The ready buffers' top-up after applies.
     top_up: buffer::TopUp,
+    /// The blueprints whose creations keep failing.
+    backoffs: backoff::Backoffs,
     config: PoolConfig,
 }
 

@@ -217,6 +217,10 @@ impl Pool {
             return Ok(Vec::new());
         }
         let mut room = self.buffer_room().await?;
+        // No room for a blueprint whose creations keep failing.
+        for name in self.creation_backoffs().into_keys() {
+            room.insert(name, 0);
+        }
         let plan = fill_plan_within(&on_host, blueprints, host.capacity, &mut room);
         self.insert_planned(host, &plan).await
     }

@@ -525,6 +525,9 @@ impl Pool {
                 report.resumed += 1;
                 self.spawn_recycle(cluster.clone());
             }
+            ClusterAction::RetryFailed if self.backing_off(&cluster.blueprint) => {
+                debug!(cluster_id = %cluster.id, "not retried: its blueprint's creations back off");
+            }
             ClusterAction::RetryFailed => {
                 let mut retry = cluster.clone();
                 retry.status = ClusterStatus::Releasing;

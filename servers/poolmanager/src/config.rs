@@ -59,6 +59,11 @@ pub struct Config {
     /// ready; 0 lets no apply wait. The idle timeout does not cut a waiting apply: a
     /// connection with a request in hand is closed only once it is answered.
     pub max_apply_wait_seconds: u64,
+    /// Seconds a blueprint whose creations failed three times in a row is not tried
+    /// again; doubled with every further failure.
+    pub creation_backoff_seconds: u64,
+    /// The longest the creation backoff grows to, in seconds.
+    pub creation_backoff_max_seconds: u64,
     /// Seconds between reconcile passes (`POOLMANAGER_RECONCILE_INTERVAL`); 0 turns
     /// the reconciler off in `serve`.
     pub reconcile_interval: u64,
@@ -121,6 +126,8 @@ impl Default for Config {
             max_ttl_seconds: None,
             max_clusters_per_user: None,
             max_apply_wait_seconds: 30,
+            creation_backoff_seconds: 10,
+            creation_backoff_max_seconds: 600,
             reconcile_interval: 15,
             reconcile_failed_probes: 3,
             reconcile_transition_timeout: 300,
@@ -157,6 +164,8 @@ impl std::fmt::Debug for Config {
             .field("max_ttl_seconds", &self.max_ttl_seconds)
             .field("max_clusters_per_user", &self.max_clusters_per_user)
             .field("max_apply_wait_seconds", &self.max_apply_wait_seconds)
+            .field("creation_backoff_seconds", &self.creation_backoff_seconds)
+            .field("creation_backoff_max_seconds", &self.creation_backoff_max_seconds)
             .field("reconcile_interval", &self.reconcile_interval)
             .field("reconcile_failed_probes", &self.reconcile_failed_probes)
             .field("reconcile_transition_timeout", &self.reconcile_transition_timeout)
@@ -260,6 +269,12 @@ impl Config {
         let max_wait = poolcore::limits::APPLY_WAIT_MAX_SECONDS;
         if self.max_apply_wait_seconds > max_wait {
             return Err(format!("max_apply_wait_seconds must be at most {max_wait}"));
+        }
+        if self.creation_backoff_max_seconds < self.creation_backoff_seconds {
+            return Err(format!(
+                "creation_backoff_max_seconds ({}) must be at least creation_backoff_seconds ({})",
+                self.creation_backoff_max_seconds, self.creation_backoff_seconds
+            ));
         }
         Ok(())
     }

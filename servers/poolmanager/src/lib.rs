@@ -86,6 +86,10 @@ pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
         .with_max_ttl(config.max_ttl_seconds.map(Duration::from_secs))
         .with_max_clusters_per_user(config.max_clusters_per_user)
         .with_max_apply_wait(Duration::from_secs(config.max_apply_wait_seconds))
+        .with_creation_backoff(
+            Duration::from_secs(config.creation_backoff_seconds),
+            Duration::from_secs(config.creation_backoff_max_seconds),
+        )
         .with_reconcile(
             ReconcileConfig::default()
                 // 0 turns the loop off in `serve`; a dedicated `reconcile` uses 1 s then.

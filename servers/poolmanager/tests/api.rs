@@ -459,3 +459,76 @@ async fn openapi_spec_and_swagger_ui_are_served() {
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.expect("html").contains("swagger"));
 }
+
+/// A blueprint whose image cannot be pulled backs off after three failed creations:
+/// the rest of a fill is marked failed without touching the engine, and the stats say
+/// why and until when.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_image_backs_off_instead_of_hammering_the_engine() {
+    let Some(s) = TestServer::start_with(|c| c.host_parallelism = 2).await else {
+        return;
+    };
+    let host = s.add_host(10, false).await;
+    let name = common::unique("broken");
+    let nodes = json!([{"name": "vp0", "image": "poolmanager/missing:latest"}]);
+    let (status, body) = s
+        .admin(
+            Method::POST,
+            "/blueprints",
+            Some(json!({"name": name, "nodes": nodes})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = s.admin(Method::POST, &format!("/hosts/{host}/fill"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let op = s
+        .wait_operation(body["operation_id"].as_str().expect("operation id"))
+        .await;
+    assert_eq!(
+        (op["status"].as_str(), op["done"].as_u64()),
+        (Some("failed"), Some(10)),
+        "{op}"
+    );
+
+    let (_, failed) = s
+        .user(
+            Method::GET,
+            &format!("/clusters?blueprint={name}&status=failed"),
+            None,
+        )
+        .await;
+    let reasons: Vec<&str> = failed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|c| c["status_reason"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(reasons.len(), 10, "{failed}");
+    let not_tried = reasons.iter().filter(|r| r.contains("backing off")).count();
+    // Two at a time: at most three failures and the two in flight reached the engine.
+    assert!(not_tried >= 5, "{not_tried} of 10 were not tried: {reasons:#?}");
+
+    let (_, stats) = s.admin(Method::GET, "/stats", None).await;
+    let of = stats["blueprints"]
+        .as_array()
+        .expect("blueprints")
+        .iter()
+        .find(|b| b["name"] == name.as_str())
+        .expect("the blueprint's stats")
+        .clone();
+    let backoff = &of["backoff"];
+    assert!(
+        backoff["failures"].as_u64().is_some_and(|f| (3..=5).contains(&f)),
+        "{of}"
+    );
+    assert!(backoff["reason"].as_str().is_some_and(|r| !r.is_empty()), "{of}");
+    let until: chrono::DateTime<chrono::Utc> =
+        backoff["until"].as_str().expect("until").parse().expect("a time");
+    assert!(until > chrono::Utc::now(), "{of}");
+    eprintln!(
+        "{} of 10 creations reached the engine; backing off until {until}: {}",
+        10 - not_tried,
+        backoff["reason"]
+    );
+    s.remove_host(&host).await;
+}

@@ -96,12 +96,20 @@ function render(stats, history, range, navigate) {
       : h("div", { class: "table-wrap" }, h("table", {},
         h("thead", {}, h("tr", {}, h("th", {}, "Blueprint"), h("th", { class: "num", title: "Ready clusters against the ready buffer's target" }, "ready / target"), STATUSES.map((st) => h("th", { class: "num" }, st)), h("th", { class: "num" }, "total"))),
         h("tbody", {}, stats.blueprints.map((bp) => h("tr", { "data-blueprint": bp.name },
-          h("td", {}, h("a", { href: `#/blueprints/${encodeURIComponent(bp.name)}` }, bp.name)),
+          h("td", {}, h("a", { href: `#/blueprints/${encodeURIComponent(bp.name)}` }, bp.name),
+            bp.backoff ? [" ", backoffBadge(bp.backoff)] : null),
           h("td", { class: bp.ready_target != null && bp.clusters.ready < bp.ready_target ? "num short" : "num", "data-key": "ready-target" },
             bp.ready_target == null ? h("span", { class: "muted", title: "No ready buffer: it takes the room autofill hosts have" }, "no buffer") : `${bp.clusters.ready} / ${bp.ready_target}`),
           STATUSES.map((st) => h("td", { class: "num" }, bp.clusters[st] || h("span", { class: "muted" }, "0"))),
           h("td", { class: "num" }, total(bp.clusters))))))),
   ];
+}
+
+// A blueprint whose creations keep failing: when it is tried again, and why.
+function backoffBadge(backoff) {
+  const next = new Date(backoff.until).toLocaleTimeString();
+  const title = `${backoff.failures} creations failed in a row; the next is tried at ${next}. Last: ${backoff.reason}`;
+  return h("span", { class: "badge s-failed", "data-key": "backoff", title }, `backing off: ${backoff.failures} failed`);
 }
 
 export function meter(share) {

@@ -380,6 +380,31 @@ def test_set_a_ready_buffer_and_see_it_against_its_target(page: Page, server):
     assert "min_ready" not in blueprint and blueprint["max_applied"] == 5, blueprint
 
 
+def test_a_blueprint_whose_creations_fail_shows_it_backs_off(page: Page, server):
+    # An image no registry here has, on a host of its own: its three creations fail.
+    status, host = server.api("POST", "/hosts", {
+        "name": f"{HOST}-broken", "endpoint": ENGINE, "capacity": 3, "autofill": False})
+    assert status == 201, host
+    broken = f"{BLUEPRINT}-broken"
+    status, body = server.api("POST", "/blueprints", {
+        "name": broken, "nodes": [{"name": "vp0", "image": "poolmanager/missing:latest"}]})
+    assert status == 201, body
+    status, body = server.api("POST", f"/hosts/{host['id']}/fill", {"blueprint": broken})
+    assert status == 202, body
+    deadline = time.monotonic() + 60
+    while server.api("GET", f"/operations/{body['operation_id']}")[1]["status"] == "running":
+        assert time.monotonic() < deadline, "the fill did not end"
+        time.sleep(0.2)
+    page.click("#nav >> text=Hosts")
+    page.click("#nav >> text=Overview")
+    badge = page.locator(f'tr[data-blueprint="{broken}"] [data-key=backoff]')
+    expect(badge).to_have_text("backing off: 3 failed")
+    expect(badge).to_have_attribute("title", re.compile("poolmanager/missing"))
+    shot(page, "overview-backoff")
+    assert server.api("DELETE", f"/hosts/{host['id']}?force=true")[0] == 204
+    assert server.api("DELETE", f"/blueprints/{broken}")[0] == 204
+
+
 def test_edit_a_host_checks_the_fields_first(page: Page):
     page.click("#nav >> text=Hosts")
     page.click(f'button[aria-label="Edit {HOST}"]')

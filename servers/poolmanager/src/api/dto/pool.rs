@@ -235,6 +235,31 @@ pub struct BlueprintStats {
     /// Free clusters its ready buffer wants now (from `min_ready`, `min_ready_percent`
     /// and `max_total`); missing when it has none.
     pub ready_target: Option<u64>,
+    // Set while its creations back off on this server.
+    pub backoff: Option<CreationBackoff>,
+}
+
+/// A blueprint whose creations failed `failures` times in a row: this server makes
+/// none of it until `until`, then tries one; each further failure doubles the wait.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "CreationBackoff")]
+pub struct CreationBackoff {
+    /// Failed creations in a row.
+    pub failures: u32,
+    /// When a creation is tried again.
+    pub until: DateTime<Utc>,
+    /// Why the last one failed.
+    pub reason: String,
+}
+
+impl From<poolcore::Backoff> for CreationBackoff {
+    fn from(b: poolcore::Backoff) -> Self {
+        CreationBackoff {
+            failures: b.failures,
+            until: b.until,
+            reason: b.reason,
+        }
+    }
 }
 
 /// What the pool holds: `clusters` by status (`ClusterCounts`), `hosts_by_status`
@@ -277,6 +302,7 @@ impl From<poolcore::Stats> for Stats {
                     name: b.name,
                     clusters: b.clusters.into(),
                     ready_target: b.ready_target,
+                    backoff: b.backoff.map(Into::into),
                 })
                 .collect(),
             waiting: s.waiting,
