@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use poolcore::{
-    Blueprint, Cluster, ClusterFilter, Host, HostKind, LeaseRecord, MemStore, NewBlueprint, NewHost,
-    NodeSpec, Operation, OperationFilter, Page, Pool, PoolConfig, Store,
+    ApplyRequest, Blueprint, Cluster, ClusterFilter, Host, HostKind, LeaseRecord, MemStore, NewBlueprint,
+    NewHost, NodeSpec, Operation, OperationFilter, Page, Pool, PoolConfig, Store,
 };
 use poolcore_sim::{SimConfig, SimConnector, SimEngine};
 use poolcore_sqlite::SqliteStore;
@@ -167,6 +167,16 @@ impl Rig {
                 .expect("operations")
                 .items,
         }
+    }
+}
+
+/// An apply by `user` for `blueprint` with `allow_multiple`: each one takes a cluster.
+pub fn apply_another(user: &str, blueprint: &str) -> ApplyRequest {
+    ApplyRequest {
+        user_id: user.to_owned(),
+        blueprint: Some(blueprint.to_owned()),
+        allow_multiple: true,
+        ..ApplyRequest::default()
     }
 }
 

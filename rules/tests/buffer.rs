@@ -2,19 +2,10 @@
 //! releases and changes of the target, never beyond its `max_total`, on every store.
 
 use poolcore::{
-    Actor, ApplyRequest, BlueprintPatch, ClusterFilter, ClusterStatus, Error, HostKind, NewBlueprint,
-    NewHost, ReadyBuffer, ReleaseTarget,
+    Actor, BlueprintPatch, ClusterFilter, ClusterStatus, Error, HostKind, NewBlueprint, NewHost, ReadyBuffer,
+    ReleaseTarget,
 };
-use poolcore_rules::{new_blueprint, Rig, STORES};
-
-fn apply(user: &str, blueprint: &str) -> ApplyRequest {
-    ApplyRequest {
-        user_id: user.to_owned(),
-        blueprint: Some(blueprint.to_owned()),
-        allow_multiple: true,
-        ..ApplyRequest::default()
-    }
-}
+use poolcore_rules::{apply_another as apply, new_blueprint, Rig, STORES};
 
 /// Adds an autofill sim host of `capacity`.
 async fn autofill_host(rig: &Rig, name: &str, capacity: u32) {

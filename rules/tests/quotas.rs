@@ -2,17 +2,8 @@
 //! through the pool, under concurrency, on every store.
 
 use futures::future::join_all;
-use poolcore::{Actor, ApplyRequest, Error, NewBlueprint, PoolConfig, ReleaseTarget};
-use poolcore_rules::{new_blueprint, Rig, STORES};
-
-fn apply(user: &str, blueprint: &str) -> ApplyRequest {
-    ApplyRequest {
-        user_id: user.to_owned(),
-        blueprint: Some(blueprint.to_owned()),
-        allow_multiple: true,
-        ..ApplyRequest::default()
-    }
-}
+use poolcore::{Actor, Error, NewBlueprint, PoolConfig, ReleaseTarget};
+use poolcore_rules::{apply_another as apply, new_blueprint, Rig, STORES};
 
 /// The quota named by a refused apply; panics on anything else.
 fn quota_of<T: std::fmt::Debug>(result: Result<T, Error>) -> (&'static str, String) {

@@ -45,6 +45,13 @@ struct Failing {
     trial: bool,
 }
 
+impl Failing {
+    /// Until when it backs off, if it does at `now`: a trial under way counts.
+    fn backing_off(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.until.filter(|until| *until > now || self.trial)
+    }
+}
+
 /// Whether a cluster of a blueprint may be made now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum MayCreate {
@@ -60,7 +67,7 @@ impl Pool {
         lock(&self.inner.backoffs.0)
             .iter()
             .filter_map(|(name, f)| {
-                let until = f.until.filter(|until| *until > now || f.trial)?;
+                let until = f.backing_off(now)?;
                 let backoff = Backoff {
                     failures: f.failures,
                     until,
@@ -76,7 +83,7 @@ impl Pool {
         let now = Utc::now();
         lock(&self.inner.backoffs.0)
             .get(blueprint)
-            .and_then(|f| f.until.filter(|until| *until > now || f.trial))
+            .and_then(|f| f.backing_off(now))
             .is_some()
     }
 

@@ -9,7 +9,7 @@
 //! clusters than it wants removes the cluster instead of making it afresh, and the
 //! reconciler removes what is still beyond ([`ReadyBuffer::surplus`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{info, warn};
@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::model::{
-    Blueprint, BufferCounts, Cluster, ClusterFilter, ClusterStatus, Health, HostStatus, Page,
+    Blueprint, BufferCounts, Cluster, ClusterFilter, ClusterStatus, Health, Host, HostStatus, Page,
 };
 
 /// Whether a top-up runs, and whether another was asked for since it began.
@@ -40,21 +40,28 @@ impl Pool {
         Ok(by_blueprint)
     }
 
-    /// How many more clusters of each limited blueprint may be made now (those absent
-    /// may take any room).
-    pub(super) async fn buffer_room(&self) -> Result<BTreeMap<String, u64>> {
-        let blueprints = self.blueprints().await?;
+    /// Those of `blueprints` whose buffer limits what is made, each with its clusters
+    /// counted; the counts are read only when there is one.
+    async fn limited<'a>(&self, blueprints: &'a [Blueprint]) -> Result<Vec<(&'a Blueprint, BufferCounts)>> {
         let limited: Vec<&Blueprint> = blueprints.iter().filter(|b| b.buffer.limits()).collect();
         if limited.is_empty() {
-            return Ok(BTreeMap::new());
+            return Ok(Vec::new());
         }
         let counts = self.buffer_counts().await?;
         Ok(limited
             .into_iter()
-            .filter_map(|b| {
-                let counted = counts.get(&b.name).copied().unwrap_or_default();
-                Some((b.name.clone(), b.buffer.room(counted)?))
-            })
+            .map(|b| (b, counts.get(&b.name).copied().unwrap_or_default()))
+            .collect())
+    }
+
+    /// How many more clusters of each of `blueprints` that is limited may be made now
+    /// (those absent may take any room).
+    pub(super) async fn buffer_room(&self, blueprints: &[Blueprint]) -> Result<BTreeMap<String, u64>> {
+        Ok(self
+            .limited(blueprints)
+            .await?
+            .into_iter()
+            .filter_map(|(b, counted)| Some((b.name.clone(), b.buffer.room(counted)?)))
             .collect())
     }
 
@@ -119,15 +126,14 @@ impl Pool {
             }
         };
         hosts.retain(|h| h.autofill && h.status == HostStatus::Active);
-        let counts = self.store().count_clusters().await.unwrap_or_default();
-        let held = |id: &str| -> u64 {
-            counts
-                .iter()
-                .filter(|c| c.host_id == id && c.status != ClusterStatus::Deleting)
-                .map(|c| c.count)
-                .sum()
-        };
-        hosts.sort_by_key(|h| std::cmp::Reverse(u64::from(h.capacity).saturating_sub(held(&h.id))));
+        let mut held: HashMap<String, u64> = HashMap::new();
+        for c in self.store().count_clusters().await.unwrap_or_default() {
+            if c.status != ClusterStatus::Deleting {
+                *held.entry(c.host_id).or_default() += c.count;
+            }
+        }
+        let room = |h: &Host| u64::from(h.capacity).saturating_sub(held.get(&h.id).copied().unwrap_or(0));
+        hosts.sort_by_key(|h| std::cmp::Reverse(room(h)));
         for host in &hosts {
             self.autofill(host).await;
         }
@@ -146,17 +152,13 @@ impl Pool {
     /// the fills' plans: each is marked `deleting` before the next is counted.
     pub(super) async fn trim_buffers(&self) -> Result<u32> {
         let blueprints = self.blueprints().await?;
-        let limited: Vec<&Blueprint> = blueprints.iter().filter(|b| b.buffer.limits()).collect();
-        if limited.is_empty() {
+        if !blueprints.iter().any(|b| b.buffer.limits()) {
             return Ok(0);
         }
         let _planning = self.inner.planning.lock().await;
-        let counts = self.buffer_counts().await?;
         let mut trimmed = 0;
-        for blueprint in limited {
-            let surplus = blueprint
-                .buffer
-                .surplus(counts.get(&blueprint.name).copied().unwrap_or_default());
+        for (blueprint, counted) in self.limited(&blueprints).await? {
+            let surplus = blueprint.buffer.surplus(counted);
             if surplus == 0 {
                 continue;
             }

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::limits;
 use crate::model::{
-    new_id, Cluster, ClusterStatus, Host, Listing, Operation, OperationFilter, OperationKind,
+    new_id, Blueprint, Cluster, ClusterStatus, Host, Listing, Operation, OperationFilter, OperationKind,
     OperationStatus, Page,
 };
 
@@ -166,17 +166,17 @@ impl Pool {
     #[instrument(skip(self))]
     pub async fn fill_host(&self, host_id: &str, blueprint: Option<&str>) -> Result<Operation> {
         let host = self.host(host_id).await?;
-        let names = match blueprint {
-            Some(name) => vec![self.blueprint(name).await?.name],
-            None => self.blueprints().await?.into_iter().map(|b| b.name).collect(),
+        let blueprints = match blueprint {
+            Some(name) => vec![self.blueprint(name).await?],
+            None => self.blueprints().await?,
         };
-        if names.is_empty() {
+        if blueprints.is_empty() {
             return Err(Error::invalid(
                 "blueprint",
                 "there is no blueprint to fill the host with",
             ));
         }
-        self.start_fill(&host, &names).await
+        self.start_fill(&host, &blueprints).await
     }
 
     /// Starts filling an autofill host that has room, when there are blueprints to
@@ -192,36 +192,37 @@ impl Pool {
     /// Starts filling `host` with every blueprint, within their room; `None` when there
     /// is nothing to make (no room on the host, or none for any blueprint).
     pub(super) async fn try_autofill(&self, host: &Host) -> Result<Option<Operation>> {
-        let names: Vec<String> = self.blueprints().await?.into_iter().map(|b| b.name).collect();
-        if names.is_empty() {
+        let blueprints = self.blueprints().await?;
+        if blueprints.is_empty() {
             return Ok(None);
         }
-        let clusters = self.plan_fill(host, &names).await?;
+        let clusters = self.plan_fill(host, &blueprints).await?;
         if clusters.is_empty() {
             return Ok(None);
         }
         self.run_fill(host, clusters).await.map(Some)
     }
 
-    async fn start_fill(&self, host: &Host, blueprints: &[String]) -> Result<Operation> {
+    async fn start_fill(&self, host: &Host, blueprints: &[Blueprint]) -> Result<Operation> {
         let clusters = self.plan_fill(host, blueprints).await?;
         self.run_fill(host, clusters).await
     }
 
     /// Inserts the records of the clusters a fill of `host` makes: up to its
     /// capacity, within each blueprint's room (its ready buffer and `max_total`).
-    async fn plan_fill(&self, host: &Host, blueprints: &[String]) -> Result<Vec<Cluster>> {
+    async fn plan_fill(&self, host: &Host, blueprints: &[Blueprint]) -> Result<Vec<Cluster>> {
         let _planning = self.inner.planning.lock().await;
         let on_host = self.host_clusters(&host.id).await?;
         if on_host.len() >= host.capacity as usize {
             return Ok(Vec::new());
         }
-        let mut room = self.buffer_room().await?;
+        let mut room = self.buffer_room(blueprints).await?;
         // No room for a blueprint whose creations keep failing.
         for name in self.creation_backoffs().into_keys() {
             room.insert(name, 0);
         }
-        let plan = fill_plan_within(&on_host, blueprints, host.capacity, &mut room);
+        let names: Vec<String> = blueprints.iter().map(|b| b.name.clone()).collect();
+        let plan = fill_plan_within(&on_host, &names, host.capacity, &mut room);
         self.insert_planned(host, &plan).await
     }
 
@@ -357,11 +358,11 @@ impl Pool {
         }
         let removed = self.driver(host)?.remove_all().await;
         progress.step(removed.map(drop)).await;
-        let names: Vec<String> = self.blueprints().await?.into_iter().map(|b| b.name).collect();
-        if names.is_empty() {
+        let blueprints = self.blueprints().await?;
+        if blueprints.is_empty() {
             return Ok(());
         }
-        let fresh = self.plan_fill(host, &names).await?;
+        let fresh = self.plan_fill(host, &blueprints).await?;
         progress.add_total(len_u32(&fresh)).await;
         self.provision_all(fresh, progress).await;
         Ok(())
