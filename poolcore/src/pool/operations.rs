@@ -162,12 +162,23 @@ impl Pool {
     /// Fills a host up to its capacity, with `blueprint` or, when `None`, spreading
     /// evenly over every blueprint. Returns the running operation at once.
     ///
-    /// With no blueprint at all it is [`Error::Invalid`]: there is nothing to fill with.
+    /// With no blueprint at all, or an unknown `blueprint`, it is [`Error::Invalid`]:
+    /// there is nothing to fill with. An unknown host is [`Error::NotFound`].
     #[instrument(skip(self))]
     pub async fn fill_host(&self, host_id: &str, blueprint: Option<&str>) -> Result<Operation> {
         let host = self.host(host_id).await?;
         let blueprints = match blueprint {
-            Some(name) => vec![self.blueprint(name).await?],
+            // The host is the resource here: an unknown blueprint in the request is
+            // bad input, not a missing host.
+            Some(name) => match self.store().get_blueprint(name).await? {
+                Some(blueprint) => vec![blueprint],
+                None => {
+                    return Err(Error::invalid(
+                        "blueprint",
+                        format!("there is no blueprint {}", limits::quoted(name)),
+                    ))
+                }
+            },
             None => self.blueprints().await?,
         };
         if blueprints.is_empty() {

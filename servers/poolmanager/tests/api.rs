@@ -274,7 +274,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (post.clone(), "/hosts", admin, Some(host_body("unix:///nonexistent/docker.sock")), exhausted, "unavailable"),
         (post.clone(), "/hosts", admin, Some(bad_kind), bad, "invalid_input"),
         (post.clone(), "/clusters", admin, Some(json!({"host_id": host, "blueprint": "nope"})), missing, "not_found"),
-        (post.clone(), &fill, admin, Some(json!({"blueprint": "nope"})), missing, "not_found"),
+        (post.clone(), &fill, admin, Some(json!({"blueprint": "nope"})), bad, "invalid_input"),
         (post.clone(), &fill, admin, Some(json!({"blueprnt": bp})), bad, "invalid_input"),
     ];
     for (method, path, token, body, want, code) in cases {

@@ -113,7 +113,8 @@ impl HostsApi {
     }
 
     /// Fill the host up to its capacity, with one blueprint or (without a body) an
-    /// even share of every blueprint. 400 when there is no blueprint at all.
+    /// even share of every blueprint. 400 when there is no blueprint at all or the
+    /// body names one that does not exist; 404 is for the host alone.
     #[oai(path = "/hosts/:id/fill", method = "post", operation_id = "fill_host")]
     async fn fill(
         &self,
