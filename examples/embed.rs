@@ -39,6 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         api_port: None,
         max_applied: None,
         buffer: Default::default(),
+        placement: Default::default(),
+        release_mode: Default::default(),
     };
     if pool.blueprint("demo").await.is_err() {
         pool.create_blueprint(blueprint).await?;

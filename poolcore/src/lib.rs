@@ -52,8 +52,8 @@ pub use model::{
     Blueprint, BufferCounts, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort,
     ClusterSortKey, ClusterStatus, Deployment, EngineFacts, EngineTls, Health, HealthCheck, Host, HostKind,
     HostStatus, Labels, LeaseActivity, LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation,
-    OperationFilter, OperationKind, OperationStatus, Page, Pem, PortRef, PortSpec, Protocol, ReadyBuffer,
-    ReleaseReason, ServiceUrls,
+    OperationFilter, OperationKind, OperationStatus, Page, Pem, Placement, PlacementStrategy, PortRef,
+    PortSpec, Protocol, ReadyBuffer, ReleaseMode, ReleaseReason, ServiceUrls,
 };
 pub use pool::{
     Actor, ApplyRequest, Backoff, BlueprintPatch, BlueprintStats, HostPatch, HostStats, NewBlueprint,

@@ -232,6 +232,55 @@ pub struct EngineFacts {
     pub swarm_manager: bool,
 }
 
+string_enum!(
+    /// How a blueprint's new clusters are laid out over the hosts that may hold them.
+    #[derive(Default)]
+    PlacementStrategy {
+        /// Evenly: each on the host with the fewest of the blueprint's clusters (then
+        /// the most room), so that losing one host loses the fewest.
+        #[default]
+        Spread = "spread",
+        /// Tightly: each on the fullest host that still has room, filling one host
+        /// before the next, so that the others stay free for other blueprints.
+        Packed = "packed",
+    }
+);
+
+string_enum!(
+    /// What a release does to a cluster before it is handed out again.
+    #[derive(Default)]
+    ReleaseMode {
+        /// Destroy its containers and network and make them anew: nothing a user did
+        /// survives.
+        #[default]
+        Recreate = "recreate",
+        /// Restart its containers in place, keeping the network and what the
+        /// containers wrote: faster, for images that start clean on every start.
+        Reset = "reset",
+    }
+);
+
+/// Which hosts may hold a blueprint's clusters, and how its clusters are laid out
+/// over them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Labels a host must carry, each with its value; empty admits every host.
+    #[serde(default)]
+    pub host_selector: Labels,
+    /// How new clusters are laid out over the admitted hosts.
+    #[serde(default)]
+    pub strategy: PlacementStrategy,
+}
+
+impl Placement {
+    /// True when `host` carries every label of the selector.
+    pub fn admits(&self, host: &Host) -> bool {
+        self.host_selector
+            .iter()
+            .all(|(k, v)| host.labels.get(k) == Some(v))
+    }
+}
+
 /// One Docker engine or Swarm manager that runs clusters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Host {
@@ -439,6 +488,12 @@ pub struct Blueprint {
     /// The free clusters it keeps ready, and the most it has in all.
     #[serde(default)]
     pub buffer: ReadyBuffer,
+    /// The hosts that may hold its clusters, and how they are laid out.
+    #[serde(default)]
+    pub placement: Placement,
+    /// What a release does to one of its clusters.
+    #[serde(default)]
+    pub release_mode: ReleaseMode,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -1241,6 +1296,8 @@ mod tests {
             api_port: None,
             max_applied: None,
             buffer: ReadyBuffer::default(),
+            placement: Placement::default(),
+            release_mode: ReleaseMode::default(),
             created_at: Utc::now(),
         };
         assert!(bp.matches(&Labels::new()));

@@ -57,9 +57,10 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// Blueprints ordered by name, one page of them, and the total.
     async fn list_blueprints(&self, page: Page) -> Result<Listing<Blueprint>>;
 
-    /// Writes the policies of `blueprint` ([`Blueprint::max_applied`] and
-    /// [`Blueprint::buffer`]) over those of the stored blueprint of its name; the rest
-    /// of a blueprint never changes. Returns whether it existed.
+    /// Writes the policies of `blueprint` ([`Blueprint::max_applied`],
+    /// [`Blueprint::buffer`], [`Blueprint::placement`] and [`Blueprint::release_mode`])
+    /// over those of the stored blueprint of its name; the rest of a blueprint never
+    /// changes. Returns whether it existed.
     async fn update_blueprint_policies(&self, blueprint: &Blueprint) -> Result<bool>;
 
     /// Removes a blueprint; returns whether it existed.

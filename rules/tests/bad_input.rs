@@ -270,7 +270,7 @@ fn refusals() -> Vec<(&'static str, &'static str, Refusal)> {
         ),
         (
             "fill: unknown blueprint",
-            "not_found",
+            "invalid_input",
             refusal!(|p, i| p.fill_host(&i.host, Some("zz"))),
         ),
         (

@@ -197,6 +197,8 @@ async fn hosts_filled_at_once_never_overshoot_the_buffer() {
             api_port: None,
             max_applied: None,
             buffer,
+            placement: Default::default(),
+            release_mode: Default::default(),
             created_at: chrono::Utc::now(),
         };
         rig.store.insert_blueprint(&blueprint).await.expect("insert");

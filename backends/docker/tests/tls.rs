@@ -49,6 +49,8 @@ async fn clusters_are_made_and_removed_over_tls() {
         api_port: None,
         max_applied: None,
         buffer: Default::default(),
+        placement: Default::default(),
+        release_mode: Default::default(),
         created_at: Utc::now(),
     };
     let cluster = Cluster::new("tls", &blueprint.name, &host.id);

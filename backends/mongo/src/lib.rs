@@ -27,6 +27,8 @@
 //!     api_port: None,
 //!     max_applied: None,
 //!     buffer: Default::default(),
+//!     placement: Default::default(),
+//!     release_mode: Default::default(),
 //!     created_at: Utc::now(),
 //! };
 //! store.insert_blueprint(&blueprint).await?;

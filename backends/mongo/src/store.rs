@@ -112,7 +112,7 @@ impl Store for MongoStore {
         run("update blueprint", async {
             // Encoded as a whole blueprint is, then only its policies kept.
             let encoded = encode(&documents::BLUEPRINT, blueprint)?;
-            let policies: Document = ["max_applied", "buffer"]
+            let policies: Document = ["max_applied", "buffer", "placement", "release_mode"]
                 .into_iter()
                 .map(|key| {
                     (

@@ -223,6 +223,8 @@ mod tests {
             api_port: None,
             max_applied: None,
             buffer: Default::default(),
+            placement: Default::default(),
+            release_mode: Default::default(),
             created_at: Utc::now(),
         }
     }

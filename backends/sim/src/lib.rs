@@ -40,6 +40,8 @@
 //!     api_port: None,
 //!     max_applied: None,
 //!     buffer: Default::default(),
+//!     placement: Default::default(),
+//!     release_mode: Default::default(),
 //! };
 //! pool.create_blueprint(blueprint).await?;
 //! let host = NewHost { kind: HostKind::Sim, ..NewHost::docker("demo", "sim://demo", 2) };

@@ -46,6 +46,8 @@ async fn the_pool_fills_hands_out_repairs_and_recycles_sim_clusters() {
         api_port: None,
         max_applied: None,
         buffer: Default::default(),
+        placement: Default::default(),
+        release_mode: Default::default(),
     };
     pool.create_blueprint(blueprint).await.unwrap();
     let new_host = NewHost {

@@ -7,7 +7,9 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use poolcore::{Blueprint, Cluster, Error, Host, LeaseRecord, Listing, Operation, Page, ReadyBuffer};
+use poolcore::{
+    Blueprint, Cluster, Error, Host, LeaseRecord, Listing, Operation, Page, Placement, ReadyBuffer,
+};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToSql};
 use serde::de::DeserializeOwned;
@@ -247,7 +249,8 @@ pub(crate) fn host_version(conn: &Connection, id: &str) -> rusqlite::Result<Opti
 // Blueprints
 
 pub(crate) const BLUEPRINT_COLUMNS: &str =
-    "name, labels, nodes, api_port, max_applied, min_ready, min_ready_percent, max_total, created_at";
+    "name, labels, nodes, api_port, max_applied, min_ready, min_ready_percent, max_total, \
+     host_selector, placement, release_mode, created_at";
 
 pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
     Ok(Blueprint {
@@ -261,6 +264,11 @@ pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
             min_ready_percent: row.get("min_ready_percent")?,
             max_total: row.get("max_total")?,
         },
+        placement: Placement {
+            host_selector: get_json(row, "host_selector")?,
+            strategy: get_parsed(row, "placement")?,
+        },
+        release_mode: get_parsed(row, "release_mode")?,
         created_at: get_time(row, "created_at")?,
     })
 }
@@ -268,8 +276,9 @@ pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
 pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), SqliteError> {
     conn.prepare_cached(
         "INSERT INTO blueprints \
-         (name, labels, nodes, api_port, max_applied, min_ready, min_ready_percent, max_total, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         (name, labels, nodes, api_port, max_applied, min_ready, min_ready_percent, max_total, \
+          host_selector, placement, release_mode, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         bp.name,
@@ -280,6 +289,9 @@ pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), 
         bp.buffer.min_ready,
         bp.buffer.min_ready_percent,
         bp.buffer.max_total,
+        json(&bp.placement.host_selector)?,
+        bp.placement.strategy.as_str(),
+        bp.release_mode.as_str(),
         time(&bp.created_at)
     ])
     .map_err(|e| conflict_on_constraint(e, || format!("blueprint {:?} exists", bp.name)))?;
@@ -290,15 +302,18 @@ pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), 
 pub(crate) fn update_blueprint_policies(conn: &Connection, bp: &Blueprint) -> Result<bool, SqliteError> {
     let changed = conn
         .prepare_cached(
-            "UPDATE blueprints SET max_applied = ?2, min_ready = ?3, min_ready_percent = ?4, max_total = ?5 \
-             WHERE name = ?1",
+            "UPDATE blueprints SET max_applied = ?2, min_ready = ?3, min_ready_percent = ?4, max_total = ?5, \
+             host_selector = ?6, placement = ?7, release_mode = ?8 WHERE name = ?1",
         )?
         .execute(params![
             bp.name,
             bp.max_applied,
             bp.buffer.min_ready,
             bp.buffer.min_ready_percent,
-            bp.buffer.max_total
+            bp.buffer.max_total,
+            json(&bp.placement.host_selector)?,
+            bp.placement.strategy.as_str(),
+            bp.release_mode.as_str()
         ])?;
     Ok(changed > 0)
 }

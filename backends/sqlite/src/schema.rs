@@ -198,6 +198,13 @@ ALTER TABLE blueprints ADD COLUMN min_ready INTEGER;
 ALTER TABLE blueprints ADD COLUMN min_ready_percent INTEGER;
 ALTER TABLE blueprints ADD COLUMN max_total INTEGER;
 "#,
+    r#"
+-- A blueprint's placement (the labels a host must carry, as JSON, and the strategy)
+-- and what a release does to its clusters.
+ALTER TABLE blueprints ADD COLUMN host_selector TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE blueprints ADD COLUMN placement TEXT NOT NULL DEFAULT 'spread';
+ALTER TABLE blueprints ADD COLUMN release_mode TEXT NOT NULL DEFAULT 'recreate';
+"#,
 ];
 
 /// The schema version this code writes and reads.

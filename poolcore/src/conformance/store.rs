@@ -19,7 +19,7 @@ use crate::model::{
     new_id, Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort,
     ClusterSortKey, ClusterStatus, Deployment, EngineFacts, Health, Host, HostKind, HostStatus, Labels,
     LeaseActivity, NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus,
-    Page, PortRef, Quota, ReadyBuffer, ReleaseReason,
+    Page, Placement, PlacementStrategy, PortRef, Quota, ReadyBuffer, ReleaseMode, ReleaseReason,
 };
 use crate::{Error, Store};
 
@@ -109,6 +109,8 @@ pub fn sample_blueprint() -> Blueprint {
         api_port: None,
         max_applied: None,
         buffer: Default::default(),
+        placement: Default::default(),
+        release_mode: Default::default(),
         created_at: Utc::now(),
     }
 }
@@ -410,9 +412,18 @@ pub async fn blueprint_policies_update_alone(store: &dyn Store) {
         min_ready_percent: Some(50),
         max_total: Some(9),
     };
+    bp.placement = Placement {
+        host_selector: Labels::from([("zone".into(), "eu".into())]),
+        strategy: PlacementStrategy::Packed,
+    };
+    bp.release_mode = ReleaseMode::Reset;
     store.insert_blueprint(&bp).await.expect("insert blueprint");
     let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
-    assert_eq!(got.buffer, bp.buffer, "the buffer reads back");
+    assert_eq!(
+        (&got.buffer, &got.placement, got.release_mode),
+        (&bp.buffer, &bp.placement, bp.release_mode),
+        "the policies read back"
+    );
 
     let mut changed = bp.clone();
     changed.max_applied = Some(3);
@@ -421,13 +432,23 @@ pub async fn blueprint_policies_update_alone(store: &dyn Store) {
         min_ready_percent: Some(10),
         max_total: None,
     };
+    changed.placement = Placement {
+        host_selector: Labels::from([("disk".into(), "ssd".into()), ("zone".into(), "us".into())]),
+        strategy: PlacementStrategy::Spread,
+    };
+    changed.release_mode = ReleaseMode::Recreate;
     changed.nodes.clear();
     changed.labels.clear();
     assert!(store.update_blueprint_policies(&changed).await.expect("update"));
     let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
     assert_eq!(
-        (got.max_applied, got.buffer),
-        (changed.max_applied, changed.buffer)
+        (got.max_applied, got.buffer, &got.placement, got.release_mode),
+        (
+            changed.max_applied,
+            changed.buffer,
+            &changed.placement,
+            changed.release_mode
+        )
     );
     assert_eq!(
         (got.nodes, got.labels),

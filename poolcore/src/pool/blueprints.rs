@@ -8,7 +8,10 @@ use tracing::{info, instrument};
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::model::{Blueprint, ClusterFilter, Labels, Listing, NodeSpec, Page, PortRef, ReadyBuffer};
+use crate::model::{
+    Blueprint, ClusterFilter, Labels, Listing, NodeSpec, Page, Placement, PlacementStrategy, PortRef,
+    ReadyBuffer, ReleaseMode,
+};
 
 /// What an operator gives to add a blueprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +28,10 @@ pub struct NewBlueprint {
     pub max_applied: Option<u32>,
     /// The free clusters to keep ready; see [`Blueprint::buffer`].
     pub buffer: ReadyBuffer,
+    /// The hosts that may hold its clusters; see [`Blueprint::placement`].
+    pub placement: Placement,
+    /// What a release does; see [`Blueprint::release_mode`].
+    pub release_mode: ReleaseMode,
 }
 
 impl NewBlueprint {
@@ -53,6 +60,7 @@ impl NewBlueprint {
             }
         }
         validate_policies(self.max_applied, &self.buffer)?;
+        limits::check_labels("host_selector", &self.placement.host_selector)?;
         if let Some(at) = &self.api_port {
             let known = self
                 .nodes
@@ -74,6 +82,10 @@ impl NewBlueprint {
 
 /// What an operator changes of a blueprint's policies; `None` leaves one as it is,
 /// `Some(None)` removes it. The nodes, labels and ports of a blueprint never change.
+///
+/// A new placement or release mode applies to clusters made from then on; a free
+/// cluster on a host the new selector no longer admits is removed when it is next
+/// released, and the reconciler removes the free ones beyond the buffer as ever.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BlueprintPatch {
     /// New [`Blueprint::max_applied`].
@@ -84,6 +96,12 @@ pub struct BlueprintPatch {
     pub min_ready_percent: Option<Option<u32>>,
     /// New [`ReadyBuffer::max_total`].
     pub max_total: Option<Option<u32>>,
+    /// New [`Placement::host_selector`] (empty admits every host).
+    pub host_selector: Option<Labels>,
+    /// New [`Placement::strategy`].
+    pub placement: Option<PlacementStrategy>,
+    /// New [`Blueprint::release_mode`].
+    pub release_mode: Option<ReleaseMode>,
 }
 
 impl BlueprintPatch {
@@ -97,6 +115,15 @@ impl BlueprintPatch {
         set(&mut blueprint.buffer.min_ready, self.min_ready);
         set(&mut blueprint.buffer.min_ready_percent, self.min_ready_percent);
         set(&mut blueprint.buffer.max_total, self.max_total);
+        if let Some(selector) = &self.host_selector {
+            blueprint.placement.host_selector = selector.clone();
+        }
+        if let Some(strategy) = self.placement {
+            blueprint.placement.strategy = strategy;
+        }
+        if let Some(mode) = self.release_mode {
+            blueprint.release_mode = mode;
+        }
     }
 }
 
@@ -191,6 +218,8 @@ impl Pool {
             api_port: new.api_port,
             max_applied: new.max_applied,
             buffer: new.buffer,
+            placement: new.placement,
+            release_mode: new.release_mode,
             created_at: Utc::now(),
         };
         self.store().insert_blueprint(&blueprint).await?;
@@ -213,6 +242,7 @@ impl Pool {
         let mut blueprint = self.blueprint(name).await?;
         patch.apply_to(&mut blueprint);
         validate_policies(blueprint.max_applied, &blueprint.buffer)?;
+        limits::check_labels("host_selector", &blueprint.placement.host_selector)?;
         if !self.store().update_blueprint_policies(&blueprint).await? {
             return Err(Error::not_found("blueprint", limits::quoted(name)));
         }

@@ -6,13 +6,15 @@ use std::collections::BTreeSet;
 use tracing::{info, instrument, warn};
 
 use super::backoff::MayCreate;
-use super::Pool;
+use super::{placement, Pool};
+use crate::driver::HostDriver;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::limits;
 use crate::metrics;
 use crate::model::{
-    new_id, Cluster, ClusterFilter, ClusterStatus, Deployment, Health, Host, Listing, Page, ReleaseReason,
+    new_id, Cluster, ClusterFilter, ClusterStatus, Deployment, Health, Host, Listing, Page, ReleaseMode,
+    ReleaseReason,
 };
 
 /// What to do to a running cluster or one of its nodes.
@@ -67,7 +69,7 @@ impl Pool {
             limits::check_name("name", name)?;
         }
         let host = self.host(host_id).await?;
-        self.blueprint(blueprint).await?;
+        placement::check_admits(&self.blueprint(blueprint).await?, &host)?;
         let cluster = self
             .insert_cluster(&host, blueprint, name)
             .await?
@@ -328,8 +330,10 @@ impl Pool {
         self.save_cluster(&current).await
     }
 
-    /// Destroys a `releasing` cluster's objects and provisions it afresh, same id,
-    /// name and host.
+    /// Makes a `releasing` cluster ready again, same id, name and host: destroyed and
+    /// provisioned afresh, or restarted in place when its blueprint's release mode is
+    /// `reset`. Removed instead when its blueprint holds more free clusters than it
+    /// wants, or its host selector no longer admits the host.
     pub(super) fn spawn_recycle(&self, cluster: Cluster) {
         self.spawn_cluster_work("recycle", cluster, |pool, cluster| async move {
             pool.recycle(cluster).await
@@ -340,12 +344,31 @@ impl Pool {
         // One slot for the removal and the creation: both load the engine.
         let _slot = self.host_slot(&cluster.host_id).await?;
         let host = self.host(&cluster.host_id).await?;
-        self.driver(&host)?.delete_cluster(&cluster.id).await?;
-        if let Some(gone) = self.retire_beyond_buffer(&cluster).await? {
-            // Its blueprint has more free clusters than its buffer wants: gone for good.
-            self.forget_cluster(&gone).await?;
+        let driver = self.driver(&host)?;
+        let blueprint = self.store().get_blueprint(&cluster.blueprint).await?;
+        let misplaced = blueprint.as_ref().is_some_and(|b| !b.placement.admits(&host));
+        let gone = if misplaced {
+            info!(cluster_id = %cluster.id, "the blueprint's host selector no longer admits the host: removing the cluster");
+            let mut gone = cluster.clone();
+            gone.status = ClusterStatus::Deleting;
+            Some(self.save_cluster(&gone).await?)
+        } else {
+            self.retire_beyond_buffer(&cluster).await?
+        };
+        if let Some(gone) = gone {
+            self.remove_cluster(&gone).await?;
             return Ok(gone);
         }
+        if blueprint.is_some_and(|b| b.release_mode == ReleaseMode::Reset) {
+            match self.reset(&cluster, driver.as_ref()).await {
+                Ok(reset) => return Ok(reset),
+                Err(e) if e.is_stale() => return Err(e),
+                Err(e) => {
+                    warn!(error = %e, "restarting the released cluster in place failed; making it afresh")
+                }
+            }
+        }
+        driver.delete_cluster(&cluster.id).await?;
         let mut fresh = cluster;
         fresh.status = ClusterStatus::Creating;
         fresh.status_reason = None;
@@ -354,6 +377,26 @@ impl Pool {
         fresh.deployment = Deployment::default();
         let fresh = self.save_cluster(&fresh).await?;
         self.make(&fresh).await
+    }
+
+    /// The `reset` release mode: restarts every node of a released cluster in place
+    /// and marks it `ready` with the endpoints read back.
+    async fn reset(&self, cluster: &Cluster, driver: &dyn HostDriver) -> Result<Cluster> {
+        let started = std::time::Instant::now();
+        let deployment = driver.restart_cluster(cluster, None).await?;
+        let mut fresh = cluster.clone();
+        merge_deployment(&mut fresh.deployment, deployment);
+        fresh.status = ClusterStatus::Ready;
+        fresh.status_reason = None;
+        fresh.health = Health::Ok;
+        fresh.health_reason = None;
+        fresh.stopped_nodes.clear();
+        let fresh = self.save_cluster(&fresh).await?;
+        info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "cluster reset in place"
+        );
+        Ok(fresh)
     }
 }
 

@@ -13,6 +13,7 @@ mod clusters;
 mod hosts;
 mod lifecycle;
 mod operations;
+mod placement;
 pub mod reconcile;
 mod wait;
 
@@ -37,6 +38,7 @@ pub use clusters::{Actor, NodeAction};
 pub use hosts::{HostPatch, NewHost};
 pub use lifecycle::ReconcilerHandle;
 pub use operations::{fill_plan, fill_plan_within};
+pub use placement::{lay_out, HostLoad};
 pub use reconcile::{decide, ClusterAction, ReconcileConfig, ReconcileReport, RECONCILER_LOCK};
 pub use wait::WAIT_POLL;
 

@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{info, instrument, warn, Instrument};
 
-use super::{lock, Pool};
+use super::{lock, placement, Pool};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::limits;
@@ -167,11 +167,14 @@ impl Pool {
     #[instrument(skip(self))]
     pub async fn fill_host(&self, host_id: &str, blueprint: Option<&str>) -> Result<Operation> {
         let host = self.host(host_id).await?;
-        let blueprints = match blueprint {
+        let (blueprints, laid_out) = match blueprint {
             // The host is the resource here: an unknown blueprint in the request is
             // bad input, not a missing host.
             Some(name) => match self.store().get_blueprint(name).await? {
-                Some(blueprint) => vec![blueprint],
+                Some(blueprint) => {
+                    placement::check_admits(&blueprint, &host)?;
+                    (vec![blueprint], false)
+                }
                 None => {
                     return Err(Error::invalid(
                         "blueprint",
@@ -179,15 +182,20 @@ impl Pool {
                     ))
                 }
             },
-            None => self.blueprints().await?,
+            None => {
+                let mut all = self.blueprints().await?;
+                all.retain(|b| b.placement.admits(&host));
+                (all, true)
+            }
         };
         if blueprints.is_empty() {
             return Err(Error::invalid(
                 "blueprint",
-                "there is no blueprint to fill the host with",
+                "there is no blueprint to fill the host with (or none whose host_selector admits it)",
             ));
         }
-        self.start_fill(&host, &blueprints).await
+        let clusters = self.plan_fill(&host, &blueprints, laid_out).await?;
+        self.run_fill(&host, clusters).await
     }
 
     /// Starts filling an autofill host that has room, when there are blueprints to
@@ -207,21 +215,18 @@ impl Pool {
         if blueprints.is_empty() {
             return Ok(None);
         }
-        let clusters = self.plan_fill(host, &blueprints).await?;
+        let clusters = self.plan_fill(host, &blueprints, true).await?;
         if clusters.is_empty() {
             return Ok(None);
         }
         self.run_fill(host, clusters).await.map(Some)
     }
 
-    async fn start_fill(&self, host: &Host, blueprints: &[Blueprint]) -> Result<Operation> {
-        let clusters = self.plan_fill(host, blueprints).await?;
-        self.run_fill(host, clusters).await
-    }
-
     /// Inserts the records of the clusters a fill of `host` makes: up to its
-    /// capacity, within each blueprint's room (its ready buffer and `max_total`).
-    async fn plan_fill(&self, host: &Host, blueprints: &[Blueprint]) -> Result<Vec<Cluster>> {
+    /// capacity, within each blueprint's room (its ready buffer and `max_total`) and,
+    /// when `laid_out`, within the part of that room its placement lays on `host`.
+    /// Blueprints whose host selector does not admit `host` get nothing.
+    async fn plan_fill(&self, host: &Host, blueprints: &[Blueprint], laid_out: bool) -> Result<Vec<Cluster>> {
         let _planning = self.inner.planning.lock().await;
         let on_host = self.host_clusters(&host.id).await?;
         if on_host.len() >= host.capacity as usize {
@@ -232,7 +237,14 @@ impl Pool {
         for name in self.creation_backoffs().into_keys() {
             room.insert(name, 0);
         }
-        let names: Vec<String> = blueprints.iter().map(|b| b.name.clone()).collect();
+        if laid_out {
+            self.share_of_room(host, blueprints, &mut room).await?;
+        }
+        let names: Vec<String> = blueprints
+            .iter()
+            .filter(|b| b.placement.admits(host))
+            .map(|b| b.name.clone())
+            .collect();
         let plan = fill_plan_within(&on_host, &names, host.capacity, &mut room);
         self.insert_planned(host, &plan).await
     }
@@ -373,7 +385,7 @@ impl Pool {
         if blueprints.is_empty() {
             return Ok(());
         }
-        let fresh = self.plan_fill(host, &blueprints).await?;
+        let fresh = self.plan_fill(host, &blueprints, true).await?;
         progress.add_total(len_u32(&fresh)).await;
         self.provision_all(fresh, progress).await;
         Ok(())

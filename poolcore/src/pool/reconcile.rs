@@ -141,7 +141,8 @@ pub struct ReconcileReport {
     pub resumed: u32,
     /// Clusters found on an engine with no record, removed.
     pub orphans_removed: u32,
-    /// Free clusters beyond a blueprint's ready buffer or `max_total`, being removed.
+    /// Free clusters beyond a blueprint's ready buffer or `max_total`, or on a host its
+    /// host selector no longer admits, being removed.
     pub trimmed: u32,
     /// Clusters added to fill hosts.
     pub created: u32,
@@ -256,6 +257,13 @@ impl Pool {
         match self.trim_buffers().await {
             Ok(trimmed) => report.trimmed += trimmed,
             Err(e) => report.error("removing the clusters beyond the ready buffers", e),
+        }
+        match self.remove_misplaced().await {
+            Ok(removed) => report.trimmed += removed,
+            Err(e) => report.error(
+                "removing the clusters on hosts their blueprint no longer admits",
+                e,
+            ),
         }
         let blueprints: HashMap<String, Blueprint> = self
             .blueprints()
@@ -706,6 +714,8 @@ mod tests {
             api_port: None,
             max_applied: None,
             buffer: Default::default(),
+            placement: Default::default(),
+            release_mode: Default::default(),
             created_at: Utc::now(),
         }
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use poolcore::EndpointPolicy;
+use poolcore_docker::DockerConfig;
 use poolcore_sim::SimConfig;
 use poolcore_swarm::SwarmConfig;
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,10 @@ pub struct Config {
     pub reconcile_operation_timeout: u64,
     /// Hosts probed and inspected at once by a pass.
     pub reconcile_host_concurrency: usize,
+    /// How docker hosts are driven (the `[docker]` table of the config file): the
+    /// timeout of one engine request, the grace a node gets to stop (stop, restart and
+    /// a `reset` release).
+    pub docker: DockerConfig,
     /// How swarm hosts are driven (the `[swarm]` table of the config file): stop grace
     /// period, how long to wait for nodes to start, restart attempts.
     pub swarm: SwarmConfig,
@@ -133,6 +138,7 @@ impl Default for Config {
             reconcile_transition_timeout: 300,
             reconcile_operation_timeout: 60,
             reconcile_host_concurrency: 8,
+            docker: DockerConfig::default(),
             swarm: SwarmConfig::default(),
             sim: SimConfig::default(),
             tls_cert: None,
@@ -171,6 +177,7 @@ impl std::fmt::Debug for Config {
             .field("reconcile_transition_timeout", &self.reconcile_transition_timeout)
             .field("reconcile_operation_timeout", &self.reconcile_operation_timeout)
             .field("reconcile_host_concurrency", &self.reconcile_host_concurrency)
+            .field("docker", &self.docker)
             .field("swarm", &self.swarm)
             .field("sim", &self.sim)
             .field("tls_cert", &self.tls_cert)
@@ -357,7 +364,7 @@ mod tests {
             jail.create_file(
                 "pm.toml",
                 "listen = \"0.0.0.0:9000\"\ndatabase = \"sqlite://file.db\"\nhost_parallelism = 2\n\
-                 [swarm]\nstop_grace_secs = 3",
+                 [swarm]\nstop_grace_secs = 3\n[docker]\nstop_timeout_secs = 2",
             )?;
             jail.set_env("POOLMANAGER_DATABASE", "sqlite://env.db");
             let overrides = Overrides {
@@ -371,6 +378,8 @@ mod tests {
             assert_eq!(config.log_format, LogFormat::Human, "default stays");
             assert_eq!(config.swarm.stop_grace_secs, 3, "a table of the file");
             assert_eq!(config.swarm.start_timeout_secs, 120, "its defaults stay");
+            assert_eq!(config.docker.stop_timeout_secs, 2, "the docker table");
+            assert_eq!(config.docker.request_timeout_secs, 120, "its defaults stay");
             assert_eq!(config.reconcile_interval, 15, "default stays");
             jail.set_env("POOLMANAGER_RECONCILE_INTERVAL", "3");
             let config = Config::load(Some(Path::new("pm.toml")), &overrides).map_err(|e| e.to_string())?;

@@ -100,7 +100,7 @@ pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
                 .with_host_concurrency(config.reconcile_host_concurrency),
         );
     Ok(Pool::builder(store)
-        .with_connector(DockerConnector::new())
+        .with_connector(DockerConnector::from_config(config.docker.clone()))
         .with_connector(SwarmConnector::from_config(config.swarm.clone()))
         .with_connector(SimConnector::from_config(config.sim.clone()))
         .with_config(pool_config)

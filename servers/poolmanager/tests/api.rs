@@ -532,3 +532,65 @@ async fn a_broken_image_backs_off_instead_of_hammering_the_engine() {
     );
     s.remove_host(&host).await;
 }
+
+/// A blueprint released in `reset` mode gets the same containers back, restarted and
+/// answering; switched to `recreate`, new ones. Prints the time of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_release_restarts_the_same_containers() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let host = s.add_host(1, false).await;
+    let bp = s.add_blueprint(2).await;
+    let (status, body) = s
+        .admin(
+            Method::PATCH,
+            &format!("/blueprints/{bp}"),
+            Some(json!({"release_mode": "reset"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["release_mode"].as_str()),
+        (StatusCode::OK, Some("reset")),
+        "{body}"
+    );
+    s.fill(&host).await;
+
+    let mut timings = Vec::new();
+    for (mode, same) in [("reset", true), ("recreate", false)] {
+        let (status, body) = s
+            .admin(
+                Method::PATCH,
+                &format!("/blueprints/{bp}"),
+                Some(json!({"release_mode": mode})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let apply = json!({"user_id": "alice", "blueprint": bp});
+        let (status, held) = s.user(Method::POST, "/apply", Some(apply)).await;
+        assert_eq!(status, StatusCode::OK, "apply: {held}");
+        let id = held["id"].as_str().expect("id").to_owned();
+        let started = Instant::now();
+        let (status, released) = s
+            .admin(Method::POST, "/release", Some(json!({"cluster_id": id})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{released}");
+        let fresh = s
+            .wait_cluster(&id, |c| c["status"] == "ready" && c["health"] == "ok")
+            .await;
+        timings.push((mode, started.elapsed()));
+        for node in ["vp0", "vp1"] {
+            assert_eq!(
+                fresh["containers"][node] == held["containers"][node],
+                same,
+                "{mode}: {node} before {} after {}",
+                held["containers"][node],
+                fresh["containers"][node]
+            );
+            let url = fresh["service_urls"][node]["web"].as_str().expect("url");
+            assert!(http_get(url).await.ends_with("ok\n"), "{mode}: {node} answers");
+        }
+    }
+    eprintln!("release to ready again: {timings:?}");
+    s.remove_host(&host).await;
+}

@@ -175,6 +175,8 @@ async fn add_typed_blueprint(
         api_port: Some(api_port.parse().expect("api port")),
         max_applied: None,
         buffer: Default::default(),
+        placement: Default::default(),
+        release_mode: Default::default(),
     };
     s.pool.create_blueprint(new).await.expect("blueprint");
     name

@@ -31,6 +31,22 @@ function bufferText(bp) {
   return parts.length ? parts.join(", or ") : "none: takes the room autofill hosts have";
 }
 
+// Labels as "k=v, k=v"; `none` when there are none.
+function labelsText(labels, none = "—") {
+  return Object.entries(labels ?? {}).map(([k, v]) => `${k}=${v}`).join(", ") || none;
+}
+
+// "k=v, k=v" back into labels; throws naming the part that is not KEY=VALUE.
+export function parseLabels(text) {
+  const labels = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const at = part.indexOf("=");
+    if (at <= 0) throw new Error(`"${part}" is not KEY=VALUE`);
+    labels[part.slice(0, at).trim()] = part.slice(at + 1).trim();
+  }
+  return labels;
+}
+
 // Applied clusters, with the blueprint's quota when it has one: "3 / 10".
 function quotaText(applied, max) {
   return max === undefined || max === null ? String(applied) : `${applied} / ${max}`;
@@ -99,11 +115,14 @@ function detail(main, name, { navigate }) {
             h("button", { type: "button", id: "edit-policies", onclick: () => editPolicies(bp, refresh) }, "Policies"),
             h("button", { type: "button", class: "danger", onclick: () => remove(bp.name, () => navigate("#/blueprints")) }, "Delete"))),
         h("section", { class: "card" }, h("dl", { class: "facts" },
-          h("dt", {}, "Labels"), h("dd", { class: "mono" }, Object.entries(bp.labels).map(([k, v]) => `${k}=${v}`).join(", ") || "—"),
+          h("dt", {}, "Labels"), h("dd", { class: "mono" }, labelsText(bp.labels)),
           h("dt", {}, "API port"), h("dd", { class: "mono" }, bp.api_port ?? "the first named port"),
           h("dt", {}, "Most applied at once"), h("dd", { id: "max-applied" }, bp.max_applied ?? "no limit"),
           h("dt", {}, "Ready buffer"), h("dd", { id: "ready-buffer" }, bufferText(bp)),
           h("dt", {}, "Most in all"), h("dd", { id: "max-total" }, bp.max_total ?? "no limit"),
+          h("dt", {}, "Hosts"), h("dd", { class: "mono", id: "host-selector" }, labelsText(bp.host_selector, "any host")),
+          h("dt", {}, "Placement"), h("dd", { id: "placement" }, bp.placement === "packed" ? "packed: the fullest host first" : "spread: evenly over the hosts"),
+          h("dt", {}, "On release"), h("dd", { id: "release-mode" }, bp.release_mode === "reset" ? "reset: restarted in place" : "recreate: destroyed and made anew"),
           h("dt", {}, "Created"), h("dd", {}, time(bp.created_at)))),
         h("h2", {}, "Nodes"),
         h("div", { class: "table-wrap" }, h("table", {},
@@ -126,11 +145,17 @@ function detail(main, name, { navigate }) {
   return { refresh, onEvent() {} };
 }
 
-// The form for a blueprint's quota and ready buffer; an empty field removes a limit.
+// The form for a blueprint's policies: quota, ready buffer, placement and release
+// mode; an empty number removes a limit, an empty selector admits every host.
 async function editPolicies(bp, refresh) {
   const names = POLICIES.map(([name]) => name);
   const fields = POLICIES.map(([name, label, hint, max]) =>
     field(name, label, h("input", { type: "number", min: 0, max, step: 1, value: bp[name] ?? "", placeholder: "none" }), hint));
+  const choice = (value, options) => h("select", {}, options.map(([v, text]) => h("option", { value: v, selected: v === value }, text)));
+  fields.push(
+    field("host_selector", "Hosts labelled", h("input", { type: "text", value: labelsText(bp.host_selector, ""), placeholder: "any host", autocomplete: "off" }), "KEY=VALUE, comma-separated: only hosts with all of these hold its clusters."),
+    field("placement", "Placement", choice(bp.placement, [["spread", "spread: evenly over the hosts"], ["packed", "packed: the fullest host first"]]), "How new clusters are laid out."),
+    field("release_mode", "On release", choice(bp.release_mode, [["recreate", "recreate: destroy and make anew"], ["reset", "reset: restart in place"]]), "Reset is faster; what the containers wrote survives."));
   const saved = await modal(`Policies of ${bp.name}`, h("div", { class: "grid-fields" }, ...fields.flat()), {
     async onsubmit(form) {
       clearFieldErrors(form);
@@ -145,10 +170,19 @@ async function editPolicies(bp, refresh) {
         else body[name] = Number(el.value);
       }
       try {
+        body.host_selector = parseLabels(form.elements.namedItem("host_selector").value);
+      } catch (err) {
+        setFieldError(form, "host_selector", err.message);
+        throw Object.assign(new Error("Check hosts labelled."), { shownAtField: true });
+      }
+      body.placement = form.elements.namedItem("placement").value;
+      body.release_mode = form.elements.namedItem("release_mode").value;
+      const all = [...names, "host_selector", "placement", "release_mode"];
+      try {
         return await patch(`/blueprints/${encodeURIComponent(bp.name)}`, body);
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
-        const name = fieldOf(err, names);
+        const name = fieldOf(err, all);
         if (name && setFieldError(form, name, `${err.message} (${err.status} ${err.code})`)) err.shownAtField = true;
         else err.message = `${err.message} (${err.status} ${err.code})`;
         throw err;

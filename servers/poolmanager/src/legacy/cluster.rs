@@ -199,6 +199,8 @@ mod tests {
             }),
             max_applied: None,
             buffer: Default::default(),
+            placement: Default::default(),
+            release_mode: Default::default(),
             created_at: chrono::Utc::now(),
         }
     }

@@ -97,7 +97,9 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             database: format!("sqlite://{}", dir.path().join("pool.db").display()),
-            // The test image's httpd ignores SIGTERM: a short grace keeps swarm work fast.
+            // The test image's httpd ignores SIGTERM: a short grace keeps stops, restarts
+            // and swarm work fast.
+            docker: poolcore_docker::DockerConfig::new().with_stop_timeout(Duration::from_secs(1)),
             swarm: poolcore_swarm::SwarmConfig::new()
                 .with_stop_grace(Duration::from_secs(1))
                 .with_start_timeout(Duration::from_secs(60)),

@@ -65,6 +65,7 @@ from pool_manager_client.models import (  # noqa: E402
     ErrorCode,
     Event,
     EventKind,
+    Fill,
     Health,
     Labels,
     Metadata,
@@ -74,8 +75,10 @@ from pool_manager_client.models import (  # noqa: E402
     NodeTarget,
     OperationKind,
     OperationStatus,
+    PlacementStrategy,
     Ports,
     Release,
+    ReleaseMode,
     Renewal,
     SortOrder,
 )
@@ -344,6 +347,20 @@ def main():
     of = [b for b in get_stats.sync(client=admin).blueprints if b.name == bp_name][0]
     assert of.ready_target in (None, UNSET), of
     step("update_blueprint: min_ready 2 and 50% gives ready_target 2; 400 above max_total, 404 unknown; unset removes")
+
+    # Placement and release mode: a selector the host does not meet refuses its fill.
+    placed = update_blueprint.sync(bp_name, client=admin, body=BlueprintPatch(
+        host_selector=Labels.from_dict({"zone": "nowhere"}), placement=PlacementStrategy.PACKED,
+        release_mode=ReleaseMode.RESET))
+    assert placed.host_selector.to_dict() == {"zone": "nowhere"}, placed
+    assert (placed.placement, placed.release_mode) == (PlacementStrategy.PACKED, ReleaseMode.RESET), placed
+    refused = fill_host.sync_detailed(host.id, client=admin, body=Fill(blueprint=bp_name))
+    expect_error(refused, HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_INPUT)
+    assert "zone=nowhere" in refused.parsed.message, refused.parsed.message
+    back = update_blueprint.sync(bp_name, client=admin, body=BlueprintPatch(
+        host_selector=Labels.from_dict({}), placement=PlacementStrategy.SPREAD, release_mode=ReleaseMode.RECREATE))
+    assert back.host_selector.to_dict() == {} and back.placement == PlacementStrategy.SPREAD, back
+    step("update_blueprint: host_selector, packed and reset read back; a fill of a host it does not admit is 400")
 
     # 413: a body over 1 MiB.
     huge = Apply(user_id="alice", metadata=Metadata.from_dict({"note": "x" * (2 << 20)}))

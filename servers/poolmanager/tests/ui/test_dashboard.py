@@ -380,6 +380,34 @@ def test_set_a_ready_buffer_and_see_it_against_its_target(page: Page, server):
     assert "min_ready" not in blueprint and blueprint["max_applied"] == 5, blueprint
 
 
+def test_choose_where_a_blueprint_goes_and_what_a_release_does(page: Page, server):
+    placed = f"{BLUEPRINT}-placed"
+    status, body = server.api("POST", "/blueprints", {
+        "name": placed, "nodes": [{"name": "vp0", "image": "poolmanager/testnode:latest"}]})
+    assert status == 201, body
+    page.click("#nav >> text=Blueprints")
+    page.click(f'tr[data-blueprint="{placed}"] a')
+    expect(page.locator("#host-selector")).to_have_text("any host")
+    expect(page.locator("#release-mode")).to_contain_text("recreate")
+    page.click("#edit-policies")
+    page.fill("#f-host_selector", "zone")
+    page.press("#f-host_selector", "Enter")
+    expect(page.locator("#f-host_selector-error")).to_contain_text("is not KEY=VALUE")
+    page.fill("#f-host_selector", "zone=eu, disk=ssd")
+    page.select_option("#f-placement", "packed")
+    page.select_option("#f-release_mode", "reset")
+    page.press("#f-host_selector", "Enter")
+    expect(dialog(page)).to_have_count(0)
+    expect(page.locator("#host-selector")).to_have_text("disk=ssd, zone=eu")
+    expect(page.locator("#placement")).to_contain_text("packed")
+    expect(page.locator("#release-mode")).to_contain_text("reset")
+    _, blueprint = server.api("GET", f"/blueprints/{placed}")
+    assert blueprint["host_selector"] == {"zone": "eu", "disk": "ssd"}, blueprint
+    assert (blueprint["placement"], blueprint["release_mode"]) == ("packed", "reset"), blueprint
+    shot(page, "blueprint-placement")
+    assert server.api("DELETE", f"/blueprints/{placed}")[0] == 204
+
+
 def test_a_blueprint_whose_creations_fail_shows_it_backs_off(page: Page, server):
     # An image no registry here has, on a host of its own: its three creations fail.
     status, host = server.api("POST", "/hosts", {

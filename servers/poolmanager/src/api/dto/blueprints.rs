@@ -106,6 +106,36 @@ impl From<poolcore::NodeSpec> for NodeSpec {
     }
 }
 
+/// How a blueprint's new clusters are laid out over the hosts its `host_selector`
+/// admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(
+    rename = "PlacementStrategy",
+    rename_all = "snake_case",
+    remote = "poolcore::PlacementStrategy"
+)]
+pub enum PlacementStrategy {
+    /// Evenly: each on the host with the fewest of the blueprint's clusters.
+    Spread,
+    /// Tightly: each on the fullest host that still has room.
+    Packed,
+}
+
+/// What a release does to a cluster before it is handed out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(
+    rename = "ReleaseMode",
+    rename_all = "snake_case",
+    remote = "poolcore::ReleaseMode"
+)]
+pub enum ReleaseMode {
+    /// Destroy its containers and network and make them anew.
+    Recreate,
+    /// Restart its containers in place, keeping what they wrote: faster, for images
+    /// that start clean.
+    Reset,
+}
+
 /// A blueprint to add: 1 to 64 `NodeSpec`s with unique names, and the `Labels` users
 /// filter on.
 #[derive(Debug, Clone, Object)]
@@ -139,6 +169,12 @@ pub struct NewBlueprint {
     /// `min_ready`.
     #[oai(validator(maximum(value = "1000000")))]
     pub max_total: Option<u32>,
+    // Labels a host must carry to hold its clusters; every host when missing.
+    pub host_selector: Option<Labels>,
+    // How its clusters are laid out over the admitted hosts (`spread` when missing).
+    pub placement: Option<PlacementStrategy>,
+    // What a release does to its clusters (`recreate` when missing).
+    pub release_mode: Option<ReleaseMode>,
 }
 
 impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
@@ -159,6 +195,11 @@ impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
                 min_ready_percent: d.min_ready_percent,
                 max_total: d.max_total,
             },
+            placement: poolcore::Placement {
+                host_selector: d.host_selector.map(Map::into_inner).unwrap_or_default(),
+                strategy: d.placement.map(Into::into).unwrap_or_default(),
+            },
+            release_mode: d.release_mode.map(Into::into).unwrap_or_default(),
         })
     }
 }
@@ -173,9 +214,11 @@ pub enum BlueprintPolicy {
     MaxTotal,
 }
 
-/// Changes to a blueprint's policies: its quota and ready buffer. What is missing
-/// stays as it is; `unset` lists the limits to remove. Nodes, labels and ports never
-/// change.
+/// Changes to a blueprint's policies: its quota, ready buffer, placement and release
+/// mode. What is missing stays as it is; `unset` lists the limits to remove. Nodes,
+/// labels and ports never change. A new placement or release mode holds for clusters
+/// made from then on; a free cluster on a host the new `host_selector` no longer
+/// admits is removed when next released.
 #[derive(Debug, Clone, Default, Object)]
 #[oai(rename = "BlueprintPatch", deny_unknown_fields)]
 pub struct BlueprintPatch {
@@ -191,6 +234,12 @@ pub struct BlueprintPatch {
     /// New `max_total`.
     #[oai(validator(maximum(value = "1000000")))]
     pub max_total: Option<u32>,
+    // New host selector; `{}` admits every host.
+    pub host_selector: Option<Labels>,
+    // New placement strategy.
+    pub placement: Option<PlacementStrategy>,
+    // New release mode.
+    pub release_mode: Option<ReleaseMode>,
     /// Policies to remove (no limit, no buffer); none may also be given a value.
     #[oai(validator(max_items = 4))]
     pub unset: Option<Vec<BlueprintPolicy>>,
@@ -220,6 +269,9 @@ impl TryFrom<BlueprintPatch> for poolcore::BlueprintPatch {
                 d.min_ready_percent,
             )?,
             max_total: change(BlueprintPolicy::MaxTotal, "max_total", d.max_total)?,
+            host_selector: d.host_selector.map(Map::into_inner),
+            placement: d.placement.map(Into::into),
+            release_mode: d.release_mode.map(Into::into),
         })
     }
 }
@@ -244,6 +296,12 @@ pub struct Blueprint {
     pub min_ready_percent: Option<u32>,
     /// Most clusters of it in all, when it has a limit.
     pub max_total: Option<u32>,
+    // Labels a host must carry to hold its clusters; `{}` admits every host.
+    pub host_selector: Labels,
+    // How its clusters are laid out over the admitted hosts.
+    pub placement: PlacementStrategy,
+    // What a release does to its clusters.
+    pub release_mode: ReleaseMode,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -259,6 +317,9 @@ impl From<poolcore::Blueprint> for Blueprint {
             min_ready: b.buffer.min_ready,
             min_ready_percent: b.buffer.min_ready_percent,
             max_total: b.buffer.max_total,
+            host_selector: Map::from_pool(b.placement.host_selector),
+            placement: b.placement.strategy.into(),
+            release_mode: b.release_mode.into(),
             created_at: b.created_at,
         }
     }
