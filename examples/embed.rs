@@ -35,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             env: Default::default(),
             ports: [("web".to_owned(), "80/tcp".parse()?)].into(),
             health: None,
+            readiness: None,
         }],
         api_port: None,
         max_applied: None,

@@ -180,6 +180,22 @@ pub trait HostDriver: Debug + Send + Sync + 'static {
         self.create_cluster(cluster, blueprint).await
     }
 
+    /// Runs `command` (no shell) in the container of `node` of `cluster`, waits for it
+    /// to end and returns its exit status: what an `exec` readiness probe does.
+    ///
+    /// The default refuses: an engine that cannot run commands in a node takes only
+    /// `http` and `tcp` probes.
+    ///
+    /// # Behavior
+    /// - A node that is not running, or unknown, is an error.
+    async fn exec(&self, cluster: &Cluster, node: &str, command: &[String]) -> Result<i64> {
+        let _ = (cluster, command);
+        Err(crate::Error::invalid(
+            "readiness",
+            format!("this engine cannot run a command in node {node:?}: give it an http or tcp probe"),
+        ))
+    }
+
     /// Lists every cluster of this host found on the engine, in one listing.
     ///
     /// # Behavior

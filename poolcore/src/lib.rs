@@ -53,7 +53,7 @@ pub use model::{
     ClusterSortKey, ClusterStatus, Deployment, EngineFacts, EngineTls, Health, HealthCheck, Host, HostKind,
     HostStatus, Labels, LeaseActivity, LeaseRecord, Listing, LogConfig, NodeDeployment, NodeSpec, Operation,
     OperationFilter, OperationKind, OperationStatus, Page, Pem, Placement, PlacementStrategy, PortRef,
-    PortSpec, Protocol, ReadyBuffer, ReleaseMode, ReleaseReason, ServiceUrls,
+    PortSpec, Probe, ProbeCheck, Protocol, ReadyBuffer, ReleaseMode, ReleaseReason, ServiceUrls,
 };
 pub use pool::{
     Actor, ApplyRequest, Backoff, BlueprintPatch, BlueprintStats, HostPatch, HostStats, NewBlueprint,

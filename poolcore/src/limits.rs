@@ -69,6 +69,15 @@ pub const HEALTH_INTERVAL_MAX: u32 = 3600;
 /// Most failed health checks in a row before a node is unhealthy.
 pub const HEALTH_RETRIES_MAX: u32 = 100;
 
+/// Longest a readiness probe's period, timeout or start may be, in seconds.
+pub const PROBE_SECONDS_MAX: u32 = 3600;
+/// Most failed probes in a row before a made cluster is unhealthy.
+pub const PROBE_FAILURES_MAX: u32 = 100;
+/// Longest path an HTTP probe may ask for.
+pub const PROBE_PATH_MAX: usize = 1024;
+/// HTTP probe paths: `/` then printable ASCII without spaces.
+pub const PROBE_PATH_PATTERN: &str = "^/[!-~]{0,1023}$";
+
 /// Longest engine endpoint.
 pub const ENDPOINT_MAX: usize = 512;
 /// Engine endpoints: `unix:///path`, `tcp://host:port`, `http://`, `https://` or

@@ -400,6 +400,106 @@ impl HealthCheck {
     }
 }
 
+/// What a readiness probe checks on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeCheck {
+    /// An HTTP GET of `path` on a named TCP port of the node, from the server to its
+    /// published endpoint; any status from 200 to 399 passes.
+    Http {
+        /// The node's named port.
+        port: String,
+        /// Path and query, starting with `/`.
+        #[serde(default = "ProbeCheck::default_path")]
+        path: String,
+    },
+    /// A TCP connect to a named TCP port of the node, from the server to its
+    /// published endpoint.
+    Tcp {
+        /// The node's named port.
+        port: String,
+    },
+    /// A command run in the node's container (no shell: give `sh -c ...` for one);
+    /// exit status 0 passes.
+    Exec {
+        /// Program and arguments.
+        command: Vec<String>,
+    },
+}
+
+impl ProbeCheck {
+    fn default_path() -> String {
+        "/".to_owned()
+    }
+}
+
+impl fmt::Display for ProbeCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeCheck::Http { port, path } => write!(f, "http GET {path} on port {port}"),
+            ProbeCheck::Tcp { port } => write!(f, "tcp connect to port {port}"),
+            ProbeCheck::Exec { command } => write!(f, "exec {}", command.join(" ")),
+        }
+    }
+}
+
+/// A node's readiness probe: a cluster stays `creating` until the probe of every
+/// node has passed once (within `start_seconds`, or it fails), and a made cluster
+/// whose probe fails `failure_threshold` reconcile passes in a row is unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// What is checked.
+    #[serde(flatten)]
+    pub check: ProbeCheck,
+    /// Seconds between tries while a node starts.
+    #[serde(default = "Probe::default_period_seconds")]
+    pub period_seconds: u32,
+    /// Seconds one try may take before it counts as failed.
+    #[serde(default = "Probe::default_timeout_seconds")]
+    pub timeout_seconds: u32,
+    /// Failed tries in a row, one per reconcile pass, before a made cluster is
+    /// unhealthy.
+    #[serde(default = "Probe::default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// Seconds a new or restarted node has to pass for the first time; then the
+    /// cluster is `failed`.
+    #[serde(default = "Probe::default_start_seconds")]
+    pub start_seconds: u32,
+}
+
+impl Probe {
+    /// A probe doing `check` with the default timings.
+    pub fn new(check: ProbeCheck) -> Self {
+        Probe {
+            check,
+            period_seconds: Self::default_period_seconds(),
+            timeout_seconds: Self::default_timeout_seconds(),
+            failure_threshold: Self::default_failure_threshold(),
+            start_seconds: Self::default_start_seconds(),
+        }
+    }
+
+    /// Seconds between tries when a blueprint gives none.
+    pub fn default_period_seconds() -> u32 {
+        1
+    }
+
+    /// Seconds per try when a blueprint gives none.
+    pub fn default_timeout_seconds() -> u32 {
+        1
+    }
+
+    /// Failures in a row before unhealthy when a blueprint gives none.
+    pub fn default_failure_threshold() -> u32 {
+        3
+    }
+
+    /// Seconds to pass first when a blueprint gives none.
+    pub fn default_start_seconds() -> u32 {
+        60
+    }
+}
+
 /// One node (container or service) of a blueprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeSpec {
@@ -416,9 +516,13 @@ pub struct NodeSpec {
     /// Named ports: `rest = "7050/tcp"`. Each is published on a free host port.
     #[serde(default)]
     pub ports: BTreeMap<String, PortSpec>,
-    /// Optional health check.
+    /// Optional health check, run by the engine.
     #[serde(default)]
     pub health: Option<HealthCheck>,
+    /// Optional readiness probe, run by the pool: its clusters are handed out only
+    /// once it passes.
+    #[serde(default)]
+    pub readiness: Option<Probe>,
 }
 
 /// One named port of one node: `vp0.rest`.

@@ -206,6 +206,7 @@ pub fn node(name: &str) -> NodeSpec {
         env: BTreeMap::new(),
         ports: BTreeMap::from([("rest".to_owned(), "7050/tcp".parse().expect("a port"))]),
         health: None,
+        readiness: None,
     }
 }
 

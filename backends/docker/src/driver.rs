@@ -393,6 +393,18 @@ impl HostDriver for DockerDriver {
         self.read_back(cluster, &ids).await
     }
 
+    #[instrument(skip(self, cluster, command), fields(host_id = %self.host_id, cluster_id = %cluster.id))]
+    async fn exec(&self, cluster: &Cluster, node: &str, command: &[String]) -> Result<i64> {
+        let ids = self.container_ids(cluster, Some(node)).await?;
+        let Some(id) = ids.first() else {
+            return Err(Error::not_found(
+                "node",
+                format!("{node} of cluster {}", cluster.id),
+            ));
+        };
+        self.daemon.engine().exec(id, command).await
+    }
+
     #[instrument(skip(self), fields(host_id = %self.host_id))]
     async fn inspect(&self) -> Result<Vec<ObservedCluster>> {
         let filter = LabelFilter::host(&self.host_id);

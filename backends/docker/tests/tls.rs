@@ -41,6 +41,7 @@ async fn clusters_are_made_and_removed_over_tls() {
         env: BTreeMap::new(),
         ports: BTreeMap::new(),
         health: None,
+        readiness: None,
     };
     let blueprint = Blueprint {
         name: "tls".to_owned(),

@@ -5,10 +5,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{Network, NetworkCreateRequest, SystemInfo, SystemVersion};
+use bollard::exec::StartExecResults;
+use bollard::models::{ExecConfig, Network, NetworkCreateRequest, SystemInfo, SystemVersion};
 use bollard::query_parameters::ListNetworksOptionsBuilder;
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::future::join_all;
+use futures::StreamExt;
 use poolcore::{labels_for, object_name, Cluster, EngineFacts, EngineTls, Error, Host, HostKind, Result};
 use tokio::sync::OnceCell;
 
@@ -145,6 +147,33 @@ impl Engine {
             .info()
             .await
             .map_err(self.fail(Action::new("read", "info of", "engine")))
+    }
+
+    /// Runs `command` (no shell) in the running container `container`, waits for it to
+    /// end and returns its exit status; what an `exec` readiness probe does.
+    pub async fn exec(&self, container: &str, command: &[String]) -> Result<i64> {
+        let client = self.client().await?;
+        let fail = || self.fail(Action::new("exec in", "container", container));
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.to_vec()),
+            ..ExecConfig::default()
+        };
+        let created = client.create_exec(container, config).await.map_err(fail())?;
+        if let StartExecResults::Attached { mut output, .. } =
+            client.start_exec(&created.id, None).await.map_err(fail())?
+        {
+            // Its output is not kept; reading it to the end is waiting for it to end.
+            while output.next().await.is_some() {}
+        }
+        let ended = client.inspect_exec(&created.id).await.map_err(fail())?;
+        ended.exit_code.ok_or_else(|| {
+            Error::unavailable(
+                format!("exec in container {container}"),
+                "the engine gave no exit status",
+            )
+        })
     }
 
     /// `GET /version`.

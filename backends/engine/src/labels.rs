@@ -123,6 +123,7 @@ mod tests {
             ]
             .into(),
             health: None,
+            readiness: None,
         };
         let labels: HashMap<String, String> = port_labels(&node)
             .chain([(LABEL_NODE.to_owned(), "vp0".to_owned())])

@@ -54,6 +54,7 @@ mod tests {
             env: Default::default(),
             ports: [("rest".into(), "7050/tcp".parse().unwrap())].into(),
             health: None,
+            readiness: None,
         };
         let labels = node_labels(&cluster, &node);
         assert_eq!(labels[LABEL_CLUSTER], cluster.id);

@@ -49,6 +49,8 @@ pub struct SimCounters {
     pub restarts: u64,
     /// Successful `inspect` calls.
     pub inspects: u64,
+    /// Successful `exec` calls (readiness probes).
+    pub execs: u64,
 }
 
 /// One cluster on a simulated engine, as [`SimEngine::clusters`] lists it.
@@ -137,6 +139,7 @@ impl SimEngine {
             ports: Ports::new(config.serve_ports),
             last_id: 0,
             nodes: 0,
+            exec_status: 0,
             counters: SimCounters::default(),
         };
         SimEngine {
@@ -191,6 +194,12 @@ impl SimEngine {
                 found.run.state()
             ))),
         }
+    }
+
+    /// Sets what every command run in a running node (an `exec` readiness probe)
+    /// exits with: 0, the default, passes.
+    pub fn set_exec_status(&self, status: i64) {
+        self.state().exec_status = status;
     }
 
     /// Sets the share of creates and repairs that fail (clamped to 0..=1).
@@ -315,6 +324,8 @@ pub(crate) struct State {
     last_id: u64,
     /// Nodes on the engine, of every host.
     nodes: u64,
+    /// What every `exec` in a running node exits with.
+    exec_status: i64,
     counters: SimCounters,
 }
 
@@ -590,6 +601,20 @@ impl State {
     }
 
     /// The node `node` of `cluster_id`, with the engine's ports.
+    /// A command run in `node` of `cluster_id`: the engine's exec status when the node
+    /// runs, [`Error::Conflict`] when it does not, [`Error::NotFound`] when unknown.
+    pub(crate) fn exec(&mut self, cluster_id: &str, node: &str) -> Result<i64> {
+        let status = self.exec_status;
+        let (_, found) = self.node_mut(cluster_id, node)?;
+        if !matches!(found.run, Run::Running { .. }) {
+            return Err(Error::conflict(format!(
+                "node {node:?} of cluster {cluster_id} does not run: no command can run in it"
+            )));
+        }
+        self.counters.execs += 1;
+        Ok(status)
+    }
+
     fn node_mut(&mut self, cluster_id: &str, node: &str) -> Result<(&mut Ports, &mut NodeRecord)> {
         let State { clusters, ports, .. } = self;
         let record = clusters

@@ -167,6 +167,13 @@ impl HostDriver for SimDriver {
             .await
     }
 
+    #[instrument(skip(self, cluster, _command), fields(host_id = %self.host_id, cluster_id = %cluster.id))]
+    async fn exec(&self, cluster: &Cluster, node: &str, _command: &[String]) -> Result<i64> {
+        self.engine
+            .call(Op::Inspect, |state| state.exec(&cluster.id, node))
+            .await
+    }
+
     #[instrument(skip(self), fields(host_id = %self.host_id))]
     async fn inspect(&self) -> Result<Vec<ObservedCluster>> {
         self.engine
@@ -215,6 +222,7 @@ mod tests {
             env: BTreeMap::new(),
             ports: BTreeMap::from([("http".to_owned(), "80/tcp".parse().unwrap())]),
             health: None,
+            readiness: None,
         };
         Blueprint {
             name: "bp".to_owned(),

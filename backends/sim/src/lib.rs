@@ -32,6 +32,7 @@
 //!     env: BTreeMap::new(),
 //!     ports: BTreeMap::from([("rest".into(), "7050/tcp".parse()?)]),
 //!     health: None,
+//!     readiness: None,
 //! };
 //! let blueprint = NewBlueprint {
 //!     name: "fabric".into(),

@@ -19,6 +19,7 @@ fn node(name: &str) -> NodeSpec {
         env: BTreeMap::new(),
         ports: BTreeMap::from([("rest".to_owned(), "7050/tcp".parse().unwrap())]),
         health: None,
+        readiness: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bollard::models::{NodeState as SwarmNodeState, Service, Task};
+use bollard::models::{NodeState as SwarmNodeState, Service, Task, TaskState};
 use futures::future::{join_all, try_join_all};
 use poolcore::{
     object_name, Blueprint, Capability, Cluster, Connector, Deployment, EngineFacts, Error, Host, HostDriver,
@@ -416,6 +416,45 @@ impl HostDriver for SwarmDriver {
         let ids = services.iter().filter_map(|s| s.id.as_deref());
         try_join_all(ids.map(|id| self.manager.update_service(id, spec::start_anew))).await?;
         self.await_running(cluster, node).await
+    }
+
+    /// Runs the command in the container of the node's running task, which must run on
+    /// the manager this driver talks to: the containers of other swarm nodes are out
+    /// of its engine's reach.
+    #[instrument(skip(self, cluster, command), fields(host_id = %self.host_id, cluster_id = %cluster.id))]
+    async fn exec(&self, cluster: &Cluster, node: &str, command: &[String]) -> Result<i64> {
+        let services = self.services(cluster, Some(node)).await?;
+        let filter = LabelFilter::cluster(&cluster.id).node(Some(node));
+        let (tasks, manager) = futures::try_join!(self.manager.tasks(&filter), self.manager.own_node_id())?;
+        let index = TaskIndex::new(&tasks);
+        let running = services
+            .iter()
+            .flat_map(|service| index.current_generation(service))
+            .find(|t| tasks::state(t) == TaskState::RUNNING);
+        let Some(task) = running else {
+            return Err(Error::unavailable(
+                format!("node {node} of cluster {}", cluster.id),
+                "it has no running task",
+            ));
+        };
+        if task.node_id.as_deref() != Some(manager.as_str()) {
+            return Err(Error::invalid(
+                "readiness",
+                format!("node {node} runs on another swarm node than the manager, out of reach of an exec probe: give it an http or tcp probe"),
+            ));
+        }
+        let container = task
+            .status
+            .as_ref()
+            .and_then(|s| s.container_status.as_ref())
+            .and_then(|c| c.container_id.as_deref())
+            .ok_or_else(|| {
+                Error::unavailable(
+                    format!("node {node} of cluster {}", cluster.id),
+                    "its task has no container yet",
+                )
+            })?;
+        self.manager.engine().exec(container, command).await
     }
 
     #[instrument(skip(self), fields(host_id = %self.host_id))]

@@ -192,6 +192,7 @@ mod tests {
                 interval_seconds: 2,
                 retries: 3,
             }),
+            readiness: None,
         }
     }
 

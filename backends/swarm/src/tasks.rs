@@ -249,7 +249,7 @@ pub(crate) fn reason(task: &Task) -> String {
     }
 }
 
-fn state(task: &Task) -> TaskState {
+pub(crate) fn state(task: &Task) -> TaskState {
     task.status
         .as_ref()
         .and_then(|s| s.state)

@@ -50,6 +50,7 @@ fn node(name: &str, command: &[&str]) -> NodeSpec {
         env: BTreeMap::new(),
         ports: BTreeMap::from([("http".to_owned(), "80/tcp".parse().expect("port"))]),
         health: None,
+        readiness: None,
     }
 }
 

@@ -274,6 +274,7 @@ impl DriverHarness {
             env: BTreeMap::new(),
             ports: BTreeMap::from([("http".to_owned(), port(80))]),
             health: None,
+            readiness: None,
         }
     }
 

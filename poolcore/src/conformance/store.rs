@@ -105,6 +105,7 @@ pub fn sample_blueprint() -> Blueprint {
             env: BTreeMap::from([("CORE_PEER_ID".into(), "vp0".into())]),
             ports: BTreeMap::from([("rest".into(), "80/tcp".parse().expect("valid port"))]),
             health: None,
+            readiness: None,
         }],
         api_port: None,
         max_applied: None,

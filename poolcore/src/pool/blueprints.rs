@@ -9,8 +9,8 @@ use super::Pool;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::model::{
-    Blueprint, ClusterFilter, Labels, Listing, NodeSpec, Page, Placement, PlacementStrategy, PortRef,
-    ReadyBuffer, ReleaseMode,
+    Blueprint, ClusterFilter, Labels, Listing, NodeSpec, Page, Placement, PlacementStrategy, PortRef, Probe,
+    ProbeCheck, Protocol, ReadyBuffer, ReleaseMode,
 };
 
 /// What an operator gives to add a blueprint.
@@ -159,6 +159,70 @@ fn validate_policies(max_applied: Option<u32>, buffer: &ReadyBuffer) -> Result<(
     Ok(())
 }
 
+/// Checks a node's readiness probe: a named TCP port of the node for HTTP and TCP, a
+/// path per [`limits::PROBE_PATH_PATTERN`], a command for exec, timings in range.
+fn validate_probe(node: &NodeSpec, probe: &Probe) -> Result<()> {
+    let named_tcp = |port: &str| match node.ports.get(port) {
+        Some(spec) if spec.protocol == Protocol::Tcp => Ok(()),
+        Some(spec) => Err(Error::invalid(
+            "nodes.readiness",
+            format!(
+                "node {:?} probes port {port:?}, which is {spec}: probes need a tcp port",
+                node.name
+            ),
+        )),
+        None => Err(Error::invalid(
+            "nodes.readiness",
+            format!(
+                "node {:?} probes port {}, which is not one of its named ports",
+                node.name,
+                limits::quoted(port)
+            ),
+        )),
+    };
+    match &probe.check {
+        ProbeCheck::Http { port, path } => {
+            named_tcp(port)?;
+            let path_ok = path.len() <= limits::PROBE_PATH_MAX
+                && path.starts_with('/')
+                && path.chars().all(|c| c.is_ascii_graphic());
+            if !path_ok {
+                return Err(Error::invalid(
+                    "nodes.readiness.http.path",
+                    format!(
+                        "{} is not a path: / then printable ASCII without spaces",
+                        limits::quoted(path)
+                    ),
+                ));
+            }
+        }
+        ProbeCheck::Tcp { port } => named_tcp(port)?,
+        ProbeCheck::Exec { command } => {
+            if command.is_empty() {
+                return Err(Error::invalid(
+                    "nodes.readiness.exec.command",
+                    format!("node {:?} needs a command to probe with", node.name),
+                ));
+            }
+            limits::check_command("nodes.readiness.exec.command", command)?;
+        }
+    }
+    let seconds = u64::from(limits::PROBE_SECONDS_MAX);
+    for (field, value, most) in [
+        ("nodes.readiness.period_seconds", probe.period_seconds, seconds),
+        ("nodes.readiness.timeout_seconds", probe.timeout_seconds, seconds),
+        ("nodes.readiness.start_seconds", probe.start_seconds, seconds),
+        (
+            "nodes.readiness.failure_threshold",
+            probe.failure_threshold,
+            u64::from(limits::PROBE_FAILURES_MAX),
+        ),
+    ] {
+        limits::check_range(field, u64::from(value), 1, most)?;
+    }
+    Ok(())
+}
+
 fn validate_node(node: &NodeSpec) -> Result<()> {
     limits::check_name("nodes.name", &node.name)?;
     limits::check_image("nodes.image", &node.image)?;
@@ -172,6 +236,9 @@ fn validate_node(node: &NodeSpec) -> Result<()> {
     }
     for port_name in node.ports.keys() {
         limits::check_name("nodes.ports", port_name)?;
+    }
+    if let Some(probe) = &node.readiness {
+        validate_probe(node, probe)?;
     }
     if let Some(health) = &node.health {
         let command_ok = !health.command.trim().is_empty()

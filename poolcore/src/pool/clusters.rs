@@ -13,8 +13,8 @@ use crate::events::Event;
 use crate::limits;
 use crate::metrics;
 use crate::model::{
-    new_id, Cluster, ClusterFilter, ClusterStatus, Deployment, Health, Host, Listing, Page, ReleaseMode,
-    ReleaseReason,
+    new_id, Blueprint, Cluster, ClusterFilter, ClusterStatus, Deployment, Health, Host, Listing, Page,
+    ReleaseMode, ReleaseReason,
 };
 
 /// What to do to a running cluster or one of its nodes.
@@ -273,6 +273,7 @@ impl Pool {
         let made = match self.blueprint(&cluster.blueprint).await {
             Ok(blueprint) => match self.may_create(&blueprint.name) {
                 MayCreate::Yes => {
+                    self.forget_probe_failures(&cluster.id);
                     let made = match driver.create_cluster(cluster, &blueprint).await {
                         // A server killed mid-create may leave objects the engine is
                         // still rolling back; clear the cluster's objects and try once more.
@@ -284,6 +285,20 @@ impl Pool {
                             }
                         }
                         made => made,
+                    };
+                    // Still `creating` until every readiness probe has passed.
+                    let made = match made {
+                        Ok(deployment) => {
+                            let made = Cluster {
+                                deployment,
+                                ..cluster.clone()
+                            };
+                            match self.await_ready(driver.as_ref(), &made, &blueprint).await {
+                                Ok(()) => Ok(made.deployment),
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Err(e) => Err(e),
                     };
                     self.note_creation(
                         &blueprint.name,
@@ -359,8 +374,8 @@ impl Pool {
             self.remove_cluster(&gone).await?;
             return Ok(gone);
         }
-        if blueprint.is_some_and(|b| b.release_mode == ReleaseMode::Reset) {
-            match self.reset(&cluster, driver.as_ref()).await {
+        if let Some(blueprint) = blueprint.filter(|b| b.release_mode == ReleaseMode::Reset) {
+            match self.reset(&cluster, &blueprint, driver.as_ref()).await {
                 Ok(reset) => return Ok(reset),
                 Err(e) if e.is_stale() => return Err(e),
                 Err(e) => {
@@ -379,13 +394,20 @@ impl Pool {
         self.make(&fresh).await
     }
 
-    /// The `reset` release mode: restarts every node of a released cluster in place
-    /// and marks it `ready` with the endpoints read back.
-    async fn reset(&self, cluster: &Cluster, driver: &dyn HostDriver) -> Result<Cluster> {
+    /// The `reset` release mode: restarts every node of a released cluster in place,
+    /// waits for its readiness probes and marks it `ready` with the endpoints read back.
+    async fn reset(
+        &self,
+        cluster: &Cluster,
+        blueprint: &Blueprint,
+        driver: &dyn HostDriver,
+    ) -> Result<Cluster> {
         let started = std::time::Instant::now();
+        self.forget_probe_failures(&cluster.id);
         let deployment = driver.restart_cluster(cluster, None).await?;
         let mut fresh = cluster.clone();
         merge_deployment(&mut fresh.deployment, deployment);
+        self.await_ready(driver, &fresh, blueprint).await?;
         fresh.status = ClusterStatus::Ready;
         fresh.status_reason = None;
         fresh.health = Health::Ok;

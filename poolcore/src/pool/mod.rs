@@ -14,6 +14,7 @@ mod hosts;
 mod lifecycle;
 mod operations;
 mod placement;
+mod readiness;
 pub mod reconcile;
 mod wait;
 
@@ -183,6 +184,7 @@ impl PoolBuilder {
                 busy: Mutex::default(),
                 operations: Mutex::default(),
                 probe_failures: Mutex::default(),
+                readiness_failures: Mutex::default(),
                 catalog: catalog::CatalogCache::default(),
                 waiters: wait::Waiters::default(),
                 planning: tokio::sync::Mutex::default(),
@@ -231,6 +233,8 @@ struct Inner {
     operations: Mutex<HashSet<String>>,
     /// Probes failed in a row, per host id.
     probe_failures: Mutex<HashMap<String, u32>>,
+    /// Readiness probes failed in a row by made clusters, per (cluster id, node).
+    readiness_failures: Mutex<HashMap<(String, String), u32>>,
     /// What apply reads of blueprints and hosts, cached.
     catalog: catalog::CatalogCache,
     /// Applies waiting for a cluster.

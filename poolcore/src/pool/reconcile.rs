@@ -47,6 +47,9 @@ use crate::model::{
 /// Name of the store lock the reconciler runs under.
 pub const RECONCILER_LOCK: &str = "reconciler";
 
+/// Clusters of one host whose readiness probes a pass runs at once.
+const PROBES_AT_ONCE: usize = 16;
+
 /// How the reconciler runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -392,13 +395,18 @@ impl Pool {
             self.remove_orphan(driver.as_ref(), &orphan.cluster_id, &mut report)
                 .await;
         }
+        let probed = self
+            .probe_clusters(driver.as_ref(), &records, blueprints, &by_id)
+            .await;
         let now = Utc::now();
         for cluster in &records {
             if self.is_busy(&cluster.id) {
                 continue;
             }
             let blueprint = blueprints.get(&cluster.blueprint);
-            let observed = by_id.get(cluster.id.as_str()).copied();
+            let observed = probed
+                .get(cluster.id.as_str())
+                .or_else(|| by_id.get(cluster.id.as_str()).copied());
             if let Err(e) = self
                 .reconcile_cluster(cluster, blueprint, observed, now, &mut report)
                 .await
@@ -414,6 +422,41 @@ impl Pool {
             }
         }
         report
+    }
+
+    /// Runs the readiness probes of the made clusters among `records` whose blueprint
+    /// has them, a few at a time; returns what was observed of each, with the nodes
+    /// whose probe keeps failing marked unhealthy.
+    async fn probe_clusters(
+        &self,
+        driver: &dyn HostDriver,
+        records: &[Cluster],
+        blueprints: &HashMap<String, Blueprint>,
+        observed: &HashMap<&str, &ObservedCluster>,
+    ) -> HashMap<String, ObservedCluster> {
+        let made = records.iter().filter_map(|cluster| {
+            let blueprint = blueprints.get(&cluster.blueprint)?;
+            let seen = observed.get(cluster.id.as_str())?;
+            let made = matches!(cluster.status, ClusterStatus::Ready | ClusterStatus::Applied);
+            let probes = blueprint.nodes.iter().any(|n| n.readiness.is_some());
+            (made && probes && !self.is_busy(&cluster.id)).then_some((cluster, blueprint, *seen))
+        });
+        // Boxed, so that the stream's future is `Send` for any lifetime the spawned
+        // reconciler needs.
+        let probes: Vec<futures::future::BoxFuture<'_, (String, ObservedCluster)>> = made
+            .map(|(cluster, blueprint, seen)| {
+                let probe = async move {
+                    let mut seen = seen.clone();
+                    self.probe_made(driver, cluster, blueprint, &mut seen).await;
+                    (cluster.id.clone(), seen)
+                };
+                Box::pin(probe) as futures::future::BoxFuture<'_, _>
+            })
+            .collect();
+        stream::iter(probes)
+            .buffer_unordered(PROBES_AT_ONCE)
+            .collect()
+            .await
     }
 
     /// Probes `host` and records the outcome on the host as stored, so that an
@@ -709,6 +752,7 @@ mod tests {
                     env: BTreeMap::new(),
                     ports: BTreeMap::new(),
                     health: None,
+                    readiness: None,
                 })
                 .collect(),
             api_port: None,

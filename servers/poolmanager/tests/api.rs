@@ -594,3 +594,52 @@ async fn a_reset_release_restarts_the_same_containers() {
     eprintln!("release to ready again: {timings:?}");
     s.remove_host(&host).await;
 }
+
+/// Nodes that answer only after 3 s, with an HTTP probe and with an exec probe: their
+/// clusters stay `creating` and are not handed out until the probes pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_answers_late_is_not_handed_out_before_its_probe_passes() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let host = s.add_host(1, false).await;
+    let probes = [
+        (
+            "http",
+            json!({"http": {"port": "web", "path": "/"}, "period_seconds": 1}),
+        ),
+        (
+            "exec",
+            json!({"exec": {"command": ["sh", "-c", "[ -f /tmp/ready ]"]}}),
+        ),
+    ];
+    for (kind, probe) in probes {
+        let bp = s.add_slow_blueprint(3, probe).await;
+        let took = s.fill_slow(&host, &bp, 3).await;
+        eprintln!("{kind} probe: ready after {took:?}");
+        let (status, body) = s
+            .admin(Method::POST, "/release", Some(json!({"user_id": "early"})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        s.pool.wait_idle().await;
+        let (status, body) = s.admin(Method::POST, &format!("/hosts/{host}/clean"), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        s.wait_operation(body["operation_id"].as_str().expect("operation id"))
+            .await;
+    }
+    let (status, body) = s
+        .admin(
+            Method::POST,
+            "/blueprints",
+            Some(json!({"name": "bad-probe", "nodes": [{"name": "vp0", "image": "x", "readiness": {"tcp": {"port": "nope"}}}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not one of its named ports")),
+        "{body}"
+    );
+    s.remove_host(&host).await;
+}

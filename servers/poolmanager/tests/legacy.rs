@@ -170,6 +170,7 @@ async fn add_typed_blueprint(
                 env: BTreeMap::new(),
                 ports: [("web".to_owned(), "80/tcp".parse().expect("port"))].into(),
                 health: None,
+                readiness: None,
             })
             .collect(),
         api_port: Some(api_port.parse().expect("api port")),

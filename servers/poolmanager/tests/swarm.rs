@@ -88,3 +88,57 @@ async fn add_swarm_host(s: &TestServer) -> Option<String> {
     assert_eq!(status, StatusCode::CREATED, "add swarm host: {host}");
     Some(host["id"].as_str().expect("host id").to_owned())
 }
+
+/// On a swarm as on one engine: services whose nodes answer only after 3 s stay
+/// `creating` and are not handed out until their HTTP (from the server to the
+/// published port) and exec (in the task's container) probes pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn swarm_nodes_that_answer_late_are_not_handed_out_before_their_probes_pass() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let Some(host) = add_swarm_host(&s).await else {
+        return;
+    };
+    // The image's default command never writes /tmp/ready: the exec probe, run in
+    // the task's container, cannot pass.
+    let exec = json!({"exec": {"command": ["sh", "-c", "[ -f /tmp/ready ]"]}, "start_seconds": 3});
+    let node = json!({"name": "vp0", "image": common::image(), "readiness": exec});
+    let name = common::unique("exec");
+    let (status, body) = s
+        .admin(
+            Method::POST,
+            "/blueprints",
+            Some(json!({"name": name, "nodes": [node]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = s
+        .admin(
+            Method::POST,
+            "/clusters",
+            Some(json!({"host_id": host, "blueprint": name})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    let failed = s.wait_cluster(&id, |c| c["status"] != "creating").await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("exited with status 1"),
+        "the exec probe ran in the task: {reason}"
+    );
+    let (status, body) = s.admin(Method::DELETE, &format!("/clusters/{id}"), None).await;
+    assert!(status.is_success(), "{body}");
+    s.pool.wait_idle().await;
+
+    let probe = json!({"http": {"port": "web"}, "period_seconds": 1});
+    let bp = s.add_slow_blueprint(3, probe).await;
+    let took = s.fill_slow(&host, &bp, 3).await;
+    println!(
+        "swarm, http probe: 2 clusters ready after {:.1}s",
+        took.as_secs_f64()
+    );
+    s.remove_host(&host).await;
+}

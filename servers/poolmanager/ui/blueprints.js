@@ -47,6 +47,14 @@ export function parseLabels(text) {
   return labels;
 }
 
+// A readiness probe in words: "GET /health on web, every 1 s" or "—".
+function probeText(probe) {
+  if (!probe) return "—";
+  const what = probe.http ? `GET ${probe.http.path ?? "/"} on ${probe.http.port}`
+    : probe.tcp ? `connect to ${probe.tcp.port}` : `exec ${probe.exec.command.join(" ")}`;
+  return `${what}, every ${probe.period_seconds} s, ${probe.start_seconds} s to start`;
+}
+
 // Applied clusters, with the blueprint's quota when it has one: "3 / 10".
 function quotaText(applied, max) {
   return max === undefined || max === null ? String(applied) : `${applied} / ${max}`;
@@ -126,13 +134,14 @@ function detail(main, name, { navigate }) {
           h("dt", {}, "Created"), h("dd", {}, time(bp.created_at)))),
         h("h2", {}, "Nodes"),
         h("div", { class: "table-wrap" }, h("table", {},
-          h("thead", {}, h("tr", {}, h("th", {}, "Node"), h("th", {}, "Image"), h("th", {}, "Command"), h("th", {}, "Ports"), h("th", {}, "Env"), h("th", {}, "Health check"))),
+          h("thead", {}, h("tr", {}, h("th", {}, "Node"), h("th", {}, "Image"), h("th", {}, "Command"), h("th", {}, "Ports"), h("th", {}, "Env"), h("th", {}, "Health check"), h("th", {}, "Readiness"))),
           h("tbody", {}, bp.nodes.map((n) => h("tr", {},
             h("td", {}, n.name), h("td", { class: "mono" }, n.image),
             h("td", { class: "mono" }, n.command?.length ? n.command.join(" ") : "image default"),
             h("td", { class: "mono" }, Object.entries(n.ports ?? {}).map(([k, v]) => `${k}: ${v}`).join(", ") || "—"),
             h("td", { class: "mono" }, Object.keys(n.env ?? {}).join(", ") || "—"),
-            h("td", { class: "mono" }, n.health ? n.health.command : "—")))))),
+            h("td", { class: "mono" }, n.health ? n.health.command : "—"),
+            h("td", { class: "mono", "data-key": `readiness-${n.name}` }, probeText(n.readiness))))))),
         h("h2", {}, "As JSON"),
         h("pre", { class: "json" }, JSON.stringify(bp, null, 2)));
     } catch (err) {

@@ -177,6 +177,7 @@ mod tests {
                 .map(|p| (p.to_string(), "80/tcp".parse().unwrap()))
                 .collect(),
             health: None,
+            readiness: None,
         }
     }
 

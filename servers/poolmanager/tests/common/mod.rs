@@ -254,6 +254,76 @@ impl Api {
         name
     }
 
+    /// Adds a blueprint of two httpd nodes that answer on port `web` only `after`
+    /// seconds (`exec_probe`: and write /tmp/ready then), each with `readiness`.
+    pub async fn add_slow_blueprint(&self, after: u32, readiness: Value) -> String {
+        let name = unique("slow");
+        let script =
+            format!("(sleep {after}; echo > /tmp/ready) & sleep {after}; exec httpd -f -p 80 -h /www");
+        let nodes: Vec<Value> = (0..2)
+            .map(|i| {
+                json!({"name": format!("vp{i}"), "image": image(), "ports": {"web": "80/tcp"},
+                       "command": ["sh", "-c", script], "readiness": readiness})
+            })
+            .collect();
+        let (status, body) = self
+            .admin(
+                Method::POST,
+                "/blueprints",
+                Some(json!({"name": name, "nodes": nodes})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "add blueprint: {body}");
+        name
+    }
+
+    /// Fills `host` with the slow blueprint `bp`, whose nodes answer after `after`
+    /// seconds, and checks that its cluster stays `creating` and no apply gets it
+    /// until its probes pass; then that an apply gets it and it answers. Returns how
+    /// long the fill took.
+    pub async fn fill_slow(&self, host: &str, bp: &str, after: u32) -> Duration {
+        let started = Instant::now();
+        let (status, body) = self
+            .admin(
+                Method::POST,
+                &format!("/hosts/{host}/fill"),
+                Some(json!({"blueprint": bp})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "fill: {body}");
+        let op = body["operation_id"].as_str().expect("operation id").to_owned();
+        let apply = json!({"user_id": "early", "blueprint": bp});
+        let mut looked = 0;
+        while started.elapsed() < Duration::from_secs(u64::from(after)) - Duration::from_millis(500) {
+            let (_, listed) = self
+                .admin(Method::GET, &format!("/clusters?host_id={host}"), None)
+                .await;
+            for c in listed["items"].as_array().expect("items") {
+                assert_eq!(c["status"], "creating", "before its probes pass: {c}");
+            }
+            let (status, refused) = self.user(Method::POST, "/apply", Some(apply.clone())).await;
+            assert_eq!(
+                status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "handed out early: {refused}"
+            );
+            looked += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(looked > 3, "looked only {looked} times");
+        let op = self.wait_operation(&op).await;
+        assert_eq!(op["status"], "succeeded", "fill: {op}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(u64::from(after)),
+            "ready after {took:?}"
+        );
+        let (status, cluster) = self.user(Method::POST, "/apply", Some(apply)).await;
+        assert_eq!(status, StatusCode::OK, "apply: {cluster}");
+        assert_answers(&cluster, &["vp0", "vp1"]).await;
+        took
+    }
+
     /// Polls an operation until it ends; returns it.
     pub async fn wait_operation(&self, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);

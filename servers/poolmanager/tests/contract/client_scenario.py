@@ -67,6 +67,7 @@ from pool_manager_client.models import (  # noqa: E402
     EventKind,
     Fill,
     Health,
+    HttpProbe,
     Labels,
     Metadata,
     NewBlueprint,
@@ -77,10 +78,12 @@ from pool_manager_client.models import (  # noqa: E402
     OperationStatus,
     PlacementStrategy,
     Ports,
+    Probe,
     Release,
     ReleaseMode,
     Renewal,
     SortOrder,
+    TcpProbe,
 )
 
 BASE = os.environ["PM_BASE_URL"]
@@ -193,6 +196,21 @@ def main():
     )
     assert [n.name for n in blueprint.nodes] == ["vp0", "vp1"]
     assert get_blueprint.sync(bp_name, client=user).name == bp_name
+
+    # A readiness probe reads back with its defaults; two kinds at once are refused.
+    probe = Probe(http=HttpProbe(port="web", path="/health"), start_seconds=30)
+    probed = NodeSpec(name="vp0", image=IMAGE, ports=Ports.from_dict({"web": "80/tcp"}), readiness=probe)
+    made = create_blueprint.sync(client=admin, body=NewBlueprint(name=f"probed-{suffix}", nodes=[probed]))
+    got = made.nodes[0].readiness
+    assert (got.http.port, got.http.path, got.start_seconds, got.period_seconds, got.failure_threshold) == (
+        "web", "/health", 30, 1, 3), got
+    both = NodeSpec(name="vp0", image=IMAGE, ports=Ports.from_dict({"web": "80/tcp"}),
+                    readiness=Probe(http=HttpProbe(port="web"), tcp=TcpProbe(port="web")))
+    refused = create_blueprint.sync_detailed(client=admin, body=NewBlueprint(name=f"both-{suffix}", nodes=[both]))
+    expect_error(refused, HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_INPUT)
+    assert "exactly one of http, tcp and exec" in refused.parsed.message, refused.parsed.message
+    assert delete_blueprint.sync_detailed(made.name, client=admin).status_code == HTTPStatus.NO_CONTENT
+    step("create_blueprint with a readiness probe: read back with its defaults; two kinds at once is 400")
     assert list_blueprints.sync(client=user).total >= 1
     bad = NewBlueprint(name="no spaces allowed", nodes=nodes)
     expect_error(create_blueprint.sync_detailed(client=admin, body=bad), HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_INPUT)

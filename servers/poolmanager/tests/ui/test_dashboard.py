@@ -382,12 +382,15 @@ def test_set_a_ready_buffer_and_see_it_against_its_target(page: Page, server):
 
 def test_choose_where_a_blueprint_goes_and_what_a_release_does(page: Page, server):
     placed = f"{BLUEPRINT}-placed"
+    probe = {"http": {"port": "web", "path": "/health"}, "period_seconds": 2}
     status, body = server.api("POST", "/blueprints", {
-        "name": placed, "nodes": [{"name": "vp0", "image": "poolmanager/testnode:latest"}]})
+        "name": placed, "nodes": [{"name": "vp0", "image": "poolmanager/testnode:latest",
+                                   "ports": {"web": "80/tcp"}, "readiness": probe}]})
     assert status == 201, body
     page.click("#nav >> text=Blueprints")
     page.click(f'tr[data-blueprint="{placed}"] a')
     expect(page.locator("#host-selector")).to_have_text("any host")
+    expect(page.locator("[data-key=readiness-vp0]")).to_have_text("GET /health on web, every 2 s, 60 s to start")
     expect(page.locator("#release-mode")).to_contain_text("recreate")
     page.click("#edit-policies")
     page.fill("#f-host_selector", "zone")

@@ -5,7 +5,8 @@ use poem_openapi::{Enum, Object};
 use poolcore::limits;
 
 use super::rules::{
-    ArgRule, Bounded, CommandRule, EnvRule, ImageRule, Labels, Map, Name, PortRefRule, PortsRule, Text,
+    ArgRule, Bounded, CommandRule, EnvRule, ImageRule, Labels, Map, Name, PortRefRule, PortsRule,
+    ProbePathRule, Text,
 };
 use crate::api::error::ApiError;
 
@@ -36,6 +37,155 @@ pub struct HealthCheck {
     pub retries: HealthRetries,
 }
 
+/// Seconds of a readiness probe: a period, a timeout, a start.
+pub type ProbeSeconds = Bounded<1, { limits::PROBE_SECONDS_MAX as u64 }>;
+/// Failed readiness probes in a row before a made cluster is unhealthy.
+pub type ProbeFailures = Bounded<1, { limits::PROBE_FAILURES_MAX as u64 }>;
+
+fn seconds(n: u32) -> ProbeSeconds {
+    ProbeSeconds::new(u64::from(n))
+}
+
+fn default_period() -> ProbeSeconds {
+    seconds(poolcore::Probe::default_period_seconds())
+}
+
+fn default_timeout() -> ProbeSeconds {
+    seconds(poolcore::Probe::default_timeout_seconds())
+}
+
+fn default_start() -> ProbeSeconds {
+    seconds(poolcore::Probe::default_start_seconds())
+}
+
+fn default_failures() -> ProbeFailures {
+    ProbeFailures::new(u64::from(poolcore::Probe::default_failure_threshold()))
+}
+
+fn default_path() -> Text<ProbePathRule> {
+    Text::from_pool("/".to_owned())
+}
+
+/// An HTTP GET from the server to a named TCP port of the node, as published; a
+/// status from 200 to 399 passes.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "HttpProbe", deny_unknown_fields)]
+pub struct HttpProbe {
+    /// A named port of the node (a key of its `ports`), TCP.
+    pub port: Name,
+    /// Path and query (default `/`).
+    #[oai(default = "default_path")]
+    pub path: Text<ProbePathRule>,
+}
+
+/// A TCP connect from the server to a named TCP port of the node, as published.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "TcpProbe", deny_unknown_fields)]
+pub struct TcpProbe {
+    /// A named port of the node (a key of its `ports`), TCP.
+    pub port: Name,
+}
+
+/// A command run in the node's container, without a shell (give `sh -c ...` for
+/// one); exit status 0 passes. On a swarm, only nodes running on the manager.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "ExecProbe", deny_unknown_fields)]
+pub struct ExecProbe {
+    /// Program and arguments, 1 to 64.
+    #[oai(validator(min_items = 1, max_items = 64))]
+    pub command: Vec<Text<ArgRule>>,
+}
+
+/// A node's readiness probe: exactly one of `http`, `tcp` or `exec`. A cluster stays
+/// `creating` until every node's probe passed once, within `start_seconds` (else it
+/// is `failed`); a made cluster whose probe fails `failure_threshold` reconcile passes
+/// in a row is unhealthy, and replaced when free.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Probe", skip_serializing_if_is_none, deny_unknown_fields)]
+pub struct Probe {
+    // An HTTP GET of a named port.
+    pub http: Option<HttpProbe>,
+    // A TCP connect to a named port.
+    pub tcp: Option<TcpProbe>,
+    // A command in the container.
+    pub exec: Option<ExecProbe>,
+    /// Seconds between tries while a node starts (default 1).
+    #[oai(default = "default_period")]
+    pub period_seconds: ProbeSeconds,
+    /// Seconds one try may take (default 1).
+    #[oai(default = "default_timeout")]
+    pub timeout_seconds: ProbeSeconds,
+    /// Failed passes in a row before a made cluster is unhealthy (default 3).
+    #[oai(default = "default_failures")]
+    pub failure_threshold: ProbeFailures,
+    /// Seconds a new or restarted node has to pass first (default 60).
+    #[oai(default = "default_start")]
+    pub start_seconds: ProbeSeconds,
+}
+
+impl TryFrom<Probe> for poolcore::Probe {
+    type Error = ApiError;
+    fn try_from(d: Probe) -> Result<Self, ApiError> {
+        let check = match (d.http, d.tcp, d.exec) {
+            (Some(h), None, None) => poolcore::ProbeCheck::Http {
+                port: h.port.into_inner(),
+                path: h.path.into_inner(),
+            },
+            (None, Some(t), None) => poolcore::ProbeCheck::Tcp {
+                port: t.port.into_inner(),
+            },
+            (None, None, Some(e)) => poolcore::ProbeCheck::Exec {
+                command: e.command.into_iter().map(Text::into_inner).collect(),
+            },
+            _ => {
+                return Err(ApiError::invalid(
+                    "invalid readiness: give exactly one of http, tcp and exec",
+                ))
+            }
+        };
+        Ok(poolcore::Probe {
+            check,
+            period_seconds: d.period_seconds.get_u32(),
+            timeout_seconds: d.timeout_seconds.get_u32(),
+            failure_threshold: d.failure_threshold.get_u32(),
+            start_seconds: d.start_seconds.get_u32(),
+        })
+    }
+}
+
+impl From<poolcore::Probe> for Probe {
+    fn from(p: poolcore::Probe) -> Self {
+        let (mut http, mut tcp, mut exec) = (None, None, None);
+        match p.check {
+            poolcore::ProbeCheck::Http { port, path } => {
+                http = Some(HttpProbe {
+                    port: Text::from_pool(port),
+                    path: Text::from_pool(path),
+                })
+            }
+            poolcore::ProbeCheck::Tcp { port } => {
+                tcp = Some(TcpProbe {
+                    port: Text::from_pool(port),
+                })
+            }
+            poolcore::ProbeCheck::Exec { command } => {
+                exec = Some(ExecProbe {
+                    command: command.into_iter().map(Text::from_pool).collect(),
+                })
+            }
+        }
+        Probe {
+            http,
+            tcp,
+            exec,
+            period_seconds: seconds(p.period_seconds),
+            timeout_seconds: seconds(p.timeout_seconds),
+            failure_threshold: ProbeFailures::new(u64::from(p.failure_threshold)),
+            start_seconds: seconds(p.start_seconds),
+        }
+    }
+}
+
 /// One node (container or Swarm service) of a blueprint. `env` is its `Env`, `ports`
 /// its named `Ports` (each published on a free port of the host), `health` its
 /// optional `HealthCheck`.
@@ -55,6 +205,8 @@ pub struct NodeSpec {
     pub ports: Option<Map<PortsRule>>,
     // Health check.
     pub health: Option<HealthCheck>,
+    // Readiness probe.
+    pub readiness: Option<Probe>,
 }
 
 impl TryFrom<NodeSpec> for poolcore::NodeSpec {
@@ -83,6 +235,7 @@ impl TryFrom<NodeSpec> for poolcore::NodeSpec {
                 interval_seconds: h.interval_seconds.get_u32(),
                 retries: h.retries.get_u32(),
             }),
+            readiness: d.readiness.map(TryInto::try_into).transpose()?,
         })
     }
 }
@@ -102,6 +255,7 @@ impl From<poolcore::NodeSpec> for NodeSpec {
                 interval_seconds: HealthInterval::new(u64::from(h.interval_seconds)),
                 retries: HealthRetries::new(u64::from(h.retries)),
             }),
+            readiness: n.readiness.map(Into::into),
         }
     }
 }

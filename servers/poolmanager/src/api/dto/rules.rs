@@ -108,6 +108,8 @@ text_rules! {
     ArgRule("command argument or value", limits::ARG_MAX, limits::ARG_PATTERN);
     /// Health-check commands.
     CommandRule("command", limits::ARG_MAX, COMMAND_PATTERN);
+    /// Paths an HTTP readiness probe asks for.
+    ProbePathRule("path", limits::PROBE_PATH_MAX, limits::PROBE_PATH_PATTERN);
     /// `NODE.PORT` references.
     PortRefRule("NODE.PORT reference", 2 * limits::NAME_MAX + 1, PORT_REF_PATTERN);
     /// Ports.
