@@ -327,6 +327,7 @@ cases!(
     unknown_node_is_not_found,
     inspect_finds_exactly_this_hosts_clusters,
     unhealthy_node_is_reported,
+    exec_returns_the_exit_status,
     remove_all_cleans_only_this_host,
 );
 
@@ -650,6 +651,34 @@ pub async fn failed_pull_names_the_image(h: &DriverHarness) {
         observe(&*driver).await.is_empty(),
         "delete left objects of the failed create"
     );
+}
+
+/// `exec`: a command run in a node returns its exit status (for an exec readiness
+/// probe); an unknown node is an error.
+pub async fn exec_returns_the_exit_status(h: &DriverHarness) {
+    let host = h.host("exec");
+    let driver = h.driver(&host);
+    let bp = blueprint(vec![h.web_node("a")]);
+    let cluster = cluster_on(&host, &bp);
+    let deployment = ok(driver.create_cluster(&cluster, &bp).await, "create");
+    let made = Cluster {
+        deployment,
+        ..cluster.clone()
+    };
+    let run = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<String>>();
+    if driver.capability().runs_processes {
+        let status = ok(driver.exec(&made, "a", &run(&["sh", "-c", "exit 3"])).await, "exec exit 3");
+        assert_eq!(status, 3, "the command's exit status");
+        let status = ok(driver.exec(&made, "a", &run(&["true"])).await, "exec true");
+        assert_eq!(status, 0, "a command that succeeds");
+    } else if let Ok(status) = driver.exec(&made, "a", &run(&["true"])).await {
+        assert_eq!(status, 0, "a simulated command succeeds");
+    }
+    assert!(
+        driver.exec(&made, "nope", &run(&["true"])).await.is_err(),
+        "exec in an unknown node"
+    );
+    clean(&*driver).await;
 }
 
 /// `delete_cluster`: removes every object of the cluster, and only of it; removing what
