@@ -51,6 +51,8 @@ pub struct SimCounters {
     pub inspects: u64,
     /// Successful `exec` calls (readiness probes).
     pub execs: u64,
+    /// Most `create_cluster` calls in flight at once, by any host on the engine.
+    pub most_creates_at_once: u64,
 }
 
 /// One cluster on a simulated engine, as [`SimEngine::clusters`] lists it.
@@ -139,6 +141,7 @@ impl SimEngine {
             ports: Ports::new(config.serve_ports),
             last_id: 0,
             nodes: 0,
+            creates_in_flight: 0,
             exec_status: 0,
             counters: SimCounters::default(),
         };
@@ -267,8 +270,14 @@ impl SimEngine {
     /// a stopped node's ports refuse connections once `stop_cluster` returns).
     pub(crate) async fn call<T>(&self, op: Op, change: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
         let latency = {
-            let state = self.state();
+            let mut state = self.state();
             self.check_up(&state)?;
+            if op == Op::Create {
+                state.creates_in_flight += 1;
+                let now = state.creates_in_flight;
+                let most = &mut state.counters.most_creates_at_once;
+                *most = (*most).max(now);
+            }
             state.latency_of(op)
         };
         if !latency.is_zero() {
@@ -277,6 +286,9 @@ impl SimEngine {
         self.settle().await;
         let outcome = {
             let mut state = self.state();
+            if op == Op::Create {
+                state.creates_in_flight -= 1;
+            }
             self.check_up(&state).and_then(|()| change(&mut state))
         };
         self.settle().await;
@@ -324,6 +336,8 @@ pub(crate) struct State {
     last_id: u64,
     /// Nodes on the engine, of every host.
     nodes: u64,
+    /// `create_cluster` calls in flight now.
+    creates_in_flight: u64,
     /// What every `exec` in a running node exits with.
     exec_status: i64,
     counters: SimCounters,

@@ -667,7 +667,10 @@ pub async fn exec_returns_the_exit_status(h: &DriverHarness) {
     };
     let run = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<String>>();
     if driver.capability().runs_processes {
-        let status = ok(driver.exec(&made, "a", &run(&["sh", "-c", "exit 3"])).await, "exec exit 3");
+        let status = ok(
+            driver.exec(&made, "a", &run(&["sh", "-c", "exit 3"])).await,
+            "exec exit 3",
+        );
         assert_eq!(status, 3, "the command's exit status");
         let status = ok(driver.exec(&made, "a", &run(&["true"])).await, "exec true");
         assert_eq!(status, 0, "a command that succeeds");

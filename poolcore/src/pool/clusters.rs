@@ -261,7 +261,7 @@ impl Pool {
     /// Makes the engine objects of a `creating` cluster and marks it `ready`, or
     /// `failed` with the reason. Waits for a slot on the host.
     pub(super) async fn provision(&self, cluster: &Cluster) -> Result<Cluster> {
-        let _slot = self.host_slot(&cluster.host_id).await?;
+        let _slot = self.work_slot(&cluster.host_id).await?;
         self.make(cluster).await
     }
 
@@ -357,7 +357,7 @@ impl Pool {
 
     async fn recycle(&self, cluster: Cluster) -> Result<Cluster> {
         // One slot for the removal and the creation: both load the engine.
-        let _slot = self.host_slot(&cluster.host_id).await?;
+        let _slot = self.work_slot(&cluster.host_id).await?;
         let host = self.host(&cluster.host_id).await?;
         let driver = self.driver(&host)?;
         let blueprint = self.store().get_blueprint(&cluster.blueprint).await?;

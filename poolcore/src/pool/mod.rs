@@ -16,6 +16,7 @@ mod operations;
 mod placement;
 mod readiness;
 pub mod reconcile;
+mod slots;
 mod wait;
 
 use std::collections::{HashMap, HashSet};
@@ -41,14 +42,22 @@ pub use lifecycle::ReconcilerHandle;
 pub use operations::{fill_plan, fill_plan_within};
 pub use placement::{lay_out, HostLoad};
 pub use reconcile::{decide, ClusterAction, ReconcileConfig, ReconcileReport, RECONCILER_LOCK};
+pub use slots::SLOT_POLL;
 pub use wait::WAIT_POLL;
 
 /// Tunables of a [`Pool`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolConfig {
-    /// Clusters created (or recycled) at once on one host.
+    /// Clusters created (or recycled) at once on one host, by this server.
     pub host_parallelism: usize,
+    /// Hold `host_parallelism` across every server sharing the store (slots kept as
+    /// store locks), not per server. Off by default: one server needs no store round
+    /// trip per creation.
+    pub shared_host_parallelism: bool,
+    /// Most clusters created (or recycled) at once in the whole pool, across every
+    /// server sharing the store; `None` for no limit beyond the hosts'.
+    pub creation_limit: Option<usize>,
     /// Lease length when an apply gives none; `None` for no expiry.
     pub default_ttl: Option<Duration>,
     /// Longest lease an apply may ask for.
@@ -79,6 +88,8 @@ impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
             host_parallelism: 4,
+            shared_host_parallelism: false,
+            creation_limit: None,
             default_ttl: None,
             max_ttl: None,
             reconcile: ReconcileConfig::default(),
@@ -96,6 +107,18 @@ impl PoolConfig {
     /// With [`PoolConfig::host_parallelism`] (at least 1).
     pub fn with_host_parallelism(mut self, n: usize) -> Self {
         self.host_parallelism = n.max(1);
+        self
+    }
+
+    /// With [`PoolConfig::shared_host_parallelism`].
+    pub fn with_shared_host_parallelism(mut self, on: bool) -> Self {
+        self.shared_host_parallelism = on;
+        self
+    }
+
+    /// With [`PoolConfig::creation_limit`] (at least 1 when set).
+    pub fn with_creation_limit(mut self, limit: Option<usize>) -> Self {
+        self.creation_limit = limit.map(|n| n.max(1));
         self
     }
 

@@ -602,7 +602,7 @@ impl Pool {
     }
 
     async fn repair(&self, cluster: &Cluster, blueprint: &Blueprint) -> Result<Cluster> {
-        let _slot = self.host_slot(&cluster.host_id).await?;
+        let _slot = self.work_slot(&cluster.host_id).await?;
         let host = self.host(&cluster.host_id).await?;
         let repaired = self.driver(&host)?.repair_cluster(cluster, blueprint).await;
         let mut current = self.cluster(&cluster.id).await?;

@@ -49,6 +49,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Clusters created at once on one host.
     pub host_parallelism: usize,
+    /// Hold `host_parallelism` across every server sharing the store, not per server.
+    pub host_parallelism_shared: bool,
+    /// Most clusters created at once in the whole pool, across every server sharing
+    /// the store; 0 for no limit beyond the hosts'.
+    pub creation_parallelism: usize,
     /// Lease length when an apply gives none.
     pub default_ttl_seconds: Option<u64>,
     /// Longest lease an apply may ask for.
@@ -127,6 +132,8 @@ impl Default for Config {
             metrics_token: None,
             log_format: LogFormat::Human,
             host_parallelism: 4,
+            host_parallelism_shared: false,
+            creation_parallelism: 0,
             default_ttl_seconds: None,
             max_ttl_seconds: None,
             max_clusters_per_user: None,
@@ -166,6 +173,8 @@ impl std::fmt::Debug for Config {
             .field("metrics_token", &redacted(&self.metrics_token))
             .field("log_format", &self.log_format)
             .field("host_parallelism", &self.host_parallelism)
+            .field("host_parallelism_shared", &self.host_parallelism_shared)
+            .field("creation_parallelism", &self.creation_parallelism)
             .field("default_ttl_seconds", &self.default_ttl_seconds)
             .field("max_ttl_seconds", &self.max_ttl_seconds)
             .field("max_clusters_per_user", &self.max_clusters_per_user)

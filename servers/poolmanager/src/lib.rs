@@ -82,6 +82,8 @@ pub async fn build_pool(config: &Config) -> Result<Pool, StartError> {
     let pool_config = PoolConfig::default()
         .with_endpoint_policy(config.endpoint_policy())
         .with_host_parallelism(config.host_parallelism)
+        .with_shared_host_parallelism(config.host_parallelism_shared)
+        .with_creation_limit((config.creation_parallelism > 0).then_some(config.creation_parallelism))
         .with_default_ttl(config.default_ttl_seconds.map(Duration::from_secs))
         .with_max_ttl(config.max_ttl_seconds.map(Duration::from_secs))
         .with_max_clusters_per_user(config.max_clusters_per_user)
