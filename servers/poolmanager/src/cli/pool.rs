@@ -198,19 +198,19 @@ pub async fn operations(args: Operations) -> Result<(), Failure> {
             })
         }
         OperationsCommand::Show { id, follow } => {
-            let op = if follow {
-                let op = progress::follow(&server, &id, &format!("operation {id}")).await?;
-                let what = format!("{} of host {}", op.kind, op.host_id);
+            let op = server.call(server.client.get_operation().id(id).send()).await?;
+            let host = host_name(&server, &op.host_id).await;
+            if follow {
+                let what = format!("{} of host {host}", op.kind);
+                let op = progress::follow(&server, &op.id, &what).await?;
                 return progress::ended(server.output, &op, &what);
-            } else {
-                server.call(server.client.get_operation().id(id).send()).await?
-            };
+            }
             output::print(server.output, &op, || {
                 let mut fields = Fields::new();
                 fields
                     .field("ID", op.id.clone())
                     .field("Kind", op.kind.to_string())
-                    .field("Host", op.host_id.clone())
+                    .field("Host", host)
                     .field("Status", op.status.to_string())
                     .field("Done", format!("{}/{}", op.done, op.total))
                     .field("Error", output::or_dash(op.error.as_ref()))
@@ -219,6 +219,14 @@ pub async fn operations(args: Operations) -> Result<(), Failure> {
                 fields.render()
             })
         }
+    }
+}
+
+/// A host's name, or its id when it cannot be read (removed meanwhile).
+async fn host_name(server: &Server, id: &str) -> String {
+    match server.call(server.client.get_host().id(id).send()).await {
+        Ok(host) => host.name,
+        Err(_) => id.to_owned(),
     }
 }
 
