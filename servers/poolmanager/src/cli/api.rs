@@ -29,6 +29,7 @@ pub type ApiResult<T> = Result<generated::ResponseValue<T>, ApiError>;
 /// Where the server is and how to talk to it: flags, then `POOLMANAGER_*` variables,
 /// then the client config file.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server and output")]
 pub struct Connection {
     /// Server URL, such as `http://127.0.0.1:8080` (`/api/v1` is added when missing)
     /// [default: the config file's `url`, else http://127.0.0.1:8080].

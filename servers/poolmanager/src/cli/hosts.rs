@@ -85,7 +85,7 @@ enum HostsCommand {
 /// The fields of a host, from flags or a file.
 #[derive(Debug, Args)]
 struct HostFields {
-    /// New name.
+    /// Its name, unique in the pool.
     #[arg(long)]
     name: Option<String>,
     /// Most clusters it may hold.
@@ -127,7 +127,8 @@ impl HostFields {
 
 #[derive(Debug, Args)]
 struct AddHost {
-    /// `docker` (one engine), `swarm` (a Swarm manager) or `sim` (a simulated engine).
+    /// `docker` (one engine), `swarm` (a Swarm manager) or `sim` (a simulated engine)
+    /// [default: docker].
     #[arg(long)]
     kind: Option<String>,
     /// The engine: `unix:///var/run/docker.sock`, `tcp://10.0.0.1:2376`, `sim://NAME`.
