@@ -1,9 +1,11 @@
-//! `poolmanager`: the PoolManager server.
+//! `poolmanager`: the PoolManager server, and the operator CLI that talks to one.
+
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use poolcore::ReconcileReport;
@@ -11,7 +13,7 @@ use poolmanager::config::{Config, LogFormat, Overrides};
 
 /// A pool of ready, running multi-container clusters on Docker hosts.
 #[derive(Debug, Parser)]
-#[command(name = "poolmanager", version, about)]
+#[command(name = "poolmanager", version, about, after_help = cli::EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +46,8 @@ enum Command {
     /// Print the OpenAPI spec of the REST API, as served at /api/v1/openapi.json
     /// (`docs/openapi.json` is this output).
     Openapi,
+    #[command(flatten)]
+    Client(cli::Command),
 }
 
 fn init_logs(format: LogFormat) {
@@ -126,15 +130,18 @@ impl Command {
             | Command::Reconcile {
                 config, overrides, ..
             } => Some((config.as_deref(), overrides)),
-            Command::Openapi => None,
+            Command::Openapi | Command::Client(_) => None,
         }
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Some((file, overrides)) = cli.command.config() else {
+    let args = Cli::parse();
+    if let Command::Client(command) = args.command {
+        return cli::run(command, Cli::command).await;
+    }
+    let Some((file, overrides)) = args.command.config() else {
         println!("{}", poolmanager::api::spec());
         return ExitCode::SUCCESS;
     };
@@ -142,7 +149,7 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let outcome = match cli.command {
+    let outcome = match args.command {
         Command::Serve { .. } => poolmanager::run(config, shutdown_signal()).await.map_err(fail),
         Command::Reconcile { once: true, .. } => match poolmanager::reconcile_once(&config).await {
             Ok(report) => {
@@ -158,7 +165,7 @@ async fn main() -> ExitCode {
         Command::Reconcile { once: false, .. } => poolmanager::reconcile_forever(&config, shutdown_signal())
             .await
             .map_err(fail),
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::Client(_) => Ok(()),
     };
     outcome.err().unwrap_or(ExitCode::SUCCESS)
 }
