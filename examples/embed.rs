@@ -40,6 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         api_port: None,
         max_applied: None,
         buffer: Default::default(),
+        buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
     };

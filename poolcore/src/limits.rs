@@ -94,6 +94,10 @@ pub const CAPACITY_MAX: u32 = 10_000;
 /// Most free clusters a blueprint may keep ready (`min_ready`), and most it may have
 /// (`max_total`, `max_applied`).
 pub const BUFFER_MAX: u32 = 1_000_000;
+/// Times of day: `HH:MM`, 00:00 to 23:59.
+pub const TIME_OF_DAY_PATTERN: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]$";
+/// Most buffer time windows of a blueprint.
+pub const BUFFER_WINDOWS_MAX: usize = 16;
 /// Highest `min_ready_percent`: ten free clusters for each applied one.
 pub const READY_PERCENT_MAX: u32 = 1000;
 /// Longest PEM document given inline for a host's TLS.

@@ -167,6 +167,7 @@ impl Store for MemStore {
         };
         stored.max_applied = blueprint.max_applied;
         stored.buffer = blueprint.buffer;
+        stored.buffer_windows = blueprint.buffer_windows.clone();
         stored.placement = blueprint.placement.clone();
         stored.release_mode = blueprint.release_mode;
         Ok(true)

@@ -592,6 +592,9 @@ pub struct Blueprint {
     /// The free clusters it keeps ready, and the most it has in all.
     #[serde(default)]
     pub buffer: ReadyBuffer,
+    /// Time windows that set other buffer values; the first that holds wins.
+    #[serde(default)]
+    pub buffer_windows: Vec<BufferWindow>,
     /// The hosts that may hold its clusters, and how they are laid out.
     #[serde(default)]
     pub placement: Placement,
@@ -677,6 +680,154 @@ impl ReadyBuffer {
     }
 }
 
+string_enum!(
+    /// A day of the week, in UTC.
+    Weekday {
+        /// Monday.
+        Mon = "mon",
+        /// Tuesday.
+        Tue = "tue",
+        /// Wednesday.
+        Wed = "wed",
+        /// Thursday.
+        Thu = "thu",
+        /// Friday.
+        Fri = "fri",
+        /// Saturday.
+        Sat = "sat",
+        /// Sunday.
+        Sun = "sun",
+    }
+);
+
+impl Weekday {
+    fn of(day: chrono::Weekday) -> Self {
+        match day {
+            chrono::Weekday::Mon => Weekday::Mon,
+            chrono::Weekday::Tue => Weekday::Tue,
+            chrono::Weekday::Wed => Weekday::Wed,
+            chrono::Weekday::Thu => Weekday::Thu,
+            chrono::Weekday::Fri => Weekday::Fri,
+            chrono::Weekday::Sat => Weekday::Sat,
+            chrono::Weekday::Sun => Weekday::Sun,
+        }
+    }
+}
+
+/// A time of day, `HH:MM` in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimeOfDay {
+    /// Minutes since midnight, below 1440.
+    minutes: u16,
+}
+
+impl TimeOfDay {
+    /// `hour:minute`; `None` beyond 23:59.
+    pub fn new(hour: u16, minute: u16) -> Option<Self> {
+        (hour < 24 && minute < 60).then_some(TimeOfDay {
+            minutes: hour * 60 + minute,
+        })
+    }
+
+    fn of(now: DateTime<Utc>) -> Self {
+        use chrono::Timelike;
+        // Hours and minutes of a time are below 24 and 60.
+        TimeOfDay {
+            minutes: (now.hour() * 60 + now.minute()) as u16,
+        }
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.minutes / 60, self.minutes % 60)
+    }
+}
+
+impl FromStr for TimeOfDay {
+    type Err = Error;
+    /// Parses `HH:MM`, 00:00 to 23:59.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::invalid(
+                "buffer_windows",
+                format!("{s:?} is not a time of day HH:MM (00:00 to 23:59)"),
+            )
+        };
+        let (hour, minute) = s.split_once(':').ok_or_else(bad)?;
+        if hour.len() != 2 || minute.len() != 2 {
+            return Err(bad());
+        }
+        let (hour, minute) = (
+            hour.parse().map_err(|_| bad())?,
+            minute.parse().map_err(|_| bad())?,
+        );
+        TimeOfDay::new(hour, minute).ok_or_else(bad)
+    }
+}
+
+impl Serialize for TimeOfDay {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeOfDay {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A time window in which a blueprint's ready buffer takes other values: more free
+/// clusters in office hours, fewer at night. Times are UTC; a window whose `until` is
+/// before its `from` runs over midnight (and belongs to the day it starts on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferWindow {
+    /// The days it holds on; every day when empty.
+    #[serde(default)]
+    pub days: Vec<Weekday>,
+    /// When it starts, inclusive.
+    pub from: TimeOfDay,
+    /// When it ends, exclusive.
+    pub until: TimeOfDay,
+    /// [`ReadyBuffer::min_ready`] while it holds; the blueprint's own when `None`.
+    #[serde(default)]
+    pub min_ready: Option<u32>,
+    /// [`ReadyBuffer::min_ready_percent`] while it holds; the blueprint's own when `None`.
+    #[serde(default)]
+    pub min_ready_percent: Option<u32>,
+    /// [`ReadyBuffer::max_total`] while it holds; the blueprint's own when `None`.
+    #[serde(default)]
+    pub max_total: Option<u32>,
+}
+
+impl BufferWindow {
+    /// True when the window holds at `now`.
+    pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
+        use chrono::Datelike;
+        let time = TimeOfDay::of(now);
+        let today = Weekday::of(now.weekday());
+        let yesterday = Weekday::of(now.weekday().pred());
+        let on = |day: Weekday| self.days.is_empty() || self.days.contains(&day);
+        if self.from <= self.until {
+            on(today) && self.from <= time && time < self.until
+        } else {
+            // Over midnight: the evening part today, the morning part from yesterday's.
+            (on(today) && time >= self.from) || (on(yesterday) && time < self.until)
+        }
+    }
+
+    /// `base` with the values this window gives.
+    pub fn over(&self, base: ReadyBuffer) -> ReadyBuffer {
+        ReadyBuffer {
+            min_ready: self.min_ready.or(base.min_ready),
+            min_ready_percent: self.min_ready_percent.or(base.min_ready_percent),
+            max_total: self.max_total.or(base.max_total),
+        }
+    }
+}
+
 /// A blueprint's clusters as its [`ReadyBuffer`] counts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BufferCounts {
@@ -710,6 +861,29 @@ impl BufferCounts {
 }
 
 impl Blueprint {
+    /// The ready buffer that holds at `now`: [`Blueprint::buffer`] with the values of
+    /// the first of [`Blueprint::buffer_windows`] that holds then.
+    pub fn buffer_at(&self, now: DateTime<Utc>) -> ReadyBuffer {
+        match self.buffer_windows.iter().find(|w| w.holds_at(now)) {
+            Some(window) => window.over(self.buffer),
+            None => self.buffer,
+        }
+    }
+
+    /// True when its buffer limits what is made at some time: its own, or a window's.
+    pub fn may_limit(&self) -> bool {
+        self.buffer.limits() || self.buffer_windows.iter().any(|w| w.over(self.buffer).limits())
+    }
+
+    /// True when it keeps free clusters at some time: its own target, or a window's.
+    pub fn may_keep_ready(&self) -> bool {
+        self.buffer.has_target()
+            || self
+                .buffer_windows
+                .iter()
+                .any(|w| w.over(self.buffer).has_target())
+    }
+
     /// True when every `(key, value)` of `filter` is among the blueprint's labels.
     pub fn matches(&self, filter: &Labels) -> bool {
         filter.iter().all(|(k, v)| self.labels.get(k) == Some(v))
@@ -1400,6 +1574,7 @@ mod tests {
             api_port: None,
             max_applied: None,
             buffer: ReadyBuffer::default(),
+            buffer_windows: Vec::new(),
             placement: Placement::default(),
             release_mode: ReleaseMode::default(),
             created_at: Utc::now(),
@@ -1407,6 +1582,78 @@ mod tests {
         assert!(bp.matches(&Labels::new()));
         assert!(bp.matches(&[("size".into(), "4".into())].into()));
         assert!(!bp.matches(&[("size".into(), "1".into())].into()));
+    }
+
+    #[test]
+    fn a_buffer_window_holds_on_its_days_and_hours_in_utc() {
+        let at = |s: &str| -> DateTime<Utc> { s.parse().unwrap() };
+        let office = BufferWindow {
+            days: vec![Weekday::Mon, Weekday::Tue],
+            from: "08:00".parse().unwrap(),
+            until: "18:30".parse().unwrap(),
+            min_ready: Some(5),
+            min_ready_percent: None,
+            max_total: None,
+        };
+        // 2026-12-07 is a Monday.
+        assert!(office.holds_at(at("2026-12-07T08:00:00Z")));
+        assert!(office.holds_at(at("2026-12-08T18:29:59Z")));
+        assert!(!office.holds_at(at("2026-12-07T18:30:00Z")), "until is exclusive");
+        assert!(!office.holds_at(at("2026-12-09T09:00:00Z")), "not on a Wednesday");
+        let night = BufferWindow {
+            days: vec![Weekday::Fri],
+            from: "22:00".parse().unwrap(),
+            until: "02:00".parse().unwrap(),
+            ..office.clone()
+        };
+        assert!(night.holds_at(at("2026-12-11T23:00:00Z")), "Friday evening");
+        assert!(
+            night.holds_at(at("2026-12-12T01:59:00Z")),
+            "the night after Friday"
+        );
+        assert!(
+            !night.holds_at(at("2026-12-13T01:00:00Z")),
+            "the night after Saturday"
+        );
+        let base = ReadyBuffer {
+            min_ready: Some(1),
+            min_ready_percent: None,
+            max_total: Some(9),
+        };
+        let bp = Blueprint {
+            buffer: base,
+            buffer_windows: vec![office, night],
+            ..Blueprint {
+                name: "b".into(),
+                labels: Labels::new(),
+                nodes: vec![],
+                api_port: None,
+                max_applied: None,
+                buffer: ReadyBuffer::default(),
+                buffer_windows: Vec::new(),
+                placement: Placement::default(),
+                release_mode: ReleaseMode::default(),
+                created_at: Utc::now(),
+            }
+        };
+        assert_eq!(
+            bp.buffer_at(at("2026-12-07T09:00:00Z")).min_ready,
+            Some(5),
+            "in office hours"
+        );
+        assert_eq!(
+            bp.buffer_at(at("2026-12-07T09:00:00Z")).max_total,
+            Some(9),
+            "the rest is the base's"
+        );
+        assert_eq!(
+            bp.buffer_at(at("2026-12-07T20:00:00Z")),
+            base,
+            "outside every window"
+        );
+        for bad in ["24:00", "7:00", "07:60", "0700", ""] {
+            assert!(bad.parse::<TimeOfDay>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub trait Store: Debug + Send + Sync + 'static {
     async fn list_blueprints(&self, page: Page) -> Result<Listing<Blueprint>>;
 
     /// Writes the policies of `blueprint` ([`Blueprint::max_applied`],
-    /// [`Blueprint::buffer`], [`Blueprint::placement`] and [`Blueprint::release_mode`])
+    /// [`Blueprint::buffer`], [`Blueprint::buffer_windows`], [`Blueprint::placement`] and [`Blueprint::release_mode`])
     /// over those of the stored blueprint of its name; the rest of a blueprint never
     /// changes. Returns whether it existed.
     async fn update_blueprint_policies(&self, blueprint: &Blueprint) -> Result<bool>;

@@ -192,6 +192,7 @@ pub fn new_blueprint(name: &str, labels: &[(&str, &str)]) -> NewBlueprint {
         api_port: None,
         max_applied: None,
         buffer: Default::default(),
+        buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
     }

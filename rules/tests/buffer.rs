@@ -197,6 +197,7 @@ async fn hosts_filled_at_once_never_overshoot_the_buffer() {
             api_port: None,
             max_applied: None,
             buffer,
+            buffer_windows: Default::default(),
             placement: Default::default(),
             release_mode: Default::default(),
             created_at: chrono::Utc::now(),
@@ -258,5 +259,80 @@ async fn bad_buffers_are_refused_and_change_nothing() {
             "{kind:?}: {unknown:?}"
         );
         assert_eq!(rig.snapshot().await, before, "{kind:?}: nothing changed");
+    }
+}
+
+/// A window around now: `from` an hour ago `until` an hour ahead (wrapping midnight
+/// when it must); `ahead` shifts it by hours, so that 2 gives one that does not hold.
+fn window_around_now(ahead: i64, min_ready: u32) -> poolcore::BufferWindow {
+    let at = |hours: i64| {
+        let t = chrono::Utc::now() + chrono::Duration::hours(hours);
+        t.format("%H:%M").to_string().parse().expect("a time of day")
+    };
+    poolcore::BufferWindow {
+        days: Vec::new(),
+        from: at(ahead - 1),
+        until: at(ahead + 1),
+        min_ready: Some(min_ready),
+        min_ready_percent: None,
+        max_total: None,
+    }
+}
+
+#[tokio::test]
+async fn a_buffer_window_sets_the_target_while_it_holds() {
+    for kind in STORES {
+        let rig = Rig::new(kind).await;
+        let new = NewBlueprint {
+            buffer: ReadyBuffer {
+                min_ready: Some(1),
+                ..ReadyBuffer::default()
+            },
+            buffer_windows: vec![window_around_now(0, 4)],
+            ..new_blueprint("office", &[])
+        };
+        rig.pool.create_blueprint(new).await.expect("blueprint");
+        autofill_host(&rig, "h1", 10).await;
+        assert_eq!(
+            held(&rig, "office").await,
+            (4, 0, 4),
+            "{kind:?}: the window's target holds now"
+        );
+        let stats = rig.pool.stats().await.expect("stats");
+        let of = stats
+            .blueprints
+            .iter()
+            .find(|b| b.name == "office")
+            .expect("stats");
+        assert_eq!(of.ready_target, Some(4), "{kind:?}");
+
+        // Moved to later hours, it no longer holds: the base target of 1 does.
+        let moved = window_around_now(3, 4);
+        let later = BlueprintPatch {
+            buffer_windows: Some(vec![moved.clone()]),
+            ..BlueprintPatch::default()
+        };
+        rig.pool.update_blueprint("office", later).await.expect("patch");
+        assert_eq!(
+            held(&rig, "office").await,
+            (1, 0, 1),
+            "{kind:?}: trimmed to the base"
+        );
+
+        // A window whose buffer breaks a rule is refused, and changes nothing.
+        let bad = BlueprintPatch {
+            buffer_windows: Some(vec![poolcore::BufferWindow {
+                max_total: Some(2),
+                ..window_around_now(0, 4)
+            }]),
+            ..BlueprintPatch::default()
+        };
+        let refused = rig.pool.update_blueprint("office", bad).await;
+        assert!(
+            matches!(&refused, Err(Error::Invalid { reason, .. }) if reason.contains("in buffer window 0")),
+            "{kind:?}: {refused:?}"
+        );
+        let kept = rig.pool.blueprint("office").await.expect("blueprint");
+        assert_eq!(kept.buffer_windows, vec![moved], "{kind:?}");
     }
 }

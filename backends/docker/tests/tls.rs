@@ -50,6 +50,7 @@ async fn clusters_are_made_and_removed_over_tls() {
         api_port: None,
         max_applied: None,
         buffer: Default::default(),
+        buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
         created_at: Utc::now(),

@@ -112,15 +112,21 @@ impl Store for MongoStore {
         run("update blueprint", async {
             // Encoded as a whole blueprint is, then only its policies kept.
             let encoded = encode(&documents::BLUEPRINT, blueprint)?;
-            let policies: Document = ["max_applied", "buffer", "placement", "release_mode"]
-                .into_iter()
-                .map(|key| {
-                    (
-                        key.to_owned(),
-                        encoded.get(key).cloned().unwrap_or(bson::Bson::Null),
-                    )
-                })
-                .collect();
+            let policies: Document = [
+                "max_applied",
+                "buffer",
+                "buffer_windows",
+                "placement",
+                "release_mode",
+            ]
+            .into_iter()
+            .map(|key| {
+                (
+                    key.to_owned(),
+                    encoded.get(key).cloned().unwrap_or(bson::Bson::Null),
+                )
+            })
+            .collect();
             let updated = self
                 .blueprints
                 .update_one(doc! {"_id": &blueprint.name}, doc! {"$set": policies})

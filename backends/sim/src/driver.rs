@@ -231,6 +231,7 @@ mod tests {
             api_port: None,
             max_applied: None,
             buffer: Default::default(),
+            buffer_windows: Default::default(),
             placement: Default::default(),
             release_mode: Default::default(),
             created_at: Utc::now(),

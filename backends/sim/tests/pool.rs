@@ -47,6 +47,7 @@ async fn the_pool_fills_hands_out_repairs_and_recycles_sim_clusters() {
         api_port: None,
         max_applied: None,
         buffer: Default::default(),
+        buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
     };

@@ -20,6 +20,7 @@
 //!     api_port: None,
 //!     max_applied: None,
 //!     buffer: Default::default(),
+//!     buffer_windows: Default::default(),
 //!     placement: Default::default(),
 //!     release_mode: Default::default(),
 //!     created_at: Utc::now(),

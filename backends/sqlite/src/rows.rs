@@ -250,7 +250,7 @@ pub(crate) fn host_version(conn: &Connection, id: &str) -> rusqlite::Result<Opti
 
 pub(crate) const BLUEPRINT_COLUMNS: &str =
     "name, labels, nodes, api_port, max_applied, min_ready, min_ready_percent, max_total, \
-     host_selector, placement, release_mode, created_at";
+     buffer_windows, host_selector, placement, release_mode, created_at";
 
 pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
     Ok(Blueprint {
@@ -264,6 +264,7 @@ pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
             min_ready_percent: row.get("min_ready_percent")?,
             max_total: row.get("max_total")?,
         },
+        buffer_windows: get_json(row, "buffer_windows")?,
         placement: Placement {
             host_selector: get_json(row, "host_selector")?,
             strategy: get_parsed(row, "placement")?,
@@ -277,8 +278,8 @@ pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), 
     conn.prepare_cached(
         "INSERT INTO blueprints \
          (name, labels, nodes, api_port, max_applied, min_ready, min_ready_percent, max_total, \
-          host_selector, placement, release_mode, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+          buffer_windows, host_selector, placement, release_mode, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         bp.name,
@@ -289,6 +290,7 @@ pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), 
         bp.buffer.min_ready,
         bp.buffer.min_ready_percent,
         bp.buffer.max_total,
+        json(&bp.buffer_windows)?,
         json(&bp.placement.host_selector)?,
         bp.placement.strategy.as_str(),
         bp.release_mode.as_str(),
@@ -303,7 +305,7 @@ pub(crate) fn update_blueprint_policies(conn: &Connection, bp: &Blueprint) -> Re
     let changed = conn
         .prepare_cached(
             "UPDATE blueprints SET max_applied = ?2, min_ready = ?3, min_ready_percent = ?4, max_total = ?5, \
-             host_selector = ?6, placement = ?7, release_mode = ?8 WHERE name = ?1",
+             host_selector = ?6, placement = ?7, release_mode = ?8, buffer_windows = ?9 WHERE name = ?1",
         )?
         .execute(params![
             bp.name,
@@ -313,7 +315,8 @@ pub(crate) fn update_blueprint_policies(conn: &Connection, bp: &Blueprint) -> Re
             bp.buffer.max_total,
             json(&bp.placement.host_selector)?,
             bp.placement.strategy.as_str(),
-            bp.release_mode.as_str()
+            bp.release_mode.as_str(),
+            json(&bp.buffer_windows)?
         ])?;
     Ok(changed > 0)
 }

@@ -205,6 +205,10 @@ ALTER TABLE blueprints ADD COLUMN host_selector TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE blueprints ADD COLUMN placement TEXT NOT NULL DEFAULT 'spread';
 ALTER TABLE blueprints ADD COLUMN release_mode TEXT NOT NULL DEFAULT 'recreate';
 "#,
+    r#"
+-- Time windows with other ready-buffer values, as JSON.
+ALTER TABLE blueprints ADD COLUMN buffer_windows TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
 /// The schema version this code writes and reads.

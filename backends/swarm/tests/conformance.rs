@@ -62,6 +62,7 @@ fn blueprint(nodes: Vec<NodeSpec>) -> Blueprint {
         api_port: None,
         max_applied: None,
         buffer: Default::default(),
+        buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
         created_at: Utc::now(),

@@ -16,10 +16,10 @@ use chrono::{Duration, SubsecRound, Utc};
 use futures::future::join_all;
 
 use crate::model::{
-    new_id, Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort,
+    new_id, Blueprint, BufferWindow, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort,
     ClusterSortKey, ClusterStatus, Deployment, EngineFacts, Health, Host, HostKind, HostStatus, Labels,
     LeaseActivity, NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus,
-    Page, Placement, PlacementStrategy, PortRef, Quota, ReadyBuffer, ReleaseMode, ReleaseReason,
+    Page, Placement, PlacementStrategy, PortRef, Quota, ReadyBuffer, ReleaseMode, ReleaseReason, Weekday,
 };
 use crate::{Error, Store};
 
@@ -110,6 +110,7 @@ pub fn sample_blueprint() -> Blueprint {
         api_port: None,
         max_applied: None,
         buffer: Default::default(),
+        buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
         created_at: Utc::now(),
@@ -418,11 +419,19 @@ pub async fn blueprint_policies_update_alone(store: &dyn Store) {
         strategy: PlacementStrategy::Packed,
     };
     bp.release_mode = ReleaseMode::Reset;
+    bp.buffer_windows = vec![BufferWindow {
+        days: vec![Weekday::Mon, Weekday::Fri],
+        from: "08:00".parse().expect("a time"),
+        until: "18:30".parse().expect("a time"),
+        min_ready: Some(5),
+        min_ready_percent: None,
+        max_total: None,
+    }];
     store.insert_blueprint(&bp).await.expect("insert blueprint");
     let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
     assert_eq!(
-        (&got.buffer, &got.placement, got.release_mode),
-        (&bp.buffer, &bp.placement, bp.release_mode),
+        (&got.buffer, &got.buffer_windows, &got.placement, got.release_mode),
+        (&bp.buffer, &bp.buffer_windows, &bp.placement, bp.release_mode),
         "the policies read back"
     );
 
@@ -438,6 +447,7 @@ pub async fn blueprint_policies_update_alone(store: &dyn Store) {
         strategy: PlacementStrategy::Spread,
     };
     changed.release_mode = ReleaseMode::Recreate;
+    changed.buffer_windows = Vec::new();
     changed.nodes.clear();
     changed.labels.clear();
     assert!(store.update_blueprint_policies(&changed).await.expect("update"));

@@ -397,7 +397,7 @@ impl Pool {
                     BlueprintStats {
                         name: b.name.clone(),
                         backoff: backoffs.get(&b.name).cloned(),
-                        ready_target: b.buffer.target(applied),
+                        ready_target: b.buffer_at(Utc::now()).target(applied),
                         clusters,
                     }
                 })

@@ -9,8 +9,8 @@ use super::Pool;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::model::{
-    Blueprint, ClusterFilter, Labels, Listing, NodeSpec, Page, Placement, PlacementStrategy, PortRef, Probe,
-    ProbeCheck, Protocol, ReadyBuffer, ReleaseMode,
+    Blueprint, BufferWindow, ClusterFilter, Labels, Listing, NodeSpec, Page, Placement, PlacementStrategy,
+    PortRef, Probe, ProbeCheck, Protocol, ReadyBuffer, ReleaseMode,
 };
 
 /// What an operator gives to add a blueprint.
@@ -28,6 +28,8 @@ pub struct NewBlueprint {
     pub max_applied: Option<u32>,
     /// The free clusters to keep ready; see [`Blueprint::buffer`].
     pub buffer: ReadyBuffer,
+    /// Time windows with other buffer values; see [`Blueprint::buffer_windows`].
+    pub buffer_windows: Vec<BufferWindow>,
     /// The hosts that may hold its clusters; see [`Blueprint::placement`].
     pub placement: Placement,
     /// What a release does; see [`Blueprint::release_mode`].
@@ -60,6 +62,7 @@ impl NewBlueprint {
             }
         }
         validate_policies(self.max_applied, &self.buffer)?;
+        validate_windows(self.max_applied, &self.buffer, &self.buffer_windows)?;
         limits::check_labels("host_selector", &self.placement.host_selector)?;
         if let Some(at) = &self.api_port {
             let known = self
@@ -102,6 +105,8 @@ pub struct BlueprintPatch {
     pub placement: Option<PlacementStrategy>,
     /// New [`Blueprint::release_mode`].
     pub release_mode: Option<ReleaseMode>,
+    /// New [`Blueprint::buffer_windows`] (empty removes them all).
+    pub buffer_windows: Option<Vec<BufferWindow>>,
 }
 
 impl BlueprintPatch {
@@ -124,7 +129,43 @@ impl BlueprintPatch {
         if let Some(mode) = self.release_mode {
             blueprint.release_mode = mode;
         }
+        if let Some(windows) = &self.buffer_windows {
+            blueprint.buffer_windows = windows.clone();
+        }
     }
+}
+
+/// Checks a blueprint's buffer windows: at most [`limits::BUFFER_WINDOWS_MAX`], each
+/// with a `from` other than its `until`, and the buffer each gives valid.
+fn validate_windows(max_applied: Option<u32>, buffer: &ReadyBuffer, windows: &[BufferWindow]) -> Result<()> {
+    if windows.len() > limits::BUFFER_WINDOWS_MAX {
+        return Err(Error::invalid(
+            "buffer_windows",
+            format!(
+                "{} windows is more than {}",
+                windows.len(),
+                limits::BUFFER_WINDOWS_MAX
+            ),
+        ));
+    }
+    for (i, window) in windows.iter().enumerate() {
+        if window.from == window.until {
+            return Err(Error::invalid(
+                "buffer_windows",
+                format!(
+                    "window {i} starts and ends at {}: it would never hold",
+                    window.from
+                ),
+            ));
+        }
+        validate_policies(max_applied, &window.over(*buffer)).map_err(|e| match e {
+            Error::Invalid { field, reason } => {
+                Error::invalid(field, format!("in buffer window {i}: {reason}"))
+            }
+            other => other,
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks a blueprint's quota and ready buffer: each within its limit, and a target
@@ -285,6 +326,7 @@ impl Pool {
             api_port: new.api_port,
             max_applied: new.max_applied,
             buffer: new.buffer,
+            buffer_windows: new.buffer_windows,
             placement: new.placement,
             release_mode: new.release_mode,
             created_at: Utc::now(),
@@ -309,6 +351,11 @@ impl Pool {
         let mut blueprint = self.blueprint(name).await?;
         patch.apply_to(&mut blueprint);
         validate_policies(blueprint.max_applied, &blueprint.buffer)?;
+        validate_windows(
+            blueprint.max_applied,
+            &blueprint.buffer,
+            &blueprint.buffer_windows,
+        )?;
         limits::check_labels("host_selector", &blueprint.placement.host_selector)?;
         if !self.store().update_blueprint_policies(&blueprint).await? {
             return Err(Error::not_found("blueprint", limits::quoted(name)));

@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use chrono::Utc;
+
 use tracing::{info, warn};
 
 use super::Pool;
@@ -43,7 +45,7 @@ impl Pool {
     /// Those of `blueprints` whose buffer limits what is made, each with its clusters
     /// counted; the counts are read only when there is one.
     async fn limited<'a>(&self, blueprints: &'a [Blueprint]) -> Result<Vec<(&'a Blueprint, BufferCounts)>> {
-        let limited: Vec<&Blueprint> = blueprints.iter().filter(|b| b.buffer.limits()).collect();
+        let limited: Vec<&Blueprint> = blueprints.iter().filter(|b| b.may_limit()).collect();
         if limited.is_empty() {
             return Ok(Vec::new());
         }
@@ -61,7 +63,7 @@ impl Pool {
             .limited(blueprints)
             .await?
             .into_iter()
-            .filter_map(|(b, counted)| Some((b.name.clone(), b.buffer.room(counted)?)))
+            .filter_map(|(b, counted)| Some((b.name.clone(), b.buffer_at(Utc::now()).room(counted)?)))
             .collect())
     }
 
@@ -80,7 +82,7 @@ impl Pool {
         };
         let counts = self.buffer_counts().await?;
         if blueprint
-            .buffer
+            .buffer_at(Utc::now())
             .surplus(counts.get(name).copied().unwrap_or_default())
             == 0
         {
@@ -152,13 +154,13 @@ impl Pool {
     /// the fills' plans: each is marked `deleting` before the next is counted.
     pub(super) async fn trim_buffers(&self) -> Result<u32> {
         let blueprints = self.blueprints().await?;
-        if !blueprints.iter().any(|b| b.buffer.limits()) {
+        if !blueprints.iter().any(Blueprint::may_limit) {
             return Ok(0);
         }
         let _planning = self.inner.planning.lock().await;
         let mut trimmed = 0;
         for (blueprint, counted) in self.limited(&blueprints).await? {
-            let surplus = blueprint.buffer.surplus(counted);
+            let surplus = blueprint.buffer_at(Utc::now()).surplus(counted);
             if surplus == 0 {
                 continue;
             }

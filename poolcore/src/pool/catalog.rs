@@ -112,12 +112,12 @@ impl Pool {
             .collect();
         let limited = listed
             .iter()
-            .filter(|b| b.buffer.limits())
+            .filter(|b| b.may_limit())
             .map(|b| b.name.clone())
             .collect();
         let buffered = listed
             .iter()
-            .filter(|b| b.buffer.has_target())
+            .filter(|b| b.may_keep_ready())
             .map(|b| b.name.clone())
             .collect();
         let mut blueprints: Vec<(String, Labels)> = listed.into_iter().map(|b| (b.name, b.labels)).collect();

@@ -176,6 +176,7 @@ async fn add_typed_blueprint(
         api_port: Some(api_port.parse().expect("api port")),
         max_applied: None,
         buffer: Default::default(),
+        buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
     };

@@ -55,6 +55,17 @@ function probeText(probe) {
   return `${what}, every ${probe.period_seconds} s, ${probe.start_seconds} s to start`;
 }
 
+// Buffer windows in words: "mon, fri 08:00–18:30 UTC: keep 5, most 20"; "none".
+function windowsText(windows) {
+  if (!windows?.length) return "none";
+  return windows.map((w) => {
+    const values = [w.min_ready != null ? `keep ${w.min_ready}` : null,
+      w.min_ready_percent != null ? `keep ${w.min_ready_percent}% of applied` : null,
+      w.max_total != null ? `most ${w.max_total}` : null].filter(Boolean).join(", ");
+    return `${w.days?.length ? w.days.join(", ") : "every day"} ${w.from}–${w.until} UTC: ${values || "the base values"}`;
+  }).join("; ");
+}
+
 // Applied clusters, with the blueprint's quota when it has one: "3 / 10".
 function quotaText(applied, max) {
   return max === undefined || max === null ? String(applied) : `${applied} / ${max}`;
@@ -128,6 +139,7 @@ function detail(main, name, { navigate }) {
           h("dt", {}, "Most applied at once"), h("dd", { id: "max-applied" }, bp.max_applied ?? "no limit"),
           h("dt", {}, "Ready buffer"), h("dd", { id: "ready-buffer" }, bufferText(bp)),
           h("dt", {}, "Most in all"), h("dd", { id: "max-total" }, bp.max_total ?? "no limit"),
+          h("dt", {}, "Time windows"), h("dd", { id: "buffer-windows" }, windowsText(bp.buffer_windows)),
           h("dt", {}, "Hosts"), h("dd", { class: "mono", id: "host-selector" }, labelsText(bp.host_selector, "any host")),
           h("dt", {}, "Placement"), h("dd", { id: "placement" }, bp.placement === "packed" ? "packed: the fullest host first" : "spread: evenly over the hosts"),
           h("dt", {}, "On release"), h("dd", { id: "release-mode" }, bp.release_mode === "reset" ? "reset: restarted in place" : "recreate: destroyed and made anew"),
@@ -164,6 +176,7 @@ async function editPolicies(bp, refresh) {
   fields.push(
     field("host_selector", "Hosts labelled", h("input", { type: "text", value: labelsText(bp.host_selector, ""), placeholder: "any host", autocomplete: "off" }), "KEY=VALUE, comma-separated: only hosts with all of these hold its clusters."),
     field("placement", "Placement", choice(bp.placement, [["spread", "spread: evenly over the hosts"], ["packed", "packed: the fullest host first"]]), "How new clusters are laid out."),
+    field("buffer_windows", "Time windows", h("textarea", { class: "json", rows: 3, spellcheck: false, value: JSON.stringify(bp.buffer_windows ?? []) }), 'JSON list, e.g. [{"days": ["mon"], "from": "08:00", "until": "18:00", "min_ready": 5}] (UTC); [] for none.'),
     field("release_mode", "On release", choice(bp.release_mode, [["recreate", "recreate: destroy and make anew"], ["reset", "reset: restart in place"]]), "Reset is faster; what the containers wrote survives."));
   const saved = await modal(`Policies of ${bp.name}`, h("div", { class: "grid-fields" }, ...fields.flat()), {
     async onsubmit(form) {
@@ -184,9 +197,16 @@ async function editPolicies(bp, refresh) {
         setFieldError(form, "host_selector", err.message);
         throw Object.assign(new Error("Check hosts labelled."), { shownAtField: true });
       }
+      try {
+        body.buffer_windows = JSON.parse(form.elements.namedItem("buffer_windows").value || "[]");
+        if (!Array.isArray(body.buffer_windows)) throw new Error("a JSON list is wanted");
+      } catch (err) {
+        setFieldError(form, "buffer_windows", `Not a JSON list of windows: ${err.message}`);
+        throw Object.assign(new Error("Check the time windows."), { shownAtField: true });
+      }
       body.placement = form.elements.namedItem("placement").value;
       body.release_mode = form.elements.namedItem("release_mode").value;
-      const all = [...names, "host_selector", "placement", "release_mode"];
+      const all = [...names, "buffer_windows", "host_selector", "placement", "release_mode"];
       try {
         return await patch(`/blueprints/${encodeURIComponent(bp.name)}`, body);
       } catch (err) {

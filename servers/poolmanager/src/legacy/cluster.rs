@@ -200,6 +200,7 @@ mod tests {
             }),
             max_applied: None,
             buffer: Default::default(),
+            buffer_windows: Default::default(),
             placement: Default::default(),
             release_mode: Default::default(),
             created_at: chrono::Utc::now(),

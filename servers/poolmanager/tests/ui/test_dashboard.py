@@ -399,14 +399,21 @@ def test_choose_where_a_blueprint_goes_and_what_a_release_does(page: Page, serve
     page.fill("#f-host_selector", "zone=eu, disk=ssd")
     page.select_option("#f-placement", "packed")
     page.select_option("#f-release_mode", "reset")
+    page.fill("#f-buffer_windows", "[{\"days\": [\"mon\"], \"from\": \"8:00\"}]")
+    page.press("#f-host_selector", "Enter")
+    expect(page.locator("dialog .form-error")).to_contain_text("time of day HH:MM")
+    page.fill("#f-buffer_windows", '[{"days": ["mon", "fri"], "from": "08:00", "until": "18:30", "min_ready": 5}]')
     page.press("#f-host_selector", "Enter")
     expect(dialog(page)).to_have_count(0)
     expect(page.locator("#host-selector")).to_have_text("disk=ssd, zone=eu")
     expect(page.locator("#placement")).to_contain_text("packed")
     expect(page.locator("#release-mode")).to_contain_text("reset")
+    expect(page.locator("#buffer-windows")).to_have_text("mon, fri 08:00–18:30 UTC: keep 5")
     _, blueprint = server.api("GET", f"/blueprints/{placed}")
     assert blueprint["host_selector"] == {"zone": "eu", "disk": "ssd"}, blueprint
     assert (blueprint["placement"], blueprint["release_mode"]) == ("packed", "reset"), blueprint
+    assert blueprint["buffer_windows"] == [
+        {"days": ["mon", "fri"], "from": "08:00", "until": "18:30", "min_ready": 5}], blueprint
     shot(page, "blueprint-placement")
     assert server.api("DELETE", f"/blueprints/{placed}")[0] == 204
 

@@ -6,7 +6,7 @@ use poolcore::limits;
 
 use super::rules::{
     ArgRule, Bounded, CommandRule, EnvRule, ImageRule, Labels, Map, Name, PortRefRule, PortsRule,
-    ProbePathRule, Text,
+    ProbePathRule, Text, TimeOfDayRule,
 };
 use crate::api::error::ApiError;
 
@@ -290,6 +290,76 @@ pub enum ReleaseMode {
     Reset,
 }
 
+/// A day of the week, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "Weekday", rename_all = "snake_case", remote = "poolcore::Weekday")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// A time window in which the ready buffer takes other values (those it gives; the
+/// blueprint's own otherwise). Times are UTC, `from` inclusive, `until` exclusive; an
+/// `until` before `from` runs over midnight. The first window that holds wins.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "BufferWindow", skip_serializing_if_is_none, deny_unknown_fields)]
+pub struct BufferWindow {
+    /// The days it holds on (the day it starts, for one over midnight); every day when
+    /// missing or empty.
+    #[oai(validator(max_items = 7))]
+    pub days: Option<Vec<Weekday>>,
+    /// When it starts, `HH:MM` UTC.
+    pub from: Text<TimeOfDayRule>,
+    /// When it ends, `HH:MM` UTC.
+    pub until: Text<TimeOfDayRule>,
+    /// `min_ready` while it holds.
+    #[oai(validator(maximum(value = "1000000")))]
+    pub min_ready: Option<u32>,
+    /// `min_ready_percent` while it holds.
+    #[oai(validator(maximum(value = "1000")))]
+    pub min_ready_percent: Option<u32>,
+    /// `max_total` while it holds.
+    #[oai(validator(maximum(value = "1000000")))]
+    pub max_total: Option<u32>,
+}
+
+impl TryFrom<BufferWindow> for poolcore::BufferWindow {
+    type Error = ApiError;
+    fn try_from(d: BufferWindow) -> Result<Self, ApiError> {
+        Ok(poolcore::BufferWindow {
+            days: d.days.unwrap_or_default().into_iter().map(Into::into).collect(),
+            from: d.from.as_str().parse()?,
+            until: d.until.as_str().parse()?,
+            min_ready: d.min_ready,
+            min_ready_percent: d.min_ready_percent,
+            max_total: d.max_total,
+        })
+    }
+}
+
+impl From<poolcore::BufferWindow> for BufferWindow {
+    fn from(w: poolcore::BufferWindow) -> Self {
+        BufferWindow {
+            days: Some(w.days.into_iter().map(Into::into).collect()),
+            from: Text::from_pool(w.from.to_string()),
+            until: Text::from_pool(w.until.to_string()),
+            min_ready: w.min_ready,
+            min_ready_percent: w.min_ready_percent,
+            max_total: w.max_total,
+        }
+    }
+}
+
+fn windows(list: Option<Vec<BufferWindow>>) -> Result<Option<Vec<poolcore::BufferWindow>>, ApiError> {
+    list.map(|l| l.into_iter().map(TryInto::try_into).collect())
+        .transpose()
+}
+
 /// A blueprint to add: 1 to 64 `NodeSpec`s with unique names, and the `Labels` users
 /// filter on.
 #[derive(Debug, Clone, Object)]
@@ -329,6 +399,9 @@ pub struct NewBlueprint {
     pub placement: Option<PlacementStrategy>,
     // What a release does to its clusters (`recreate` when missing).
     pub release_mode: Option<ReleaseMode>,
+    /// Time windows with other buffer values, at most 16.
+    #[oai(validator(max_items = 16))]
+    pub buffer_windows: Option<Vec<BufferWindow>>,
 }
 
 impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
@@ -354,6 +427,7 @@ impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
                 strategy: d.placement.map(Into::into).unwrap_or_default(),
             },
             release_mode: d.release_mode.map(Into::into).unwrap_or_default(),
+            buffer_windows: windows(d.buffer_windows)?.unwrap_or_default(),
         })
     }
 }
@@ -394,6 +468,9 @@ pub struct BlueprintPatch {
     pub placement: Option<PlacementStrategy>,
     // New release mode.
     pub release_mode: Option<ReleaseMode>,
+    /// New time windows, replacing all; `[]` removes them.
+    #[oai(validator(max_items = 16))]
+    pub buffer_windows: Option<Vec<BufferWindow>>,
     /// Policies to remove (no limit, no buffer); none may also be given a value.
     #[oai(validator(max_items = 4))]
     pub unset: Option<Vec<BlueprintPolicy>>,
@@ -426,6 +503,7 @@ impl TryFrom<BlueprintPatch> for poolcore::BlueprintPatch {
             host_selector: d.host_selector.map(Map::into_inner),
             placement: d.placement.map(Into::into),
             release_mode: d.release_mode.map(Into::into),
+            buffer_windows: windows(d.buffer_windows)?,
         })
     }
 }
@@ -456,6 +534,8 @@ pub struct Blueprint {
     pub placement: PlacementStrategy,
     // What a release does to its clusters.
     pub release_mode: ReleaseMode,
+    /// Time windows with other buffer values.
+    pub buffer_windows: Vec<BufferWindow>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -474,6 +554,7 @@ impl From<poolcore::Blueprint> for Blueprint {
             host_selector: Map::from_pool(b.placement.host_selector),
             placement: b.placement.strategy.into(),
             release_mode: b.release_mode.into(),
+            buffer_windows: b.buffer_windows.into_iter().map(Into::into).collect(),
             created_at: b.created_at,
         }
     }

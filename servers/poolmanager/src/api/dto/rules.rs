@@ -108,6 +108,8 @@ text_rules! {
     ArgRule("command argument or value", limits::ARG_MAX, limits::ARG_PATTERN);
     /// Health-check commands.
     CommandRule("command", limits::ARG_MAX, COMMAND_PATTERN);
+    /// Times of day, UTC.
+    TimeOfDayRule("time of day HH:MM", 5, limits::TIME_OF_DAY_PATTERN);
     /// Paths an HTTP readiness probe asks for.
     ProbePathRule("path", limits::PROBE_PATH_MAX, limits::PROBE_PATH_PATTERN);
     /// `NODE.PORT` references.
