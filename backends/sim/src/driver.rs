@@ -408,6 +408,7 @@ mod tests {
             restarts: 1,
             inspects: 1,
             deletes: 1,
+            most_creates_at_once: 1,
             ..SimCounters::default()
         };
         assert_eq!(engine.counters(), expected);

@@ -555,6 +555,90 @@ async fn blueprints_add_list_show_and_rm() {
         .await;
     assert!(taken.contains("(conflict)"), "{taken}");
 
+    // Policies changed: each flag one field, read back; bad ones refused.
+    let windows = cli.home.path().join("windows.json");
+    std::fs::write(
+        &windows,
+        json!([{"days": ["mon", "fri"], "from": "08:00", "until": "18:30", "min_ready": 5}]).to_string(),
+    )
+    .expect("write windows");
+    let windows = windows.display().to_string();
+    let changed = cli
+        .json(&[
+            "blueprints",
+            "update",
+            &from_json,
+            "--min-ready",
+            "2",
+            "--unset",
+            "max_total",
+            "--host-selector",
+            "zone=eu",
+            "--placement",
+            "packed",
+            "--release-mode",
+            "reset",
+            "--windows",
+            &windows,
+        ])
+        .await;
+    assert_eq!(changed["min_ready"], 2, "{changed}");
+    assert!(changed.get("max_total").is_none(), "unset: {changed}");
+    assert_eq!(changed["host_selector"], json!({"zone": "eu"}), "{changed}");
+    assert_eq!(
+        (&changed["placement"], &changed["release_mode"]),
+        (&json!("packed"), &json!("reset"))
+    );
+    assert_eq!(changed["buffer_windows"][0]["min_ready"], 5, "{changed}");
+    let shown = cli.ok(&["blueprints", "show", &from_json]).await;
+    assert_eq!(row(&shown, "Placement:")[1], "packed", "{shown}");
+    assert_eq!(row(&shown, "Hosts:")[1], "zone=eu", "{shown}");
+    assert!(shown.contains("mon,fri 08:00-18:30 min_ready=5"), "{shown}");
+    let none = cli.home.path().join("no-windows.json");
+    std::fs::write(&none, "[]").expect("write windows");
+    let none = none.display().to_string();
+    let back = cli
+        .json(&[
+            "blueprints",
+            "update",
+            &from_json,
+            "--any-host",
+            "--release-mode",
+            "recreate",
+            "--windows",
+            &none,
+        ])
+        .await;
+    assert_eq!(back["host_selector"], json!({}), "{back}");
+    assert_eq!(
+        back["buffer_windows"],
+        json!([]),
+        "[] removes the windows: {back}"
+    );
+    cli.fails(2, &["blueprints", "update", &from_json]).await;
+    cli.fails(
+        2,
+        &["blueprints", "update", &from_json, "--placement", "scattered"],
+    )
+    .await;
+    let above = cli
+        .fails(
+            2,
+            &[
+                "blueprints",
+                "update",
+                &from_json,
+                "--min-ready",
+                "9",
+                "--max-total",
+                "3",
+            ],
+        )
+        .await;
+    assert!(above.contains("max_total"), "{above}");
+    cli.fails(3, &["blueprints", "update", &unique("none"), "--min-ready", "1"])
+        .await;
+
     // In use: refused; then removed.
     let host = cli.add_sim_host(1).await;
     cli.ok(&["hosts", "fill", &host, "--blueprint", &from_json]).await;

@@ -14,6 +14,9 @@ Examples:
   poolmanager blueprints add -f demo.toml
   poolmanager blueprints list
   poolmanager blueprints show demo -o yaml
+  poolmanager blueprints update demo --min-ready 3 --unset max_total
+  poolmanager blueprints update demo --host-selector zone=eu --placement packed --release-mode reset
+  poolmanager blueprints update demo --windows office-hours.json
   poolmanager blueprints rm demo
 
 A blueprint file (TOML; the same fields as JSON for a .json name):
@@ -52,12 +55,90 @@ enum BlueprintsCommand {
         #[arg(short, long, value_name = "FILE")]
         file: PathBuf,
     },
+    /// Change a blueprint's policies (admin): its quota, ready buffer, time windows,
+    /// placement and release mode. What is not given stays as it is.
+    #[command(visible_alias = "patch")]
+    Update(Update),
     /// Remove a blueprint no cluster uses (admin).
     #[command(visible_alias = "delete")]
     Rm {
         /// The blueprint's name.
         name: String,
     },
+}
+
+/// `blueprints update`: each flag one field of the spec's `BlueprintPatch`.
+#[derive(Debug, Args)]
+struct Update {
+    /// The blueprint's name.
+    name: String,
+    /// Most clusters applied at once, over all users.
+    #[arg(long, value_name = "N")]
+    max_applied: Option<u32>,
+    /// Free clusters to keep ready, at least.
+    #[arg(long, value_name = "N")]
+    min_ready: Option<u32>,
+    /// Free clusters to keep as a percentage of the applied ones.
+    #[arg(long, value_name = "PERCENT")]
+    min_ready_percent: Option<u32>,
+    /// Most clusters of the blueprint, free and applied.
+    #[arg(long, value_name = "N")]
+    max_total: Option<u32>,
+    /// A policy to remove: max_applied, min_ready, min_ready_percent, max_total or
+    /// buffer_windows (repeatable).
+    #[arg(long, value_name = "POLICY")]
+    unset: Vec<String>,
+    /// A label hosts must carry to hold its clusters (repeatable; replaces the
+    /// selector).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = input::pair, conflicts_with = "any_host")]
+    host_selector: Vec<(String, String)>,
+    /// Admit every host again (an empty selector).
+    #[arg(long)]
+    any_host: bool,
+    /// How new clusters are laid out: spread or packed.
+    #[arg(long, value_name = "STRATEGY")]
+    placement: Option<String>,
+    /// What a release does: recreate or reset.
+    #[arg(long, value_name = "MODE")]
+    release_mode: Option<String>,
+    /// Time windows with other buffer values, from a JSON file holding a list of
+    /// `BufferWindow`s (`[]` removes them); `-`: standard input.
+    #[arg(long, value_name = "FILE")]
+    windows: Option<PathBuf>,
+}
+
+impl Update {
+    /// The patch, checked against the spec's `BlueprintPatch` before it is sent.
+    fn patch(&self) -> Result<types::BlueprintPatch, Failure> {
+        let mut fields = serde_json::Map::new();
+        input::set(&mut fields, "max_applied", self.max_applied);
+        input::set(&mut fields, "min_ready", self.min_ready);
+        input::set(&mut fields, "min_ready_percent", self.min_ready_percent);
+        input::set(&mut fields, "max_total", self.max_total);
+        let mut unset = self.unset.clone();
+        if let Some(file) = &self.windows {
+            match input::json_file(file)? {
+                // An empty list is not sent (the client leaves empty lists out): unset.
+                serde_json::Value::Array(list) if list.is_empty() => unset.push("buffer_windows".into()),
+                windows => input::set(&mut fields, "buffer_windows", Some(windows)),
+            }
+        }
+        if !unset.is_empty() {
+            input::set(&mut fields, "unset", Some(unset));
+        }
+        if self.any_host {
+            fields.insert("host_selector".into(), serde_json::json!({}));
+        }
+        input::set_map(&mut fields, "host_selector", &self.host_selector);
+        input::set(&mut fields, "placement", self.placement.clone());
+        input::set(&mut fields, "release_mode", self.release_mode.clone());
+        if fields.is_empty() {
+            return Err(Failure::usage(
+                "nothing to change: give at least one policy (see --help)",
+            ));
+        }
+        body("policies", fields)
+    }
 }
 
 pub async fn run(args: Blueprints) -> Result<(), Failure> {
@@ -78,6 +159,20 @@ pub async fn run(args: Blueprints) -> Result<(), Failure> {
             output::print(server.output, &bp, || {
                 format!("blueprint {} added: {} nodes", bp.name, bp.nodes.len())
             })
+        }
+        BlueprintsCommand::Update(update) => {
+            let patch = update.patch()?;
+            let bp = server
+                .call(
+                    server
+                        .client
+                        .update_blueprint()
+                        .name(update.name.clone())
+                        .body(patch)
+                        .send(),
+                )
+                .await?;
+            output::print(server.output, &bp, || show(&bp))
         }
         BlueprintsCommand::Rm { name } => {
             server
@@ -135,6 +230,42 @@ fn min_ready(bp: &types::Blueprint) -> String {
     }
 }
 
+/// A selector in words: `any` when empty.
+fn or_any(selector: String) -> String {
+    if selector == "-" {
+        "any".into()
+    } else {
+        selector
+    }
+}
+
+/// Time windows in words: `mon,fri 08:00-18:30 min_ready=5; ...`, or `-`.
+fn windows(list: &[types::BufferWindow]) -> String {
+    if list.is_empty() {
+        return "-".into();
+    }
+    list.iter()
+        .map(|w| {
+            let days: Vec<String> = w.days.iter().map(ToString::to_string).collect();
+            let values: Vec<String> = [
+                ("min_ready", w.min_ready),
+                ("min_ready_percent", w.min_ready_percent),
+                ("max_total", w.max_total),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some(format!("{k}={}", v?)))
+            .collect();
+            let days = if days.is_empty() {
+                "every day".to_owned()
+            } else {
+                days.join(",")
+            };
+            format!("{days} {}-{} {}", *w.from, *w.until, values.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn show(bp: &types::Blueprint) -> String {
     let mut nodes = Table::new(&["NAME", "IMAGE", "PORTS", "COMMAND", "HEALTH CHECK"]);
     for node in &bp.nodes {
@@ -165,6 +296,10 @@ fn show(bp: &types::Blueprint) -> String {
         .field("Max applied", or_dash(bp.max_applied))
         .field("Min ready", min_ready(bp))
         .field("Max total", or_dash(bp.max_total))
+        .field("Time windows", windows(&bp.buffer_windows))
+        .field("Hosts", or_any(labels(&bp.host_selector)))
+        .field("Placement", bp.placement.to_string())
+        .field("On release", bp.release_mode.to_string())
         .field(
             "Created",
             format!("{} ({} ago)", output::time(&bp.created_at), age(&bp.created_at)),

@@ -51,6 +51,21 @@ pub fn object_file(path: &Path) -> Result<Map<String, Value>, Failure> {
     }
 }
 
+/// A JSON file (`-`: standard input) as a JSON value of any kind.
+pub fn json_file(path: &Path) -> Result<Value, Failure> {
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Failure::usage(format!("reading standard input: {e}")))?;
+        text
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("reading {}: {e}", path.display())))?
+    };
+    serde_json::from_str(&text).map_err(|e| Failure::usage(format!("{} is not JSON: {e}", path.display())))
+}
+
 fn from_toml(text: &str) -> Result<Value, String> {
     let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
     serde_json::to_value(table).map_err(|e| e.to_string())

@@ -440,6 +440,7 @@ pub enum BlueprintPolicy {
     MinReady,
     MinReadyPercent,
     MaxTotal,
+    BufferWindows,
 }
 
 /// Changes to a blueprint's policies: its quota, ready buffer, placement and release
@@ -468,11 +469,13 @@ pub struct BlueprintPatch {
     pub placement: Option<PlacementStrategy>,
     // New release mode.
     pub release_mode: Option<ReleaseMode>,
-    /// New time windows, replacing all; `[]` removes them.
+    /// New time windows, replacing all; `[]` (or `buffer_windows` in `unset`) removes
+    /// them.
     #[oai(validator(max_items = 16))]
     pub buffer_windows: Option<Vec<BufferWindow>>,
-    /// Policies to remove (no limit, no buffer); none may also be given a value.
-    #[oai(validator(max_items = 4))]
+    /// Policies to remove (no limit, no buffer, no windows); none may also be given a
+    /// value.
+    #[oai(validator(max_items = 5))]
     pub unset: Option<Vec<BlueprintPolicy>>,
 }
 
@@ -503,7 +506,18 @@ impl TryFrom<BlueprintPatch> for poolcore::BlueprintPatch {
             host_selector: d.host_selector.map(Map::into_inner),
             placement: d.placement.map(Into::into),
             release_mode: d.release_mode.map(Into::into),
-            buffer_windows: windows(d.buffer_windows)?,
+            buffer_windows: match (
+                windows(d.buffer_windows)?,
+                unset.contains(&BlueprintPolicy::BufferWindows),
+            ) {
+                (Some(w), true) if !w.is_empty() => {
+                    return Err(ApiError::invalid(
+                        "invalid unset: buffer_windows is given a value and unset at once",
+                    ))
+                }
+                (_, true) => Some(Vec::new()),
+                (given, false) => given,
+            },
         })
     }
 }
