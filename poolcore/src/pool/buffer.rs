@@ -141,6 +141,22 @@ impl Pool {
         }
     }
 
+    /// Marks the free `cluster` `deleting` and removes it in the background, as `work`;
+    /// false when it was applied meanwhile (it stays).
+    pub(super) async fn start_removing_free(&self, mut cluster: Cluster, work: &'static str) -> Result<bool> {
+        cluster.status = ClusterStatus::Deleting;
+        let cluster = match self.save_cluster(&cluster).await {
+            Ok(cluster) => cluster,
+            Err(Error::Stale { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        info!(cluster_id = %cluster.id, work, "removing a free cluster");
+        self.spawn_cluster_work(work, cluster, |pool, cluster| async move {
+            pool.remove_cluster(&cluster).await
+        });
+        Ok(true)
+    }
+
     /// Holds every buffer now: removes the surplus, then tops up.
     pub(super) async fn hold_buffers(&self) {
         if let Err(e) = self.trim_buffers().await {
@@ -173,21 +189,14 @@ impl Pool {
             free.retain(|c| !self.is_busy(&c.id));
             free.sort_by_key(|c| c.health == Health::Ok);
             let mut left = surplus;
-            for mut cluster in free {
+            for cluster in free {
                 if left == 0 {
                     break;
                 }
-                cluster.status = ClusterStatus::Deleting;
-                let cluster = match self.save_cluster(&cluster).await {
-                    Ok(cluster) => cluster,
-                    // Applied meanwhile: it stays.
-                    Err(Error::Stale { .. }) => continue,
-                    Err(e) => return Err(e),
-                };
-                info!(cluster_id = %cluster.id, blueprint = %blueprint.name, "removing a free cluster beyond the ready buffer");
-                self.spawn_cluster_work("trim", cluster, |pool, cluster| async move {
-                    pool.remove_cluster(&cluster).await
-                });
+                if !self.start_removing_free(cluster, "trim").await? {
+                    continue;
+                }
+                info!(blueprint = %blueprint.name, "removing a free cluster beyond the ready buffer");
                 left -= 1;
                 trimmed += 1;
             }

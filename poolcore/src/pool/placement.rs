@@ -168,25 +168,18 @@ impl Pool {
                 blueprints: Some(vec![blueprint.name.clone()]),
                 ..ClusterFilter::default()
             };
-            for mut cluster in self.store().list_clusters(&free, Page::ALL).await?.items {
+            for cluster in self.store().list_clusters(&free, Page::ALL).await?.items {
                 let admitted = hosts
                     .get(&cluster.host_id)
                     .is_none_or(|h| blueprint.placement.admits(h));
                 if admitted || self.is_busy(&cluster.id) {
                     continue;
                 }
-                cluster.status = ClusterStatus::Deleting;
-                let cluster = match self.save_cluster(&cluster).await {
-                    Ok(cluster) => cluster,
-                    // Applied meanwhile: it stays until released.
-                    Err(Error::Stale { .. }) => continue,
-                    Err(e) => return Err(e),
-                };
-                info!(cluster_id = %cluster.id, blueprint = %blueprint.name, "removing a free cluster from a host its blueprint no longer admits");
-                self.spawn_cluster_work("misplaced", cluster, |pool, cluster| async move {
-                    pool.remove_cluster(&cluster).await
-                });
-                removed += 1;
+                // One applied meanwhile stays until released.
+                if self.start_removing_free(cluster, "misplaced").await? {
+                    info!(blueprint = %blueprint.name, "the blueprint no longer admits the host of a free cluster");
+                    removed += 1;
+                }
             }
         }
         Ok(removed)
