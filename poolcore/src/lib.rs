@@ -38,6 +38,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod pool;
+pub mod prelude;
 pub mod store;
 
 #[cfg(feature = "conformance")]
