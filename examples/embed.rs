@@ -9,16 +9,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use poolcore::{Actor, ApplyRequest, ClusterStatus, NewBlueprint, NewHost, NodeSpec, Pool, ReleaseTarget};
+use poolcore::prelude::*;
 use poolcore_docker::DockerConnector;
 use poolcore_sqlite::SqliteStore;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let endpoint = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
-    let store = Arc::new(SqliteStore::open("embedded-pool.db").await?);
+    let image =
+        std::env::var("POOLMANAGER_TEST_IMAGE").unwrap_or_else(|_| "poolmanager/testnode:latest".into());
+    let dir = std::env::temp_dir().join(format!("embedded-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let store = Arc::new(SqliteStore::open(dir.join("pool.db")).await?);
     let pool = Pool::builder(store)
         .with_connector(DockerConnector::new())
         .build();
@@ -30,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         labels: Default::default(),
         nodes: vec![NodeSpec {
             name: "vp0".into(),
-            image: "poolmanager/testnode:latest".into(),
+            image,
             command: vec![],
             env: Default::default(),
             ports: [("web".to_owned(), "80/tcp".parse()?)].into(),
@@ -44,9 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         placement: Default::default(),
         release_mode: Default::default(),
     };
-    if pool.blueprint("demo").await.is_err() {
-        pool.create_blueprint(blueprint).await?;
-    }
+    pool.create_blueprint(blueprint).await?;
     let mut host = NewHost::docker("embedded", endpoint, 1);
     host.autofill = false;
     let host = pool.add_host(host).await?;
@@ -71,5 +73,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     pool.delete_host(&host.id, true).await?;
     reconciler.shutdown(Duration::from_secs(30)).await;
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

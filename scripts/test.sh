@@ -6,9 +6,9 @@
 # busybox-static) if missing, starts a private dockerd with its own data-root,
 # exec-root, pidfile and socket, and stops it at the end. It builds the test image
 # with `docker import` from busybox, makes the engine a swarm manager (leaving the
-# swarm at the end if it made one), then runs `cargo test --workspace`, the REST
-# contract check (scripts/test-contract.sh) and the dashboard's browser tests
-# (scripts/test-ui.sh).
+# swarm at the end if it made one), then runs `cargo test --workspace`, the embedding
+# examples (custom_driver, mongo, embed), the REST contract check
+# (scripts/test-contract.sh) and the dashboard's browser tests (scripts/test-ui.sh).
 # Under CI=true a missing engine fails the run; it never silently skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -100,6 +100,23 @@ OUTPUT=$(mktemp)
 trap 'rm -f "$OUTPUT"; cleanup' EXIT
 status=0
 { cargo test --workspace --all-targets "$@" && cargo test --workspace --doc; } 2>&1 | tee "$OUTPUT" || status=$?
+# The embedding examples, built by the run above, each run as a user would.
+examples_phase() {
+  local run=(cargo run -q -p poolmanager-examples --example)
+  "${run[@]}" custom_driver || return 1
+  if [[ -n "${POOLMANAGER_TEST_MONGO_URL:-}" ]]; then
+    "${run[@]}" mongo -- "$POOLMANAGER_TEST_MONGO_URL" || return 1
+  else
+    log "no MongoDB test server: the mongo example is skipped"
+  fi
+  if [[ -n "$ENDPOINT" ]]; then
+    "${run[@]}" embed -- "$ENDPOINT" || return 1
+  else
+    log "no Docker engine: the embed example is skipped"
+  fi
+  echo "examples: passed"
+}
+examples_phase 2>&1 | tee -a "$OUTPUT" || status=$?
 # The REST contract as users meet it: a generated client and a fuzzer on a live server.
 scripts/test-contract.sh 2>&1 | tee -a "$OUTPUT" || status=$?
 # The dashboard in headless Chromium, driven through an operator's session.

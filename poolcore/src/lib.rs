@@ -26,6 +26,70 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Guide
+//!
+//! One `use` brings the types an embedding program needs ([`prelude`]):
+//!
+//! 1. Pick a [`Store`]: `poolcore-sqlite` for one machine, `poolcore-mongo` for several
+//!    servers sharing a pool, or [`MemStore`] for tests.
+//! 2. Give the [`PoolBuilder`] one [`Connector`] per [`HostKind`] the pool serves
+//!    (`poolcore-docker`, `poolcore-swarm`, `poolcore-sim`, or your own), and a
+//!    [`PoolConfig`] if the defaults do not fit.
+//! 3. Start the reconciler ([`Pool::spawn_reconciler`]) so the pool heals and fills
+//!    itself, and shut it down with [`ReconcilerHandle::shutdown`] when the program ends.
+//! 4. Add blueprints and hosts, then [`Pool::apply`] and [`Pool::release`].
+//!
+//! Blueprints are data, checked when they are added:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use poolcore::prelude::*;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> poolcore::Result<()> {
+//! let pool = Pool::builder(Arc::new(MemStore::new())).build();
+//! let node = NodeSpec {
+//!     name: "vp0".into(),
+//!     image: "hyperledger/fabric-peer:1.0".into(),
+//!     command: Vec::new(),
+//!     env: Default::default(),
+//!     ports: [("rest".to_owned(), "7050/tcp".parse()?)].into(),
+//!     health: None,
+//!     readiness: None,
+//! };
+//! let blueprint = NewBlueprint {
+//!     name: "fabric".into(),
+//!     labels: [("consensus".to_owned(), "pbft".to_owned())].into(),
+//!     nodes: vec![node],
+//!     api_port: None,
+//!     max_applied: None,
+//!     buffer: Default::default(),
+//!     placement: Default::default(),
+//!     release_mode: Default::default(),
+//! };
+//! pool.create_blueprint(blueprint.clone()).await?;
+//! assert_eq!(pool.blueprint("fabric").await?.nodes.len(), 1);
+//! // Names are unique.
+//! let again = pool.create_blueprint(blueprint).await.unwrap_err();
+//! assert_eq!(again.code(), "conflict");
+//!
+//! // A reconciler with nothing to do shuts down at once.
+//! let reconciler = pool.spawn_reconciler();
+//! assert!(reconciler.shutdown(std::time::Duration::from_secs(5)).await);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The workspace's `examples/` holds three complete programs: SQLite with Docker, a
+//! custom [`HostDriver`] that passes the driver conformance suite, and MongoDB with the
+//! reconciler.
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `conformance` | off | `poolcore::conformance`: the shared [`Store`] and [`HostDriver`] suites (`conformance::store::run_all`, `conformance::driver::run_all` with its `DriverHarness`), for a backend's `tests/conformance.rs` |
 
 #![warn(missing_docs)]
 
@@ -38,6 +102,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod pool;
+pub mod prelude;
 pub mod store;
 
 #[cfg(feature = "conformance")]

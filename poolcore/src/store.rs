@@ -18,7 +18,7 @@ use crate::model::{
 /// is conditional on the version that was read, [`Store::claim_cluster`] and
 /// [`Store::release_cluster`] are atomic, and [`Store::insert_cluster`] never puts a
 /// host above its capacity. Each `# Behavior` line is asserted by a case of
-/// [`conformance::store`](crate::conformance) (feature `conformance`).
+/// `poolcore::conformance::store` (feature `conformance`).
 #[async_trait]
 pub trait Store: Debug + Send + Sync + 'static {
     /// Adds a host, with the version it carries.

@@ -115,7 +115,7 @@ pub(crate) const TRIES: usize = 32;
 ///   records a crash left missing or open.
 ///
 /// A claim does not wait for its lease record: the record is queued and written
-/// behind the answer, many claims' records in one `insertMany` (see [`LeaseQueue`]),
+/// behind the answer, many claims' records in one `insertMany` (see `LeaseQueue`),
 /// so that a claim costs one round trip (two for a single claim, which first looks
 /// for what the user holds). Reads of lease records through the same store write the
 /// queue first, so a server always reads its own claims' leases; another server sees

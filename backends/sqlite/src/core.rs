@@ -12,7 +12,7 @@ use crate::error::{join_error, SqliteError};
 use crate::schema;
 use crate::writer::{Checkpointer, Writer, WRITER_CHECKPOINT_PAGES};
 
-/// A [`Store`] in one SQLite database: a file shared by any number of processes, or
+/// A [`Store`](poolcore::Store) in one SQLite database: a file shared by any number of processes, or
 /// a private in-memory database.
 ///
 /// Statements never run on the async executor. One connection writes, on a thread of

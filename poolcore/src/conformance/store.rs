@@ -62,7 +62,7 @@ fn unique(prefix: &str) -> String {
 }
 
 /// A host with a unique name; its times are whole milliseconds, which every store
-/// keeps exactly (see [`same_instant`]), so that it reads back equal.
+/// keeps exactly (see `same_instant`), so that it reads back equal.
 pub fn sample_host() -> Host {
     let now = Utc::now().trunc_subsecs(3);
     Host {

@@ -72,7 +72,7 @@ pub struct PoolConfig {
     pub endpoint_policy: crate::EndpointPolicy,
     /// Most clusters one user may hold at once, over every blueprint; `None` for no
     /// limit. An apply beyond it is refused with
-    /// [`Error::QuotaExceeded`](crate::Error::QuotaExceeded).
+    /// [`Error::QuotaExceeded`].
     pub max_clusters_per_user: Option<u32>,
     /// Longest an apply may wait for a cluster when none is ready
     /// ([`ApplyRequest::wait`]); zero lets no apply wait.

@@ -6,8 +6,8 @@
 //!
 //! Every call is a `Pool` operation under the same rules as `/api/v1` (one atomic
 //! claim); only the words differ: keys from the query, a form or a JSON body
-//! ([`params`]), answers in the original's envelope ([`envelope`]), clusters in its
-//! shape ([`cluster`]). The routes have their own OpenAPI spec, at
+//! (`params`), answers in the original's envelope (`envelope`), clusters in its
+//! shape (`cluster`). The routes have their own OpenAPI spec, at
 //! `/legacy/openapi.json`, because `/api/v1`'s spec has `/api/v1` as its server. See
 //! `docs/legacy-api.md`.
 
