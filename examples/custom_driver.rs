@@ -20,25 +20,11 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .build();
 
     let web = |name: &str| NodeSpec {
-        name: name.into(),
-        image: "demo/web:1".into(),
-        command: vec![],
-        env: Default::default(),
         ports: [("web".to_owned(), "80/tcp".parse().expect("a port spec"))].into(),
-        health: None,
-        readiness: None,
+        ..NodeSpec::new(name, "demo/web:1")
     };
-    pool.create_blueprint(NewBlueprint {
-        name: "demo".into(),
-        labels: Default::default(),
-        nodes: vec![web("vp0"), web("vp1")],
-        api_port: None,
-        max_applied: None,
-        buffer: Default::default(),
-        placement: Default::default(),
-        release_mode: Default::default(),
-    })
-    .await?;
+    pool.create_blueprint(NewBlueprint::new("demo", vec![web("vp0"), web("vp1")]))
+        .await?;
     let host = NewHost {
         kind: HostKind::Sim,
         ..NewHost::docker("local", "sim://local", 2)

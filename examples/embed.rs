@@ -29,25 +29,11 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // Heals what breaks and expires leases, every 15 s by default.
     let reconciler = pool.spawn_reconciler();
 
-    let blueprint = NewBlueprint {
-        name: "demo".into(),
-        labels: Default::default(),
-        nodes: vec![NodeSpec {
-            name: "vp0".into(),
-            image,
-            command: vec![],
-            env: Default::default(),
-            ports: [("web".to_owned(), "80/tcp".parse()?)].into(),
-            health: None,
-            readiness: None,
-        }],
-        api_port: None,
-        max_applied: None,
-        buffer: Default::default(),
-        buffer_windows: Default::default(),
-        placement: Default::default(),
-        release_mode: Default::default(),
+    let node = NodeSpec {
+        ports: [("web".to_owned(), "80/tcp".parse()?)].into(),
+        ..NodeSpec::new("vp0", image)
     };
+    let blueprint = NewBlueprint::new("demo", vec![node]);
     pool.create_blueprint(blueprint).await?;
     let mut host = NewHost::docker("embedded", endpoint, 1);
     host.autofill = false;

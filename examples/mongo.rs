@@ -36,25 +36,12 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .build();
     let reconciler = pool.spawn_reconciler();
 
-    pool.create_blueprint(NewBlueprint {
-        name: "fabric".into(),
-        labels: Default::default(),
-        nodes: vec![NodeSpec {
-            name: "vp0".into(),
-            image: "hyperledger/fabric-peer:1.0".into(),
-            command: vec![],
-            env: Default::default(),
-            ports: [("rest".to_owned(), "7050/tcp".parse()?)].into(),
-            health: None,
-            readiness: None,
-        }],
-        api_port: None,
-        max_applied: None,
-        buffer: Default::default(),
-        placement: Default::default(),
-        release_mode: Default::default(),
-    })
-    .await?;
+    let peer = NodeSpec {
+        ports: [("rest".to_owned(), "7050/tcp".parse()?)].into(),
+        ..NodeSpec::new("vp0", "hyperledger/fabric-peer:1.0")
+    };
+    pool.create_blueprint(NewBlueprint::new("fabric", vec![peer]))
+        .await?;
     let host = pool
         .add_host(NewHost {
             kind: HostKind::Sim,

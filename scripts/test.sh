@@ -99,7 +99,14 @@ source scripts/test-mongo.sh # MongoDB for the Mongo store's tests: sets POOLMAN
 OUTPUT=$(mktemp)
 trap 'rm -f "$OUTPUT"; cleanup' EXIT
 status=0
-{ cargo test --workspace --all-targets "$@" && cargo test --workspace --doc; } 2>&1 | tee "$OUTPUT" || status=$?
+# How long each phase took, printed at the end.
+PHASES=()
+started=$SECONDS
+phase() { PHASES+=("$(printf '%-10s %4ds' "$1" $((SECONDS - started)))"); started=$SECONDS; }
+phase setup
+# Every test binary runs, so that one failure does not hide the others.
+{ cargo test --workspace --all-targets --no-fail-fast "$@" && cargo test --workspace --doc; } 2>&1 | tee "$OUTPUT" || status=$?
+phase cargo
 # The embedding examples, built by the run above, each run as a user would.
 examples_phase() {
   local run=(cargo run -q -p poolmanager-examples --example)
@@ -117,11 +124,15 @@ examples_phase() {
   echo "examples: passed"
 }
 examples_phase 2>&1 | tee -a "$OUTPUT" || status=$?
+phase examples
 # The REST contract as users meet it: a generated client and a fuzzer on a live server.
 scripts/test-contract.sh 2>&1 | tee -a "$OUTPUT" || status=$?
+phase contract
 # The dashboard in headless Chromium, driven through an operator's session.
 scripts/test-ui.sh 2>&1 | tee -a "$OUTPUT" || status=$?
+phase ui
 read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 }
   /^(contract|ui): [0-9]+ passed/ { p += $2; f += $4 } END { print p + 0, f + 0 }' "$OUTPUT")
 echo "tests: $passed passed, $failed failed"
+printf 'test.sh: %s\n' "${PHASES[@]}" "$(printf '%-10s %4ds' total "$SECONDS")"
 exit "$status"

@@ -532,6 +532,22 @@ pub struct NodeSpec {
     pub readiness: Option<Probe>,
 }
 
+impl NodeSpec {
+    /// A node called `name` running `image` with its default command, no environment,
+    /// no ports, no health check and no readiness probe.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
+        NodeSpec {
+            name: name.into(),
+            image: image.into(),
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            health: None,
+            readiness: None,
+        }
+    }
+}
+
 /// One named port of one node: `vp0.rest`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortRef {

@@ -37,6 +37,23 @@ pub struct NewBlueprint {
 }
 
 impl NewBlueprint {
+    /// A blueprint called `name` of `nodes`, with no labels and every policy at its
+    /// default (no quota, no buffer, any host, spread, recreate); set the others with
+    /// struct update syntax: `NewBlueprint { max_applied: Some(3), ..NewBlueprint::new(..) }`.
+    pub fn new(name: impl Into<String>, nodes: Vec<NodeSpec>) -> Self {
+        NewBlueprint {
+            name: name.into(),
+            labels: Labels::new(),
+            nodes,
+            api_port: None,
+            max_applied: None,
+            buffer: ReadyBuffer::default(),
+            buffer_windows: Vec::new(),
+            placement: Placement::default(),
+            release_mode: ReleaseMode::default(),
+        }
+    }
+
     /// Checks every field against [`limits`], and that node names are unique and
     /// `api_port` names a port of a node.
     pub fn validate(&self) -> Result<()> {
