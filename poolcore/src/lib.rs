@@ -50,23 +50,12 @@
 //! # async fn main() -> poolcore::Result<()> {
 //! let pool = Pool::builder(Arc::new(MemStore::new())).build();
 //! let node = NodeSpec {
-//!     name: "vp0".into(),
-//!     image: "hyperledger/fabric-peer:1.0".into(),
-//!     command: Vec::new(),
-//!     env: Default::default(),
 //!     ports: [("rest".to_owned(), "7050/tcp".parse()?)].into(),
-//!     health: None,
-//!     readiness: None,
+//!     ..NodeSpec::new("vp0", "hyperledger/fabric-peer:1.0")
 //! };
 //! let blueprint = NewBlueprint {
-//!     name: "fabric".into(),
 //!     labels: [("consensus".to_owned(), "pbft".to_owned())].into(),
-//!     nodes: vec![node],
-//!     api_port: None,
-//!     max_applied: None,
-//!     buffer: Default::default(),
-//!     placement: Default::default(),
-//!     release_mode: Default::default(),
+//!     ..NewBlueprint::new("fabric", vec![node])
 //! };
 //! pool.create_blueprint(blueprint.clone()).await?;
 //! assert_eq!(pool.blueprint("fabric").await?.nodes.len(), 1);
