@@ -9,7 +9,7 @@
 //! clusters than it wants removes the cluster instead of making it afresh, and the
 //! reconciler removes what is still beyond ([`ReadyBuffer::surplus`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
@@ -19,8 +19,43 @@ use tracing::{info, warn};
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::model::{
-    Blueprint, BufferCounts, Cluster, ClusterFilter, ClusterStatus, Health, Host, HostStatus, Page,
+    Blueprint, BufferCounts, Cluster, ClusterCount, ClusterFilter, ClusterStatus, Health, HostStatus, Page,
 };
+
+/// Each blueprint's clusters in `counts`, counted for its buffer.
+fn buffer_counts_of(counts: &[ClusterCount]) -> BTreeMap<String, BufferCounts> {
+    let mut by_blueprint: BTreeMap<String, BufferCounts> = BTreeMap::new();
+    for c in counts {
+        by_blueprint
+            .entry(c.blueprint.clone())
+            .or_default()
+            .add(c.status, c.count);
+    }
+    by_blueprint
+}
+
+/// Those of `blueprints` whose buffer limits what is made, each with its clusters
+/// in `counts`.
+fn limited<'a>(
+    blueprints: &'a [Blueprint],
+    counts: &BTreeMap<String, BufferCounts>,
+) -> Vec<(&'a Blueprint, BufferCounts)> {
+    blueprints
+        .iter()
+        .filter(|b| b.may_limit())
+        .map(|b| (b, counts.get(&b.name).copied().unwrap_or_default()))
+        .collect()
+}
+
+/// How many more clusters of each of `blueprints` that is limited may be made now,
+/// given the store's cluster `counts` (those absent may take any room).
+pub(super) fn buffer_room(blueprints: &[Blueprint], counts: &[ClusterCount]) -> BTreeMap<String, u64> {
+    let now = Utc::now();
+    limited(blueprints, &buffer_counts_of(counts))
+        .into_iter()
+        .filter_map(|(b, counted)| Some((b.name.clone(), b.buffer_at(now).room(counted)?)))
+        .collect()
+}
 
 /// Whether a top-up runs, and whether another was asked for since it began.
 #[derive(Debug, Default)]
@@ -32,41 +67,8 @@ pub(super) struct TopUp {
 impl Pool {
     /// Each blueprint's clusters, counted for its buffer.
     pub(super) async fn buffer_counts(&self) -> Result<BTreeMap<String, BufferCounts>> {
-        let mut by_blueprint: BTreeMap<String, BufferCounts> = BTreeMap::new();
-        for c in self.store().count_clusters().await? {
-            by_blueprint
-                .entry(c.blueprint)
-                .or_default()
-                .add(c.status, c.count);
-        }
-        Ok(by_blueprint)
+        Ok(buffer_counts_of(&self.store().count_clusters().await?))
     }
-
-    /// Those of `blueprints` whose buffer limits what is made, each with its clusters
-    /// counted; the counts are read only when there is one.
-    async fn limited<'a>(&self, blueprints: &'a [Blueprint]) -> Result<Vec<(&'a Blueprint, BufferCounts)>> {
-        let limited: Vec<&Blueprint> = blueprints.iter().filter(|b| b.may_limit()).collect();
-        if limited.is_empty() {
-            return Ok(Vec::new());
-        }
-        let counts = self.buffer_counts().await?;
-        Ok(limited
-            .into_iter()
-            .map(|b| (b, counts.get(&b.name).copied().unwrap_or_default()))
-            .collect())
-    }
-
-    /// How many more clusters of each of `blueprints` that is limited may be made now
-    /// (those absent may take any room).
-    pub(super) async fn buffer_room(&self, blueprints: &[Blueprint]) -> Result<BTreeMap<String, u64>> {
-        Ok(self
-            .limited(blueprints)
-            .await?
-            .into_iter()
-            .filter_map(|(b, counted)| Some((b.name.clone(), b.buffer_at(Utc::now()).room(counted)?)))
-            .collect())
-    }
-
     /// Marks `released` (a cluster being released, its engine objects gone)
     /// `deleting` when its blueprint holds more free clusters than its buffer wants;
     /// `None`, leaving it as it is, otherwise. Decided one at a time with the fills'
@@ -117,26 +119,20 @@ impl Pool {
         });
     }
 
-    /// Fills the active autofill hosts with room, the most room first, within each
-    /// blueprint's room.
+    /// Fills the active autofill hosts with room, each within its part of every
+    /// blueprint's room (see [`Pool::share_of_room`]).
     async fn top_up(&self) {
-        let mut hosts = match self.hosts().await {
+        let hosts = match self.hosts().await {
             Ok(hosts) => hosts,
             Err(e) => {
                 warn!(error = %e, "could not list the hosts to top up the ready buffers");
                 return;
             }
         };
-        hosts.retain(|h| h.autofill && h.status == HostStatus::Active);
-        let mut held: HashMap<String, u64> = HashMap::new();
-        for c in self.store().count_clusters().await.unwrap_or_default() {
-            if c.status != ClusterStatus::Deleting {
-                *held.entry(c.host_id).or_default() += c.count;
-            }
-        }
-        let room = |h: &Host| u64::from(h.capacity).saturating_sub(held.get(&h.id).copied().unwrap_or(0));
-        hosts.sort_by_key(|h| std::cmp::Reverse(room(h)));
-        for host in &hosts {
+        for host in hosts
+            .iter()
+            .filter(|h| h.autofill && h.status == HostStatus::Active)
+        {
             self.autofill(host).await;
         }
     }
@@ -175,7 +171,8 @@ impl Pool {
         }
         let _planning = self.inner.planning.lock().await;
         let mut trimmed = 0;
-        for (blueprint, counted) in self.limited(&blueprints).await? {
+        let counts = self.buffer_counts().await?;
+        for (blueprint, counted) in limited(&blueprints, &counts) {
             let surplus = blueprint.buffer_at(Utc::now()).surplus(counted);
             if surplus == 0 {
                 continue;

@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{info, instrument, warn, Instrument};
 
-use super::{lock, placement, Pool};
+use super::{buffer, lock, placement, Pool};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::limits;
@@ -232,13 +232,19 @@ impl Pool {
         if on_host.len() >= host.capacity as usize {
             return Ok(Vec::new());
         }
-        let mut room = self.buffer_room(blueprints).await?;
+        // Read once for the buffers' room and its layout over the hosts.
+        let counts = if blueprints.iter().any(Blueprint::may_limit) {
+            self.store().count_clusters().await?
+        } else {
+            Vec::new()
+        };
+        let mut room = buffer::buffer_room(blueprints, &counts);
         // No room for a blueprint whose creations keep failing.
         for name in self.creation_backoffs().into_keys() {
             room.insert(name, 0);
         }
         if laid_out {
-            self.share_of_room(host, blueprints, &mut room).await?;
+            self.share_of_room(host, blueprints, &counts, &mut room).await?;
         }
         let names: Vec<String> = blueprints
             .iter()

@@ -16,7 +16,9 @@ use tracing::info;
 use super::Pool;
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::model::{Blueprint, ClusterFilter, ClusterStatus, Host, HostStatus, Page, PlacementStrategy};
+use crate::model::{
+    Blueprint, ClusterCount, ClusterFilter, ClusterStatus, Host, HostStatus, Page, PlacementStrategy,
+};
 
 /// One host as a layout sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,11 +86,13 @@ pub(super) fn check_admits(blueprint: &Blueprint, host: &Host) -> Result<()> {
 impl Pool {
     /// Narrows each limited blueprint's `room` to the part of it that its placement
     /// lays on `host`, out of every active autofill host it admits (and `host`).
-    /// Called under the planning lock, with `room` from [`Pool::buffer_room`].
+    /// Called under the planning lock, with `room` from `buffer_room` over the same
+    /// cluster `counts`.
     pub(super) async fn share_of_room(
         &self,
         host: &Host,
         blueprints: &[Blueprint],
+        counts: &[ClusterCount],
         room: &mut BTreeMap<String, u64>,
     ) -> Result<()> {
         if room.values().all(|left| *left == 0) {
@@ -97,8 +101,7 @@ impl Pool {
         let hosts = self.hosts().await?;
         let mut per_host: HashMap<&str, u64> = HashMap::new();
         let mut per_pair: HashMap<(String, String), u64> = HashMap::new();
-        let counts = self.store().count_clusters().await?;
-        for c in &counts {
+        for c in counts {
             if c.status == ClusterStatus::Deleting {
                 continue;
             }
