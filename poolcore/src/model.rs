@@ -714,15 +714,8 @@ string_enum!(
 
 impl Weekday {
     fn of(day: chrono::Weekday) -> Self {
-        match day {
-            chrono::Weekday::Mon => Weekday::Mon,
-            chrono::Weekday::Tue => Weekday::Tue,
-            chrono::Weekday::Wed => Weekday::Wed,
-            chrono::Weekday::Thu => Weekday::Thu,
-            chrono::Weekday::Fri => Weekday::Fri,
-            chrono::Weekday::Sat => Weekday::Sat,
-            chrono::Weekday::Sun => Weekday::Sun,
-        }
+        // ALL runs Monday to Sunday, as chrono counts from Monday.
+        Weekday::ALL[day.num_days_from_monday() as usize]
     }
 }
 
@@ -1622,20 +1615,16 @@ mod tests {
             max_total: Some(9),
         };
         let bp = Blueprint {
+            name: "b".into(),
+            labels: Labels::new(),
+            nodes: vec![],
+            api_port: None,
+            max_applied: None,
             buffer: base,
             buffer_windows: vec![office, night],
-            ..Blueprint {
-                name: "b".into(),
-                labels: Labels::new(),
-                nodes: vec![],
-                api_port: None,
-                max_applied: None,
-                buffer: ReadyBuffer::default(),
-                buffer_windows: Vec::new(),
-                placement: Placement::default(),
-                release_mode: ReleaseMode::default(),
-                created_at: Utc::now(),
-            }
+            placement: Placement::default(),
+            release_mode: ReleaseMode::default(),
+            created_at: Utc::now(),
         };
         assert_eq!(
             bp.buffer_at(at("2026-12-07T09:00:00Z")).min_ready,

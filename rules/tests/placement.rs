@@ -188,35 +188,46 @@ async fn free_clusters_leave_a_host_the_selector_no_longer_admits() {
     }
 }
 
+/// Applies a cluster of `blueprint` for `user` and releases it; the engine's
+/// (restarts, deletes, creates) over the release.
+async fn release_counts(rig: &Rig, blueprint: &str, user: &str) -> (u64, u64, u64) {
+    rig.pool.apply(apply(user, blueprint)).await.expect("apply");
+    let engine = rig.engine("h1");
+    engine.reset_counters();
+    rig.pool
+        .release(ReleaseTarget::User(user.into()), Actor::Operator)
+        .await
+        .expect("release");
+    rig.pool.wait_idle().await;
+    let seen = engine.counters();
+    (seen.restarts, seen.deletes, seen.creates)
+}
+
 #[tokio::test]
 async fn a_reset_release_restarts_in_place_where_recreate_makes_anew() {
     for kind in STORES {
         let rig = Rig::new(kind).await;
-        let id = host(&rig, "h1", 2, &[]).await;
+        host(&rig, "h1", 2, &[]).await;
         let new = NewBlueprint {
             release_mode: ReleaseMode::Reset,
             ..new_blueprint("fast", &[])
         };
         rig.pool.create_blueprint(new).await.expect("blueprint");
         rig.pool.wait_idle().await;
-        let engine = rig.engine("h1");
 
-        let held = rig.pool.apply(apply("alice", "fast")).await.expect("apply");
-        engine.reset_counters();
-        rig.pool
-            .release(ReleaseTarget::User("alice".into()), Actor::Operator)
-            .await
-            .expect("release");
-        rig.pool.wait_idle().await;
-        let seen = engine.counters();
         assert_eq!(
-            (seen.restarts, seen.deletes, seen.creates),
+            release_counts(&rig, "fast", "alice").await,
             (1, 0, 0),
             "{kind:?}: reset"
         );
-        let again = rig.pool.cluster(&held.id).await.expect("cluster");
-        assert_eq!(again.status, ClusterStatus::Ready, "{kind:?}");
-        assert_eq!(again.user_id, None, "{kind:?}");
+        let free = rig
+            .clusters(ClusterFilter {
+                status: Some(ClusterStatus::Ready),
+                ..ClusterFilter::default()
+            })
+            .await;
+        assert_eq!(free.len(), 2, "{kind:?}: the reset cluster is ready again");
+        assert!(free.iter().all(|c| c.user_id.is_none()), "{kind:?}");
 
         // Switched to recreate, the next release destroys and makes it.
         let patch = BlueprintPatch {
@@ -225,19 +236,10 @@ async fn a_reset_release_restarts_in_place_where_recreate_makes_anew() {
         };
         let changed = rig.pool.update_blueprint("fast", patch).await.expect("patch");
         assert_eq!(changed.release_mode, ReleaseMode::Recreate, "{kind:?}");
-        rig.pool.apply(apply("bob", "fast")).await.expect("apply");
-        engine.reset_counters();
-        rig.pool
-            .release(ReleaseTarget::User("bob".into()), Actor::Operator)
-            .await
-            .expect("release");
-        rig.pool.wait_idle().await;
-        let seen = engine.counters();
         assert_eq!(
-            (seen.restarts, seen.deletes, seen.creates),
+            release_counts(&rig, "fast", "bob").await,
             (0, 1, 1),
             "{kind:?}: recreate"
         );
-        let _ = id;
     }
 }

@@ -155,7 +155,11 @@ impl Pool {
 
     /// Holds every buffer now: removes the surplus, then tops up.
     pub(super) async fn hold_buffers(&self) {
-        if let Err(e) = self.trim_buffers().await {
+        let trimmed = match self.blueprints().await {
+            Ok(blueprints) => self.trim_buffers(&blueprints).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = trimmed {
             warn!(error = %e, "could not remove the clusters beyond the ready buffers");
         }
         self.top_up().await;
@@ -164,15 +168,14 @@ impl Pool {
     /// Starts removing the free clusters beyond each blueprint's buffer or
     /// `max_total`, those failing first; returns how many. Decided one at a time with
     /// the fills' plans: each is marked `deleting` before the next is counted.
-    pub(super) async fn trim_buffers(&self) -> Result<u32> {
-        let blueprints = self.blueprints().await?;
+    pub(super) async fn trim_buffers(&self, blueprints: &[Blueprint]) -> Result<u32> {
         if !blueprints.iter().any(Blueprint::may_limit) {
             return Ok(0);
         }
         let _planning = self.inner.planning.lock().await;
         let mut trimmed = 0;
         let counts = self.buffer_counts().await?;
-        for (blueprint, counted) in limited(&blueprints, &counts) {
+        for (blueprint, counted) in limited(blueprints, &counts) {
             let surplus = blueprint.buffer_at(Utc::now()).surplus(counted);
             if surplus == 0 {
                 continue;

@@ -293,10 +293,9 @@ impl Pool {
                                 deployment,
                                 ..cluster.clone()
                             };
-                            match self.await_ready(driver.as_ref(), &made, &blueprint).await {
-                                Ok(()) => Ok(made.deployment),
-                                Err(e) => Err(e),
-                            }
+                            self.await_ready(driver.as_ref(), &made, &blueprint)
+                                .await
+                                .map(|()| made.deployment)
                         }
                         Err(e) => Err(e),
                     };

@@ -148,8 +148,7 @@ impl Pool {
     /// longer admits (the selector or the host's labels changed); fills make their
     /// replacements on admitted hosts. Applied clusters stay until released. Returns
     /// how many.
-    pub(super) async fn remove_misplaced(&self) -> Result<u32> {
-        let blueprints = self.blueprints().await?;
+    pub(super) async fn remove_misplaced(&self, blueprints: &[Blueprint], hosts: &[Host]) -> Result<u32> {
         let selective: Vec<&Blueprint> = blueprints
             .iter()
             .filter(|b| !b.placement.host_selector.is_empty())
@@ -157,12 +156,7 @@ impl Pool {
         if selective.is_empty() {
             return Ok(0);
         }
-        let hosts: HashMap<String, Host> = self
-            .hosts()
-            .await?
-            .into_iter()
-            .map(|h| (h.id.clone(), h))
-            .collect();
+        let hosts: HashMap<&str, &Host> = hosts.iter().map(|h| (h.id.as_str(), h)).collect();
         let _planning = self.inner.planning.lock().await;
         let mut removed = 0;
         for blueprint in selective {
@@ -173,7 +167,7 @@ impl Pool {
             };
             for cluster in self.store().list_clusters(&free, Page::ALL).await?.items {
                 let admitted = hosts
-                    .get(&cluster.host_id)
+                    .get(cluster.host_id.as_str())
                     .is_none_or(|h| blueprint.placement.admits(h));
                 if admitted || self.is_busy(&cluster.id) {
                     continue;

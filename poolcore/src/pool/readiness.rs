@@ -107,7 +107,7 @@ async fn http_get(at: &str, path: &str) -> std::result::Result<(), String> {
 }
 
 /// The nodes of `blueprint` that have a readiness probe.
-fn probed(blueprint: &Blueprint) -> impl Iterator<Item = (&NodeSpec, &Probe)> {
+pub(super) fn probed(blueprint: &Blueprint) -> impl Iterator<Item = (&NodeSpec, &Probe)> {
     blueprint
         .nodes
         .iter()

@@ -257,24 +257,21 @@ impl Pool {
     async fn reconcile_pass(&self) -> Result<ReconcileReport> {
         let mut report = self.expire_leases().await?;
         report.add(self.close_interrupted_operations().await?);
-        match self.trim_buffers().await {
+        let listed = self.blueprints().await?;
+        let hosts = self.hosts().await?;
+        match self.trim_buffers(&listed).await {
             Ok(trimmed) => report.trimmed += trimmed,
             Err(e) => report.error("removing the clusters beyond the ready buffers", e),
         }
-        match self.remove_misplaced().await {
+        match self.remove_misplaced(&listed, &hosts).await {
             Ok(removed) => report.trimmed += removed,
             Err(e) => report.error(
                 "removing the clusters on hosts their blueprint no longer admits",
                 e,
             ),
         }
-        let blueprints: HashMap<String, Blueprint> = self
-            .blueprints()
-            .await?
-            .into_iter()
-            .map(|b| (b.name.clone(), b))
-            .collect();
-        let hosts = self.hosts().await?;
+        let blueprints: HashMap<String, Blueprint> =
+            listed.into_iter().map(|b| (b.name.clone(), b)).collect();
         let concurrency = self.config().reconcile.host_concurrency;
         let per_host: Vec<ReconcileReport> = stream::iter(hosts)
             .map(|host| {
@@ -438,7 +435,7 @@ impl Pool {
             let blueprint = blueprints.get(&cluster.blueprint)?;
             let seen = observed.get(cluster.id.as_str())?;
             let made = matches!(cluster.status, ClusterStatus::Ready | ClusterStatus::Applied);
-            let probes = blueprint.nodes.iter().any(|n| n.readiness.is_some());
+            let probes = super::readiness::probed(blueprint).next().is_some();
             (made && probes && !self.is_busy(&cluster.id)).then_some((cluster, blueprint, *seen))
         });
         // Boxed, so that the stream's future is `Send` for any lifetime the spawned

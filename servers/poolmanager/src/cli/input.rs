@@ -18,16 +18,7 @@ pub const PAGE: u64 = 1000;
 /// otherwise; `-` is standard input, JSON or TOML.
 pub fn object_file(path: &Path) -> Result<Map<String, Value>, Failure> {
     let stdin = path.as_os_str() == "-";
-    let text = if stdin {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Failure::usage(format!("reading standard input: {e}")))?;
-        text
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| Failure::usage(format!("reading {}: {e}", path.display())))?
-    };
+    let text = read_text(path)?;
     let toml_named = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
     let value = if toml_named {
         from_toml(&text).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?
@@ -53,17 +44,21 @@ pub fn object_file(path: &Path) -> Result<Map<String, Value>, Failure> {
 
 /// A JSON file (`-`: standard input) as a JSON value of any kind.
 pub fn json_file(path: &Path) -> Result<Value, Failure> {
-    let text = if path.as_os_str() == "-" {
+    serde_json::from_str(&read_text(path)?)
+        .map_err(|e| Failure::usage(format!("{} is not JSON: {e}", path.display())))
+}
+
+/// The text of the file at `path`, or of standard input for `-`.
+fn read_text(path: &Path) -> Result<String, Failure> {
+    if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(|e| Failure::usage(format!("reading standard input: {e}")))?;
-        text
+        Ok(text)
     } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| Failure::usage(format!("reading {}: {e}", path.display())))?
-    };
-    serde_json::from_str(&text).map_err(|e| Failure::usage(format!("{} is not JSON: {e}", path.display())))
+        std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("reading {}: {e}", path.display())))
+    }
 }
 
 fn from_toml(text: &str) -> Result<Value, String> {
