@@ -639,9 +639,75 @@ async fn blueprints_add_list_show_and_rm() {
     cli.fails(3, &["blueprints", "update", &unique("none"), "--min-ready", "1"])
         .await;
 
-    // In use: refused; then removed.
+    // A new version from a TOML file of nodes: the filled cluster stays at version 1
+    // (on_release) and the rollout says so.
     let host = cli.add_sim_host(1).await;
     cli.ok(&["hosts", "fill", &host, "--blueprint", &from_json]).await;
+    let rolling = cli
+        .json(&[
+            "blueprints",
+            "update",
+            &from_json,
+            "--rollout",
+            "on_release",
+            "--rollout-per-minute",
+            "12",
+        ])
+        .await;
+    assert_eq!(
+        (&rolling["rollout"], &rolling["rollout_per_minute"]),
+        (&json!("on_release"), &json!(12)),
+        "{rolling}"
+    );
+    let nodes = cli.home.path().join("nodes-v2.toml");
+    std::fs::write(
+        &nodes,
+        "api_port = \"vp0.web\"\n\n[[nodes]]\nname = \"vp0\"\nimage = \"busybox:v2\"\nports = { web = \"80/tcp\" }\n",
+    )
+    .expect("write nodes");
+    let nodes = nodes.display().to_string();
+    assert_eq!(
+        cli.ok(&["blueprints", "version", &from_json, "-f", &nodes])
+            .await
+            .trim(),
+        format!("blueprint {from_json} is at version 2: 1 nodes")
+    );
+    let shown = cli.ok(&["blueprints", "show", &from_json]).await;
+    assert!(shown.contains("on_release, at most 12 a minute"), "{shown}");
+    let rollout = cli.ok(&["blueprints", "rollout", &from_json]).await;
+    assert_eq!(row(&rollout, "2")[..2], ["2", "(current)"], "{rollout}");
+    assert_eq!(
+        row(&rollout, "1").last(),
+        Some(&"1"),
+        "one cluster at version 1: {rollout}"
+    );
+    assert!(
+        rollout.contains("1 clusters of earlier versions left"),
+        "{rollout}"
+    );
+    let status = cli.json(&["blueprints", "rollout", &from_json]).await;
+    assert_eq!(
+        (&status["outdated"], &status["complete"]),
+        (&json!(1), &json!(false)),
+        "{status}"
+    );
+    let bad = cli.home.path().join("nodes-bad.json");
+    std::fs::write(&bad, r#"{"nodes": [], "api_port": "vp0.web"}"#).expect("write nodes");
+    cli.fails(
+        2,
+        &[
+            "blueprints",
+            "version",
+            &from_json,
+            "-f",
+            &bad.display().to_string(),
+        ],
+    )
+    .await;
+    cli.fails(3, &["blueprints", "version", &unique("none"), "-f", &nodes])
+        .await;
+
+    // In use: refused; then removed.
     let in_use = cli.fails(4, &["blueprints", "rm", &from_json]).await;
     assert!(in_use.contains("(conflict)"), "{in_use}");
     cli.ok(&["hosts", "rm", &host]).await;

@@ -40,6 +40,8 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ("get_blueprint", "get", "/blueprints/{name}"),
     ("create_blueprint", "post", "/blueprints"),
     ("update_blueprint", "patch", "/blueprints/{name}"),
+    ("create_blueprint_version", "post", "/blueprints/{name}/versions"),
+    ("get_blueprint_rollout", "get", "/blueprints/{name}/rollout"),
     ("delete_blueprint", "delete", "/blueprints/{name}"),
     ("list_clusters", "get", "/clusters"),
     ("get_cluster", "get", "/clusters/{id}"),

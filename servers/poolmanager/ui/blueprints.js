@@ -66,6 +66,36 @@ function windowsText(windows) {
   }).join("; ");
 }
 
+// The rollout policy in words: "recreate, at most 30 a minute" or "on release".
+function rolloutText(bp) {
+  return bp.rollout === "on_release"
+    ? "on release: free clusters of earlier versions stay until used"
+    : `recreate: free clusters of earlier versions made anew, at most ${bp.rollout_per_minute} a minute`;
+}
+
+// The clusters of a version by status, in words: "3 ready, 1 applied, 2 creating".
+function versionClustersText(counts) {
+  const parts = Object.entries(counts).filter(([, n]) => n > 0).map(([status, n]) => `${n} ${status}`);
+  return parts.join(", ") || "none";
+}
+
+// The rollout section: each version with its clusters, newest first.
+function rolloutSection(bp, status) {
+  const summary = status.complete
+    ? `Every cluster runs version ${status.version}.`
+    : `${status.outdated} cluster${status.outdated === 1 ? "" : "s"} of earlier versions left: ${bp.rollout === "on_release" ? "each is made anew after its next release" : `free ones are made anew at most ${bp.rollout_per_minute} a minute, applied ones after release`}.`;
+  return [h("h2", {}, "Versions"),
+    h("p", { id: "rollout-summary", class: status.complete ? "muted" : "" }, summary),
+    h("div", { class: "table-wrap" }, h("table", { id: "versions" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Version"), h("th", {}, "Made"), h("th", {}, "Replaced"), h("th", {}, "Clusters"), h("th", { class: "num" }, "In all"))),
+      h("tbody", {}, status.versions.map((v) => h("tr", { "data-version": String(v.version) },
+        h("td", {}, v.version === status.version ? `${v.version} (current)` : String(v.version)),
+        h("td", {}, v.created_at ? time(v.created_at) : "—"),
+        h("td", {}, v.superseded_at ? time(v.superseded_at) : "—"),
+        h("td", { "data-key": "clusters" }, versionClustersText(v.clusters)),
+        h("td", { class: "num", "data-key": "total" }, v.total))))))];
+}
+
 // Applied clusters, with the blueprint's quota when it has one: "3 / 10".
 function quotaText(applied, max) {
   return max === undefined || max === null ? String(applied) : `${applied} / ${max}`;
@@ -89,11 +119,12 @@ function list(main) {
       replace(body, items.length === 0
         ? h("p", { class: "empty card" }, "No blueprints yet: a blueprint says which containers make a cluster.")
         : h("div", { class: "table-wrap" }, h("table", { id: "blueprints" },
-          h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Labels"), h("th", {}, "Nodes"), h("th", {}, "API port"), h("th", { class: "num" }, "Ready"), h("th", { class: "num", title: "applied, and the most the blueprint allows at once" }, "In use / quota"), h("th", {}, "Created"), h("th", {}, "Actions"))),
+          h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", { class: "num" }, "Version"), h("th", {}, "Labels"), h("th", {}, "Nodes"), h("th", {}, "API port"), h("th", { class: "num" }, "Ready"), h("th", { class: "num", title: "applied, and the most the blueprint allows at once" }, "In use / quota"), h("th", {}, "Created"), h("th", {}, "Actions"))),
           h("tbody", {}, items.map((bp) => {
             const c = counts.get(bp.name);
             return h("tr", { "data-blueprint": bp.name },
               h("td", {}, h("a", { href: `#/blueprints/${encodeURIComponent(bp.name)}` }, bp.name)),
+              h("td", { class: "num", "data-key": "version" }, bp.version),
               h("td", { class: "mono" }, Object.entries(bp.labels).map(([k, v]) => `${k}=${v}`).join(", ") || "—"),
               h("td", {}, bp.nodes.map((n) => n.name).join(", ")),
               h("td", { class: "mono" }, bp.api_port ?? "—"),
@@ -122,16 +153,19 @@ function list(main) {
 function detail(main, name, { navigate }) {
   const body = h("div", { "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
   main.append(h("p", {}, h("a", { href: "#/blueprints" }, "← Blueprints")), body);
+  let timer = null;
 
   async function refresh() {
     try {
-      const bp = await get(`/blueprints/${encodeURIComponent(name)}`);
+      const path = `/blueprints/${encodeURIComponent(name)}`;
+      const [bp, rollout] = await Promise.all([get(path), get(`${path}/rollout`)]);
       body.removeAttribute("aria-busy");
       replace(body,
         h("div", { class: "row spread" }, h("h1", {}, bp.name),
           h("div", { class: "row" },
             h("a", { class: "button", href: `#/clusters?view=all&blueprint=${encodeURIComponent(bp.name)}` }, "Its clusters"),
             h("button", { type: "button", id: "edit-policies", onclick: () => editPolicies(bp, refresh) }, "Policies"),
+            h("button", { type: "button", id: "new-version", onclick: () => newVersion(bp, refresh) }, "New version"),
             h("button", { type: "button", class: "danger", onclick: () => remove(bp.name, () => navigate("#/blueprints")) }, "Delete"))),
         h("section", { class: "card" }, h("dl", { class: "facts" },
           h("dt", {}, "Labels"), h("dd", { class: "mono" }, labelsText(bp.labels)),
@@ -143,6 +177,8 @@ function detail(main, name, { navigate }) {
           h("dt", {}, "Hosts"), h("dd", { class: "mono", id: "host-selector" }, labelsText(bp.host_selector, "any host")),
           h("dt", {}, "Placement"), h("dd", { id: "placement" }, bp.placement === "packed" ? "packed: the fullest host first" : "spread: evenly over the hosts"),
           h("dt", {}, "On release"), h("dd", { id: "release-mode" }, bp.release_mode === "reset" ? "reset: restarted in place" : "recreate: destroyed and made anew"),
+          h("dt", {}, "Version"), h("dd", { id: "version" }, `${bp.version}, made ${time(bp.version_created_at)}`),
+          h("dt", {}, "New versions"), h("dd", { id: "rollout" }, rolloutText(bp)),
           h("dt", {}, "Created"), h("dd", {}, time(bp.created_at)))),
         h("h2", {}, "Nodes"),
         h("div", { class: "table-wrap" }, h("table", {},
@@ -154,6 +190,7 @@ function detail(main, name, { navigate }) {
             h("td", { class: "mono" }, Object.keys(n.env ?? {}).join(", ") || "—"),
             h("td", { class: "mono" }, n.health ? n.health.command : "—"),
             h("td", { class: "mono", "data-key": `readiness-${n.name}` }, probeText(n.readiness))))))),
+        ...rolloutSection(bp, rollout),
         h("h2", {}, "As JSON"),
         h("pre", { class: "json" }, JSON.stringify(bp, null, 2)));
     } catch (err) {
@@ -163,11 +200,62 @@ function detail(main, name, { navigate }) {
   }
 
   refresh();
-  return { refresh, onEvent() {} };
+  return {
+    refresh,
+    // Clusters moving between versions change the rollout.
+    onEvent(event) {
+      if (event.kind !== "cluster" && event.kind !== "cluster_deleted" && event.kind !== "released") return;
+      clearTimeout(timer);
+      timer = setTimeout(refresh, 500);
+    },
+    dispose() { clearTimeout(timer); },
+  };
 }
 
-// The form for a blueprint's policies: quota, ready buffer, placement and release
-// mode; an empty number removes a limit, an empty selector admits every host.
+// The form for a new version: the nodes and API port as JSON, the current ones to
+// start from.
+async function newVersion(bp, refresh) {
+  const editor = h("textarea", {
+    class: "json", id: "version-json", name: "json", spellcheck: false, autocomplete: "off",
+    "aria-describedby": "version-json-error", value: JSON.stringify({ nodes: bp.nodes, ...(bp.api_port ? { api_port: bp.api_port } : {}) }, null, 2),
+  });
+  const error = h("p", { class: "field-error", id: "version-json-error", role: "alert" });
+  const fail = (message) => {
+    error.textContent = message;
+    editor.setAttribute("aria-invalid", "true");
+    editor.focus();
+    return Object.assign(new Error(message), { shownAtField: true });
+  };
+  const saved = await modal(`New version of ${bp.name}`, h("div", {},
+    h("label", { for: "version-json" }, `Version ${bp.version + 1} (JSON: nodes and api_port)`), editor,
+    h("p", { class: "hint" }, bp.rollout === "on_release"
+      ? "Clusters made from now on are of it; free ones of earlier versions stay until used, applied ones are made anew after release."
+      : `Clusters made from now on are of it; free ones of earlier versions are made anew, at most ${bp.rollout_per_minute} a minute; applied ones after release.`),
+    error), {
+    submitLabel: "Make the version",
+    async onsubmit() {
+      let value;
+      try {
+        value = JSON.parse(editor.value);
+        check(JSON.stringify({ name: bp.name, ...value }));
+      } catch (err) {
+        throw fail(err.message);
+      }
+      try {
+        return await post(`/blueprints/${encodeURIComponent(bp.name)}/versions`, value);
+      } catch (err) {
+        throw fail(`The server refused it: ${err.message} (${err.status} ${err.code})`);
+      }
+    },
+  });
+  if (saved) {
+    toast(`${saved.name} is at version ${saved.version}`);
+    refresh();
+  }
+}
+
+// The form for a blueprint's policies: quota, ready buffer, placement, release mode
+// and rollout; an empty number removes a limit, an empty selector admits every host.
 async function editPolicies(bp, refresh) {
   const names = POLICIES.map(([name]) => name);
   const fields = POLICIES.map(([name, label, hint, max]) =>
@@ -177,7 +265,9 @@ async function editPolicies(bp, refresh) {
     field("host_selector", "Hosts labelled", h("input", { type: "text", value: labelsText(bp.host_selector, ""), placeholder: "any host", autocomplete: "off" }), "KEY=VALUE, comma-separated: only hosts with all of these hold its clusters."),
     field("placement", "Placement", choice(bp.placement, [["spread", "spread: evenly over the hosts"], ["packed", "packed: the fullest host first"]]), "How new clusters are laid out."),
     field("buffer_windows", "Time windows", h("textarea", { class: "json", rows: 3, spellcheck: false, value: JSON.stringify(bp.buffer_windows ?? []) }), 'JSON list, e.g. [{"days": ["mon"], "from": "08:00", "until": "18:00", "min_ready": 5}] (UTC); [] for none.'),
-    field("release_mode", "On release", choice(bp.release_mode, [["recreate", "recreate: destroy and make anew"], ["reset", "reset: restart in place"]]), "Reset is faster; what the containers wrote survives."));
+    field("release_mode", "On release", choice(bp.release_mode, [["recreate", "recreate: destroy and make anew"], ["reset", "reset: restart in place"]]), "Reset is faster; what the containers wrote survives."),
+    field("rollout", "New versions", choice(bp.rollout, [["recreate", "recreate: replace free clusters now"], ["on_release", "on release: replace each after its next use"]]), "How free clusters of earlier versions give way."),
+    field("rollout_per_minute", "Replaced a minute, at most", h("input", { type: "number", min: 1, max: 100000, step: 1, value: bp.rollout_per_minute, required: true }), "With recreate: free clusters of earlier versions made anew in a minute."));
   const saved = await modal(`Policies of ${bp.name}`, h("div", { class: "grid-fields" }, ...fields.flat()), {
     async onsubmit(form) {
       clearFieldErrors(form);
@@ -206,7 +296,14 @@ async function editPolicies(bp, refresh) {
       }
       body.placement = form.elements.namedItem("placement").value;
       body.release_mode = form.elements.namedItem("release_mode").value;
-      const all = [...names, "buffer_windows", "host_selector", "placement", "release_mode"];
+      body.rollout = form.elements.namedItem("rollout").value;
+      const rate = form.elements.namedItem("rollout_per_minute");
+      if (!rate.checkValidity()) {
+        setFieldError(form, "rollout_per_minute", rate.validationMessage);
+        throw Object.assign(new Error("Check replaced a minute."), { shownAtField: true });
+      }
+      body.rollout_per_minute = Number(rate.value);
+      const all = [...names, "buffer_windows", "host_selector", "placement", "release_mode", "rollout", "rollout_per_minute"];
       try {
         return await patch(`/blueprints/${encodeURIComponent(bp.name)}`, body);
       } catch (err) {

@@ -17,6 +17,9 @@ Examples:
   poolmanager blueprints update demo --min-ready 3 --unset max_total
   poolmanager blueprints update demo --host-selector zone=eu --placement packed --release-mode reset
   poolmanager blueprints update demo --windows office-hours.json
+  poolmanager blueprints update demo --rollout recreate --rollout-per-minute 10
+  poolmanager blueprints version demo -f nodes-v2.toml
+  poolmanager blueprints rollout demo
   poolmanager blueprints rm demo
 
 A blueprint file (TOML; the same fields as JSON for a .json name):
@@ -27,7 +30,9 @@ A blueprint file (TOML; the same fields as JSON for a .json name):
   [[nodes]]
   name = \"vp0\"
   image = \"poolmanager/testnode:latest\"
-  ports = { web = \"80/tcp\" }";
+  ports = { web = \"80/tcp\" }
+
+A version file holds `nodes` (and `api_port`) as above, nothing else.";
 
 /// The blueprints commands.
 #[derive(Debug, Args)]
@@ -59,6 +64,21 @@ enum BlueprintsCommand {
     /// placement and release mode. What is not given stays as it is.
     #[command(visible_alias = "patch")]
     Update(Update),
+    /// Make a new version of a blueprint's nodes from a file (admin): free clusters of
+    /// earlier versions are made anew as its rollout says, applied ones after release.
+    Version {
+        /// The blueprint's name.
+        name: String,
+        /// `nodes` and `api_port`: TOML for a `.toml` name, JSON otherwise; `-`:
+        /// standard input.
+        #[arg(short, long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Show how many clusters run each version of a blueprint.
+    Rollout {
+        /// The blueprint's name.
+        name: String,
+    },
     /// Remove a blueprint no cluster uses (admin).
     #[command(visible_alias = "delete")]
     Rm {
@@ -101,6 +121,12 @@ struct Update {
     /// What a release does: recreate or reset.
     #[arg(long, value_name = "MODE")]
     release_mode: Option<String>,
+    /// How free clusters move to a new version: recreate or on_release.
+    #[arg(long, value_name = "STRATEGY")]
+    rollout: Option<String>,
+    /// Most free clusters of earlier versions made anew in a minute.
+    #[arg(long, value_name = "N")]
+    rollout_per_minute: Option<u32>,
     /// Time windows with other buffer values, from a JSON file holding a list of
     /// `BufferWindow`s (`[]` removes them); `-`: standard input.
     #[arg(long, value_name = "FILE")]
@@ -132,6 +158,8 @@ impl Update {
         input::set_map(&mut fields, "host_selector", &self.host_selector);
         input::set(&mut fields, "placement", self.placement.clone());
         input::set(&mut fields, "release_mode", self.release_mode.clone());
+        input::set(&mut fields, "rollout", self.rollout.clone());
+        input::set(&mut fields, "rollout_per_minute", self.rollout_per_minute);
         if fields.is_empty() {
             return Err(Failure::usage(
                 "nothing to change: give at least one policy (see --help)",
@@ -173,6 +201,33 @@ pub async fn run(args: Blueprints) -> Result<(), Failure> {
                 )
                 .await?;
             output::print(server.output, &bp, || show(&bp))
+        }
+        BlueprintsCommand::Version { name, file } => {
+            let new: types::NewBlueprintVersion = body("version", input::object_file(&file)?)?;
+            let bp = server
+                .call(
+                    server
+                        .client
+                        .create_blueprint_version()
+                        .name(name)
+                        .body(new)
+                        .send(),
+                )
+                .await?;
+            output::print(server.output, &bp, || {
+                format!(
+                    "blueprint {} is at version {}: {} nodes",
+                    bp.name,
+                    bp.version,
+                    bp.nodes.len()
+                )
+            })
+        }
+        BlueprintsCommand::Rollout { name } => {
+            let status = server
+                .call(server.client.get_blueprint_rollout().name(name).send())
+                .await?;
+            output::print(server.output, &status, || rollout(&status))
         }
         BlueprintsCommand::Rm { name } => {
             server
@@ -266,6 +321,32 @@ fn windows(list: &[types::BufferWindow]) -> String {
         .join("; ")
 }
 
+/// A rollout status: one row per version, then whether it is complete.
+fn rollout(status: &types::RolloutStatus) -> String {
+    let mut table = Table::new(&["VERSION", "MADE", "READY", "APPLIED", "OTHER", "TOTAL"]);
+    for v in &status.versions {
+        let c = &v.clusters;
+        table.row(vec![
+            if v.version == status.version {
+                format!("{} (current)", v.version)
+            } else {
+                v.version.to_string()
+            },
+            or_dash(v.created_at.as_ref().map(output::time)),
+            c.ready.to_string(),
+            c.applied.to_string(),
+            (v.total - c.ready - c.applied).to_string(),
+            v.total.to_string(),
+        ]);
+    }
+    let summary = if status.complete {
+        format!("every cluster runs version {}", status.version)
+    } else {
+        format!("{} clusters of earlier versions left", status.outdated)
+    };
+    format!("{}\n{summary}", table.render().trim_end())
+}
+
 fn show(bp: &types::Blueprint) -> String {
     let mut nodes = Table::new(&["NAME", "IMAGE", "PORTS", "COMMAND", "HEALTH CHECK"]);
     for node in &bp.nodes {
@@ -300,6 +381,14 @@ fn show(bp: &types::Blueprint) -> String {
         .field("Hosts", or_any(labels(&bp.host_selector)))
         .field("Placement", bp.placement.to_string())
         .field("On release", bp.release_mode.to_string())
+        .field(
+            "Version",
+            format!("{} (made {})", bp.version, output::time(&bp.version_created_at)),
+        )
+        .field(
+            "Rollout",
+            format!("{}, at most {} a minute", bp.rollout, bp.rollout_per_minute),
+        )
         .field(
             "Created",
             format!("{} ({} ago)", output::time(&bp.created_at), age(&bp.created_at)),

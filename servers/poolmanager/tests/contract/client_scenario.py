@@ -27,8 +27,10 @@ from pool_manager_client.types import UNSET  # noqa: E402
 from pool_manager_client.api.apply import apply, release  # noqa: E402
 from pool_manager_client.api.blueprints import (  # noqa: E402
     create_blueprint,
+    create_blueprint_version,
     delete_blueprint,
     get_blueprint,
+    get_blueprint_rollout,
     list_blueprints,
     update_blueprint,
 )
@@ -71,6 +73,7 @@ from pool_manager_client.models import (  # noqa: E402
     Labels,
     Metadata,
     NewBlueprint,
+    NewBlueprintVersion,
     NewHost,
     NodeSpec,
     NodeTarget,
@@ -82,6 +85,7 @@ from pool_manager_client.models import (  # noqa: E402
     Release,
     ReleaseMode,
     Renewal,
+    RolloutStrategy,
     SortOrder,
     TcpProbe,
 )
@@ -379,6 +383,26 @@ def main():
         host_selector=Labels.from_dict({}), placement=PlacementStrategy.SPREAD, release_mode=ReleaseMode.RECREATE))
     assert back.host_selector.to_dict() == {} and back.placement == PlacementStrategy.SPREAD, back
     step("update_blueprint: host_selector, packed and reset read back; a fill of a host it does not admit is 400")
+
+    # A new version, rolled out on release: the clusters keep version 1 until then.
+    on_release = update_blueprint.sync(bp_name, client=admin, body=BlueprintPatch(
+        rollout=RolloutStrategy.ON_RELEASE, rollout_per_minute=5))
+    assert (on_release.rollout, on_release.rollout_per_minute) == (RolloutStrategy.ON_RELEASE, 5), on_release
+    v2_nodes = [NodeSpec(name=n, image=IMAGE, ports=Ports.from_dict({"web": "80/tcp"})) for n in ("vp0", "vp1", "vp2")]
+    v2 = create_blueprint_version.sync(bp_name, client=admin, body=NewBlueprintVersion(nodes=v2_nodes, api_port="vp2.web"))
+    assert (v2.version, v2.api_port, len(v2.nodes)) == (2, "vp2.web", 3), v2
+    assert [v.version for v in v2.earlier_versions] == [1] and len(v2.earlier_versions[0].nodes) == 2, v2
+    rollout = get_blueprint_rollout.sync(bp_name, client=user)
+    of_bp = list_clusters.sync(client=user, blueprint=bp_name).items
+    assert all(c.blueprint_version == 1 for c in of_bp), of_bp
+    assert [v.version for v in rollout.versions] == [2, 1] and rollout.outdated == len(of_bp), rollout
+    assert rollout.versions[0].total == 0 and not rollout.complete, rollout
+    bad = create_blueprint_version.sync_detailed(bp_name, client=admin, body=NewBlueprintVersion(nodes=v2_nodes, api_port="vp9.web"))
+    expect_error(bad, HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_INPUT)
+    unknown = create_blueprint_version.sync_detailed(f"{bp_name}-none", client=admin, body=NewBlueprintVersion(nodes=v2_nodes))
+    expect_error(unknown, HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND)
+    expect_error(get_blueprint_rollout.sync_detailed(f"{bp_name}-none", client=user), HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND)
+    step("create_blueprint_version 2 (on_release): clusters stay at 1, get_blueprint_rollout counts them; 400 bad api_port, 404 unknown")
 
     # 413: a body over 1 MiB.
     huge = Apply(user_id="alice", metadata=Metadata.from_dict({"note": "x" * (2 << 20)}))

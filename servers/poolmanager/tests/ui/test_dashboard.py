@@ -418,6 +418,57 @@ def test_choose_where_a_blueprint_goes_and_what_a_release_does(page: Page, serve
     assert server.api("DELETE", f"/blueprints/{placed}")[0] == 204
 
 
+def test_make_a_new_version_and_watch_the_free_clusters_roll_to_it(page: Page, server):
+    _, held = server.api("GET", f"/clusters?blueprint={BLUEPRINT}&status=applied")
+    for c in held["items"]:
+        assert server.api("POST", "/release", {"cluster_id": c["id"]})[0] == 200
+    page.click("#nav >> text=Blueprints")
+    page.click(f'tr[data-blueprint="{BLUEPRINT}"] a')
+    expect(page.locator("#version")).to_contain_text("1, made")
+    expect(page.locator("#rollout")).to_contain_text("at most 30 a minute")
+    page.click("#edit-policies")
+    page.fill("#f-rollout_per_minute", "0")
+    page.press("#f-rollout_per_minute", "Enter")
+    expect(page.locator("#f-rollout_per_minute-error")).not_to_be_empty()
+    page.fill("#f-rollout_per_minute", "120")
+    page.press("#f-rollout_per_minute", "Enter")
+    expect(dialog(page)).to_have_count(0)
+    expect(page.locator("#rollout")).to_contain_text("at most 120 a minute")
+    page.click("#new-version")
+    editor = page.locator("#version-json")
+    expect(editor).to_have_value(re.compile(r'"name": "vp0"'))
+    nodes = [{"name": n, "image": IMAGE, "ports": {"web": "80/tcp"}, "env": {"RELEASE": "2"}}
+             for n in ("vp0", "vp1")]
+    editor.fill(json.dumps({"nodes": nodes + nodes[:1]}))
+    page.click("dialog >> text=Make the version")
+    expect(page.locator("#version-json-error")).to_contain_text("Two nodes are named vp0")
+    editor.fill(json.dumps({"nodes": nodes, "api_port": "vp0.nope"}))
+    page.click("dialog >> text=Make the version")
+    expect(page.locator("#version-json-error")).to_contain_text("400 invalid_input")
+    editor.fill(json.dumps({"nodes": nodes, "api_port": "vp0.web"}))
+    page.click("dialog >> text=Make the version")
+    expect(dialog(page)).to_have_count(0)
+    expect(page.locator("#version")).to_contain_text("2, made")
+    expect(page.locator('#versions tr[data-version="2"] td').first).to_have_text("2 (current)")
+    # The reconciler (every 2 s here) makes the free clusters anew at version 2, and
+    # the page follows the events by itself.
+    expect(page.locator("#rollout-summary")).to_have_text("Every cluster runs version 2.", timeout=60_000)
+    expect(page.locator('#versions tr[data-version="1"]')).to_have_count(0)
+    _, clusters = server.api("GET", f"/clusters?blueprint={BLUEPRINT}")
+    assert clusters["items"] and all(c["blueprint_version"] == 2 for c in clusters["items"]), clusters
+    _, rollout = server.api("GET", f"/blueprints/{BLUEPRINT}/rollout")
+    assert rollout["complete"] and rollout["versions"][0]["version"] == 2, rollout
+    # The next pass drops version 1, which no cluster runs any more.
+    deadline = time.monotonic() + 30
+    while True:
+        _, blueprint = server.api("GET", f"/blueprints/{BLUEPRINT}")
+        if blueprint["earlier_versions"] == [] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert blueprint["api_port"] == "vp0.web" and blueprint["earlier_versions"] == [], blueprint
+    shot(page, "blueprint-versions")
+
+
 def test_a_blueprint_whose_creations_fail_shows_it_backs_off(page: Page, server):
     # An image no registry here has, on a host of its own: its three creations fail.
     status, host = server.api("POST", "/hosts", {

@@ -100,6 +100,8 @@ pub struct Cluster {
     pub name: String,
     /// Blueprint it was made from.
     pub blueprint: String,
+    /// The version of the blueprint it runs.
+    pub blueprint_version: u32,
     /// Host it runs on.
     pub host_id: String,
     // Where it is in its life.
@@ -146,6 +148,7 @@ impl From<poolcore::Cluster> for Cluster {
             id: c.id,
             name: c.name,
             blueprint: c.blueprint,
+            blueprint_version: c.blueprint_version,
             host_id: c.host_id,
             status: c.status.into(),
             status_reason: c.status_reason,
