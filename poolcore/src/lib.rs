@@ -105,9 +105,9 @@ pub use memory::MemStore;
 pub use model::{
     Blueprint, BufferCounts, BufferWindow, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter,
     ClusterSort, ClusterSortKey, ClusterStatus, Deployment, EngineFacts, EngineTls, Health, HealthCheck,
-    Host, HostKind, HostStatus, Labels, LeaseActivity, LeaseRecord, Listing, LogConfig, NodeDeployment,
-    NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus, Page, Pem, Placement,
-    PlacementStrategy, PortRef, PortSpec, Probe, ProbeCheck, Protocol, ReadyBuffer, ReleaseMode,
+    Host, HostKind, HostStatus, Labels, LeaseActivity, LeaseRecord, Listing, LogConfig, MinuteSummary,
+    NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus, Page, Pem,
+    Placement, PlacementStrategy, PortRef, PortSpec, Probe, ProbeCheck, Protocol, ReadyBuffer, ReleaseMode,
     ReleaseReason, ServiceUrls, TimeOfDay, Weekday,
 };
 pub use pool::{
