@@ -23,6 +23,13 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Generates a new id that sorts after the ids made before it (UUID v7: time first,
+/// then random; hyphenated), for records made in time order such as leases: a store
+/// that keys them adds each at the end of its index instead of anywhere in it.
+pub fn new_ordered_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Serializes a type as its `Display` text and deserializes it with its `FromStr`.
 macro_rules! serde_as_text {
     ($name:ident) => {
