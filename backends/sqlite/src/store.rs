@@ -28,12 +28,13 @@ use crate::rows::{
 };
 
 /// Picks the cluster a new claim takes: ready, healthy, of a wanted blueprint on a
-/// wanted host; the same order as `MemStore`'s, by id.
-const CLAIMABLE: &str = "SELECT id FROM clusters \
+/// wanted host; the first in row order, which the `clusters_status_health` index
+/// keeps (see migration 10).
+const CLAIMABLE: &str = "SELECT id FROM clusters INDEXED BY clusters_status_health \
      WHERE status = 'ready' AND health = 'ok' \
        AND blueprint IN (SELECT value FROM json_each(:blueprints)) \
        AND host_id IN (SELECT value FROM json_each(:hosts)) \
-     ORDER BY id LIMIT 1";
+     ORDER BY rowid LIMIT 1";
 
 /// An applied cluster of the user of one of the blueprints, for a single claim.
 const HELD: &str = "SELECT id FROM clusters \
@@ -112,7 +113,7 @@ fn where_clause(clauses: &[&str]) -> String {
 
 /// How many clusters match `filter`: from the counts the triggers keep, unless the
 /// filter names a user or a health, which the counts do not key (a user's clusters
-/// are few, and a status and health are counted from the `clusters_status` index).
+/// are few, and a status and health are counted from the `clusters_status_health` index).
 fn count_clusters_matching(conn: &Connection, filter: &ClusterFilter) -> Result<u64, SqliteError> {
     let (clause, values) = cluster_where(filter)?;
     let sql = if filter.user_id.is_some() || filter.health.is_some() {
