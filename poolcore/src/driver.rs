@@ -17,6 +17,8 @@ pub const LABEL_HOST: &str = "poolmanager.host";
 pub const LABEL_NODE: &str = "poolmanager.node";
 /// Label on every object PoolManager makes: the blueprint name.
 pub const LABEL_BLUEPRINT: &str = "poolmanager.blueprint";
+/// Label on every object PoolManager makes: the blueprint version it was made of.
+pub const LABEL_BLUEPRINT_VERSION: &str = "poolmanager.blueprint_version";
 
 /// The labels an object of `cluster` carries; with `node`, those of that node's
 /// container or service. The reconciler finds, adopts and removes objects by them.
@@ -25,6 +27,10 @@ pub fn labels_for(cluster: &Cluster, node: Option<&str>) -> Labels {
         (LABEL_CLUSTER.to_owned(), cluster.id.clone()),
         (LABEL_HOST.to_owned(), cluster.host_id.clone()),
         (LABEL_BLUEPRINT.to_owned(), cluster.blueprint.clone()),
+        (
+            LABEL_BLUEPRINT_VERSION.to_owned(),
+            cluster.blueprint_version.to_string(),
+        ),
     ]);
     if let Some(node) = node {
         labels.insert(LABEL_NODE.to_owned(), node.to_owned());

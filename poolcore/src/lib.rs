@@ -103,16 +103,16 @@ pub use error::{BoxError, Error, Result};
 pub use events::Event;
 pub use memory::MemStore;
 pub use model::{
-    Blueprint, BufferCounts, BufferWindow, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter,
-    ClusterSort, ClusterSortKey, ClusterStatus, Deployment, EngineFacts, EngineTls, Health, HealthCheck,
-    Host, HostKind, HostStatus, Labels, LeaseActivity, LeaseRecord, Listing, LogConfig, MinuteSummary,
-    NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus, Page, Pem,
-    Placement, PlacementStrategy, PortRef, PortSpec, Probe, ProbeCheck, Protocol, ReadyBuffer, ReleaseMode,
-    ReleaseReason, ServiceUrls, TimeOfDay, Weekday,
+    Blueprint, BlueprintVersion, BufferCounts, BufferWindow, Claim, ClaimOutcome, Cluster, ClusterCount,
+    ClusterFilter, ClusterSort, ClusterSortKey, ClusterStatus, Deployment, EngineFacts, EngineTls, Health,
+    HealthCheck, Host, HostKind, HostStatus, Labels, LeaseActivity, LeaseRecord, Listing, LogConfig,
+    MinuteSummary, NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus,
+    Page, Pem, Placement, PlacementStrategy, PortRef, PortSpec, Probe, ProbeCheck, Protocol, ReadyBuffer,
+    ReleaseMode, ReleaseReason, Rollout, RolloutStrategy, ServiceUrls, TimeOfDay, Weekday,
 };
 pub use pool::{
-    Actor, ApplyRequest, Backoff, BlueprintPatch, BlueprintStats, HostPatch, HostStats, NewBlueprint,
-    NewHost, NodeAction, Pool, PoolBuilder, PoolConfig, ReconcileConfig, ReconcileReport, ReconcilerHandle,
-    ReleaseTarget, Stats,
+    Actor, ApplyRequest, Backoff, BlueprintNodes, BlueprintPatch, BlueprintStats, HostPatch, HostStats,
+    NewBlueprint, NewHost, NodeAction, Pool, PoolBuilder, PoolConfig, ReconcileConfig, ReconcileReport,
+    ReconcilerHandle, ReleaseTarget, RolloutStatus, Stats, VersionClusters,
 };
 pub use store::Store;

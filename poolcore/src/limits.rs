@@ -100,6 +100,8 @@ pub const TIME_OF_DAY_PATTERN: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]$";
 pub const BUFFER_WINDOWS_MAX: usize = 16;
 /// Highest `min_ready_percent`: ten free clusters for each applied one.
 pub const READY_PERCENT_MAX: u32 = 1000;
+/// Most free clusters of earlier versions a rollout replaces in a minute.
+pub const ROLLOUT_PER_MINUTE_MAX: u32 = 100_000;
 /// Longest PEM document given inline for a host's TLS.
 pub const PEM_MAX: usize = 65_536;
 

@@ -216,6 +216,28 @@ impl Store for MemStore {
         stored.buffer_windows = blueprint.buffer_windows.clone();
         stored.placement = blueprint.placement.clone();
         stored.release_mode = blueprint.release_mode;
+        stored.rollout = blueprint.rollout;
+        Ok(true)
+    }
+
+    async fn update_blueprint_version(&self, blueprint: &Blueprint, previous: u32) -> Result<bool> {
+        let mut s = self.state();
+        let Some(stored) = s.blueprints.get_mut(&blueprint.name) else {
+            return Ok(false);
+        };
+        if stored.version != previous {
+            return Err(Error::stale(
+                "blueprint",
+                &blueprint.name,
+                previous.into(),
+                stored.version.into(),
+            ));
+        }
+        stored.nodes = blueprint.nodes.clone();
+        stored.api_port = blueprint.api_port.clone();
+        stored.version = blueprint.version;
+        stored.version_created_at = blueprint.version_created_at;
+        stored.earlier_versions = blueprint.earlier_versions.clone();
         Ok(true)
     }
 
@@ -252,18 +274,23 @@ impl Store for MemStore {
 
     async fn count_clusters(&self) -> Result<Vec<ClusterCount>> {
         let s = self.state();
-        let mut counts: BTreeMap<(&str, &str, ClusterStatus), u64> = BTreeMap::new();
+        let mut counts: BTreeMap<(&str, &str, u32, ClusterStatus), u64> = BTreeMap::new();
         for c in s.clusters.values() {
-            *counts.entry((&c.host_id, &c.blueprint, c.status)).or_default() += 1;
+            *counts
+                .entry((&c.host_id, &c.blueprint, c.blueprint_version, c.status))
+                .or_default() += 1;
         }
         Ok(counts
             .into_iter()
-            .map(|((host_id, blueprint, status), count)| ClusterCount {
-                host_id: host_id.to_owned(),
-                blueprint: blueprint.to_owned(),
-                status,
-                count,
-            })
+            .map(
+                |((host_id, blueprint, blueprint_version, status), count)| ClusterCount {
+                    host_id: host_id.to_owned(),
+                    blueprint: blueprint.to_owned(),
+                    blueprint_version,
+                    status,
+                    count,
+                },
+            )
             .collect())
     }
 

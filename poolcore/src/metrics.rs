@@ -101,6 +101,7 @@ pub(crate) fn reconcile_pass(report: &ReconcileReport, took: Duration) {
         ("orphan_removed", report.orphans_removed),
         ("created", report.created),
         ("trimmed", report.trimmed),
+        ("rolled_out", report.rolled_out),
         ("operation_interrupted", report.operations_interrupted),
     ] {
         if n > 0 {

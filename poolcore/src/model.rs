@@ -3,6 +3,7 @@
 //! Plain data with serde; the rules that keep it consistent live in
 //! [`Pool`](crate::Pool) and the validation functions here.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
@@ -284,6 +285,69 @@ string_enum!(
         Reset = "reset",
     }
 );
+
+string_enum!(
+    /// How the free clusters of a blueprint's earlier versions give way to its
+    /// current one. Applied clusters keep their version until released either way,
+    /// and every cluster made (or made afresh after a release) is of the current one.
+    #[derive(Default)]
+    RolloutStrategy {
+        /// Replace the free clusters of earlier versions now, at most
+        /// [`Rollout::max_per_minute`] of them a minute.
+        #[default]
+        Recreate = "recreate",
+        /// Leave them: each is made anew at the current version after its next
+        /// release (like Kubernetes' `OnDelete`).
+        OnRelease = "on_release",
+    }
+);
+
+/// How a blueprint's clusters move to a new version of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Replace the free clusters of earlier versions now, or on release.
+    #[serde(default)]
+    pub strategy: RolloutStrategy,
+    /// Most free clusters of earlier versions the reconciler replaces in a minute
+    /// (strategy `recreate`); at least 1.
+    #[serde(default = "Rollout::default_per_minute")]
+    pub max_per_minute: u32,
+}
+
+impl Rollout {
+    /// [`Rollout::max_per_minute`] when none is given.
+    pub const DEFAULT_PER_MINUTE: u32 = 30;
+
+    fn default_per_minute() -> u32 {
+        Self::DEFAULT_PER_MINUTE
+    }
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            strategy: RolloutStrategy::default(),
+            max_per_minute: Self::DEFAULT_PER_MINUTE,
+        }
+    }
+}
+
+/// An earlier version of a blueprint, kept while clusters may still run it: what
+/// repairs, probes and node controls of those clusters go by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlueprintVersion {
+    /// Its number.
+    pub version: u32,
+    /// Its nodes.
+    pub nodes: Vec<NodeSpec>,
+    /// Its API port, when one was chosen.
+    #[serde(default)]
+    pub api_port: Option<PortRef>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When the next version replaced it.
+    pub superseded_at: DateTime<Utc>,
+}
 
 /// Which hosts may hold a blueprint's clusters, and how its clusters are laid out
 /// over them.
@@ -620,8 +684,26 @@ pub struct Blueprint {
     /// What a release does to one of its clusters.
     #[serde(default)]
     pub release_mode: ReleaseMode,
+    /// How its clusters move to a new version.
+    #[serde(default)]
+    pub rollout: Rollout,
+    /// Its version: 1 when added, one more each time its nodes change
+    /// ([`Pool::update_blueprint_nodes`](crate::Pool::update_blueprint_nodes)).
+    #[serde(default = "first_version")]
+    pub version: u32,
+    /// When the current version was made.
+    #[serde(default)]
+    pub version_created_at: DateTime<Utc>,
+    /// Earlier versions some clusters may still run, oldest first; one is dropped
+    /// once no cluster runs it.
+    #[serde(default)]
+    pub earlier_versions: Vec<BlueprintVersion>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// How many free clusters a blueprint keeps ready, and how many it has at most.
@@ -862,6 +944,37 @@ impl BufferCounts {
 }
 
 impl Blueprint {
+    /// The blueprint as it was at `version`: its nodes and API port then, the rest as
+    /// now. `None` when that version is neither the current one nor kept.
+    pub fn at_version(&self, version: u32) -> Option<Cow<'_, Blueprint>> {
+        if version == self.version {
+            return Some(Cow::Borrowed(self));
+        }
+        let earlier = self.earlier_versions.iter().find(|v| v.version == version)?;
+        Some(Cow::Owned(Blueprint {
+            nodes: earlier.nodes.clone(),
+            api_port: earlier.api_port.clone(),
+            version: earlier.version,
+            version_created_at: earlier.created_at,
+            earlier_versions: Vec::new(),
+            ..self.clone()
+        }))
+    }
+
+    /// The blueprint as `cluster` runs it: [`Blueprint::at_version`] of its
+    /// [`Cluster::blueprint_version`], or an error naming the lost version.
+    pub fn of_cluster(&self, cluster: &Cluster) -> Result<Cow<'_, Blueprint>> {
+        self.at_version(cluster.blueprint_version).ok_or_else(|| {
+            Error::not_found(
+                "blueprint version",
+                format!(
+                    "{} of {:?} (cluster {})",
+                    cluster.blueprint_version, self.name, cluster.name
+                ),
+            )
+        })
+    }
+
     /// The ready buffer that holds at `now`: [`Blueprint::buffer`] with the values of
     /// the first of [`Blueprint::buffer_windows`] that holds then.
     pub fn buffer_at(&self, now: DateTime<Utc>) -> ReadyBuffer {
@@ -903,9 +1016,10 @@ impl Blueprint {
         })
     }
 
-    /// The API URL of `cluster`, made from this blueprint: see [`Blueprint::api_port`].
+    /// The API URL of `cluster`, made from this blueprint as of the version the cluster
+    /// runs: see [`Blueprint::api_port`].
     pub fn api_url(&self, cluster: &Cluster) -> Option<String> {
-        let at = self.api_port()?;
+        let at = self.at_version(cluster.blueprint_version)?.api_port()?;
         cluster.service_urls().get(&at.node)?.get(&at.port).cloned()
     }
 }
@@ -954,6 +1068,9 @@ pub struct Cluster {
     pub name: String,
     /// Blueprint it was made from.
     pub blueprint: String,
+    /// The version of the blueprint it runs ([`Blueprint::version`]).
+    #[serde(default = "first_version")]
+    pub blueprint_version: u32,
     /// Host it runs on.
     pub host_id: String,
     /// Where it is in its life.
@@ -1013,6 +1130,7 @@ impl Cluster {
             id: new_id(),
             name: name.into(),
             blueprint: blueprint.into(),
+            blueprint_version: 1,
             host_id: host_id.into(),
             status: ClusterStatus::Creating,
             status_reason: None,
@@ -1653,6 +1771,8 @@ pub struct ClusterCount {
     pub host_id: String,
     /// Blueprint name.
     pub blueprint: String,
+    /// Blueprint version.
+    pub blueprint_version: u32,
     /// Status.
     pub status: ClusterStatus,
     /// How many.
@@ -1694,6 +1814,10 @@ mod tests {
             buffer_windows: Vec::new(),
             placement: Placement::default(),
             release_mode: ReleaseMode::default(),
+            rollout: Default::default(),
+            version: 1,
+            version_created_at: Utc::now(),
+            earlier_versions: Vec::new(),
             created_at: Utc::now(),
         };
         assert!(bp.matches(&Labels::new()));
@@ -1747,6 +1871,10 @@ mod tests {
             buffer_windows: vec![office, night],
             placement: Placement::default(),
             release_mode: ReleaseMode::default(),
+            rollout: Default::default(),
+            version: 1,
+            version_created_at: Utc::now(),
+            earlier_versions: Vec::new(),
             created_at: Utc::now(),
         };
         assert_eq!(

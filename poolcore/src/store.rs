@@ -58,10 +58,20 @@ pub trait Store: Debug + Send + Sync + 'static {
     async fn list_blueprints(&self, page: Page) -> Result<Listing<Blueprint>>;
 
     /// Writes the policies of `blueprint` ([`Blueprint::max_applied`],
-    /// [`Blueprint::buffer`], [`Blueprint::buffer_windows`], [`Blueprint::placement`] and [`Blueprint::release_mode`])
-    /// over those of the stored blueprint of its name; the rest of a blueprint never
-    /// changes. Returns whether it existed.
+    /// [`Blueprint::buffer`], [`Blueprint::buffer_windows`], [`Blueprint::placement`],
+    /// [`Blueprint::release_mode`] and [`Blueprint::rollout`]) over those of the stored
+    /// blueprint of its name, leaving the rest. Returns whether it existed.
     async fn update_blueprint_policies(&self, blueprint: &Blueprint) -> Result<bool>;
+
+    /// Writes the version of `blueprint` ([`Blueprint::nodes`], [`Blueprint::api_port`],
+    /// [`Blueprint::version`], [`Blueprint::version_created_at`] and
+    /// [`Blueprint::earlier_versions`]) over the stored blueprint of its name if that
+    /// still has version `previous`, leaving the rest. Returns whether it existed.
+    ///
+    /// # Behavior
+    /// - The stored version is not `previous`: [`Error::Stale`](crate::Error::Stale),
+    ///   nothing written.
+    async fn update_blueprint_version(&self, blueprint: &Blueprint, previous: u32) -> Result<bool>;
 
     /// Removes a blueprint; returns whether it existed.
     async fn delete_blueprint(&self, name: &str) -> Result<bool>;
@@ -81,8 +91,8 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// Clusters matching `filter`, ordered by name, one page of them, and the total.
     async fn list_clusters(&self, filter: &ClusterFilter, page: Page) -> Result<Listing<Cluster>>;
 
-    /// How many clusters there are per host, blueprint and status (groups with none are
-    /// left out).
+    /// How many clusters there are per host, blueprint, blueprint version and status
+    /// (groups with none are left out).
     async fn count_clusters(&self) -> Result<Vec<ClusterCount>>;
 
     /// Writes `cluster` if the stored one still has `cluster.version`; returns the

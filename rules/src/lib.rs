@@ -195,6 +195,7 @@ pub fn new_blueprint(name: &str, labels: &[(&str, &str)]) -> NewBlueprint {
         buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
+        rollout: Default::default(),
     }
 }
 

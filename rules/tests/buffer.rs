@@ -200,6 +200,10 @@ async fn hosts_filled_at_once_never_overshoot_the_buffer() {
             buffer_windows: Default::default(),
             placement: Default::default(),
             release_mode: Default::default(),
+            rollout: Default::default(),
+            version: 1,
+            version_created_at: chrono::Utc::now(),
+            earlier_versions: Vec::new(),
             created_at: chrono::Utc::now(),
         };
         rig.store.insert_blueprint(&blueprint).await.expect("insert");

@@ -53,6 +53,10 @@ async fn clusters_are_made_and_removed_over_tls() {
         buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
+        rollout: Default::default(),
+        version: 1,
+        version_created_at: Utc::now(),
+        earlier_versions: Vec::new(),
         created_at: Utc::now(),
     };
     let cluster = Cluster::new("tls", &blueprint.name, &host.id);

@@ -30,6 +30,10 @@
 //!     buffer_windows: Default::default(),
 //!     placement: Default::default(),
 //!     release_mode: Default::default(),
+//!     rollout: Default::default(),
+//!     version: 1,
+//!     version_created_at: Utc::now(),
+//!     earlier_versions: Vec::new(),
 //!     created_at: Utc::now(),
 //! };
 //! store.insert_blueprint(&blueprint).await?;

@@ -86,11 +86,12 @@ impl Store for MongoStore {
     }
 
     async fn get_blueprint(&self, name: &str) -> Result<Option<Blueprint>> {
-        run(
+        let found: Option<Blueprint> = run(
             "get blueprint",
             self.get(&self.blueprints, &documents::BLUEPRINT, name),
         )
-        .await
+        .await?;
+        Ok(found.map(versioned))
     }
 
     /// Two round trips, side by side: the page and the total.
@@ -106,6 +107,10 @@ impl Store for MongoStore {
             ),
         )
         .await
+        .map(|listing: Listing<Blueprint>| Listing {
+            items: listing.items.into_iter().map(versioned).collect(),
+            total: listing.total,
+        })
     }
 
     /// One round trip.
@@ -119,6 +124,7 @@ impl Store for MongoStore {
                 "buffer_windows",
                 "placement",
                 "release_mode",
+                "rollout",
             ]
             .into_iter()
             .map(|key| {
@@ -133,6 +139,51 @@ impl Store for MongoStore {
                 .update_one(doc! {"_id": &blueprint.name}, doc! {"$set": policies})
                 .await?;
             Ok(updated.matched_count > 0)
+        })
+        .await
+    }
+
+    /// One round trip; one more when nothing was written, to say why.
+    async fn update_blueprint_version(&self, blueprint: &Blueprint, previous: u32) -> Result<bool> {
+        run("update blueprint version", async {
+            let encoded = encode(&documents::BLUEPRINT, blueprint)?;
+            let version: Document = [
+                "nodes",
+                "api_port",
+                "version",
+                "version_created_at",
+                "earlier_versions",
+            ]
+            .into_iter()
+            .map(|key| {
+                (
+                    key.to_owned(),
+                    encoded.get(key).cloned().unwrap_or(bson::Bson::Null),
+                )
+            })
+            .collect();
+            // Blueprints written before versions have none: they are at version 1.
+            let at_previous = if previous == 1 {
+                doc! {"$in": [1, null]}
+            } else {
+                doc! {"$eq": previous}
+            };
+            let updated = self
+                .blueprints
+                .update_one(
+                    doc! {"_id": &blueprint.name, "version": at_previous},
+                    doc! {"$set": version},
+                )
+                .await?;
+            if updated.matched_count > 0 {
+                return Ok(true);
+            }
+            match self.stored_version(&self.blueprints, &blueprint.name).await? {
+                None => Ok(false),
+                Some(stored) => {
+                    Err(Error::stale("blueprint", &blueprint.name, previous.into(), stored.max(1)).into())
+                }
+            }
         })
         .await
     }
@@ -169,14 +220,19 @@ impl Store for MongoStore {
         .await
     }
 
-    /// One aggregation. Its group key is the three fields joined by a separator that
+    /// One aggregation. Its group key is the four fields joined by a separator that
     /// host ids (UUIDs) never hold: nx-27017 cannot group by a document of fields.
     async fn count_clusters(&self) -> Result<Vec<ClusterCount>> {
         run("count clusters", async {
+            // Clusters written before versions have none: they run version 1.
+            let version = doc! {"$ifNull": ["$blueprint_version", 1]};
             let group = doc! {"$group": {
-                "_id": {"$concat": ["$host_id", "\u{1f}", "$blueprint", "\u{1f}", "$status"]},
+                "_id": {"$concat": [
+                    "$host_id", "\u{1f}", "$blueprint", "\u{1f}", {"$toString": &version}, "\u{1f}", "$status",
+                ]},
                 "host_id": {"$first": "$host_id"},
                 "blueprint": {"$first": "$blueprint"},
+                "blueprint_version": {"$first": &version},
                 "status": {"$first": "$status"},
                 "count": {"$sum": 1},
             }};
@@ -400,15 +456,27 @@ impl Store for MongoStore {
     }
 }
 
+/// `blueprint` as read: one written before versions was made at its own time.
+fn versioned(mut blueprint: Blueprint) -> Blueprint {
+    if blueprint.version_created_at == DateTime::<Utc>::UNIX_EPOCH {
+        blueprint.version_created_at = blueprint.created_at;
+    }
+    blueprint
+}
+
 /// One group of [`Store::count_clusters`]'s aggregation.
 fn cluster_count(group: &Document) -> Result<ClusterCount, MongoError> {
     let text = |field| group.get_str(field).unwrap_or_default().to_owned();
     let status: ClusterStatus = text("status").parse()?;
     let count = whole_number(group.get("count"))
         .ok_or_else(|| Error::backend("mongodb", format!("cluster count {group} is not a whole number")))?;
+    let blueprint_version = whole_number(group.get("blueprint_version"))
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(1);
     Ok(ClusterCount {
         host_id: text("host_id"),
         blueprint: text("blueprint"),
+        blueprint_version,
         status,
         count,
     })

@@ -44,6 +44,7 @@
 //!     buffer_windows: Default::default(),
 //!     placement: Default::default(),
 //!     release_mode: Default::default(),
+//!     rollout: Default::default(),
 //! };
 //! pool.create_blueprint(blueprint).await?;
 //! let host = NewHost { kind: HostKind::Sim, ..NewHost::docker("demo", "sim://demo", 2) };

@@ -50,6 +50,7 @@ async fn the_pool_fills_hands_out_repairs_and_recycles_sim_clusters() {
         buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
+        rollout: Default::default(),
     };
     pool.create_blueprint(blueprint).await.unwrap();
     let new_host = NewHost {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use poolcore::{
-    Blueprint, Cluster, Error, Host, LeaseRecord, Listing, Operation, Page, Placement, ReadyBuffer,
+    Blueprint, Cluster, Error, Host, LeaseRecord, Listing, Operation, Page, Placement, ReadyBuffer, Rollout,
 };
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToSql};
@@ -250,9 +250,11 @@ pub(crate) fn host_version(conn: &Connection, id: &str) -> rusqlite::Result<Opti
 
 pub(crate) const BLUEPRINT_COLUMNS: &str =
     "name, labels, nodes, api_port, max_applied, min_ready, min_ready_percent, max_total, \
-     buffer_windows, host_selector, placement, release_mode, created_at";
+     buffer_windows, host_selector, placement, release_mode, rollout, rollout_per_minute, version, \
+     version_created_at, earlier_versions, created_at";
 
 pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
+    let created_at = get_time(row, "created_at")?;
     Ok(Blueprint {
         name: row.get("name")?,
         labels: get_json(row, "labels")?,
@@ -270,7 +272,18 @@ pub(crate) fn blueprint_from_row(row: &Row<'_>) -> rusqlite::Result<Blueprint> {
             strategy: get_parsed(row, "placement")?,
         },
         release_mode: get_parsed(row, "release_mode")?,
-        created_at: get_time(row, "created_at")?,
+        rollout: Rollout {
+            strategy: get_parsed(row, "rollout")?,
+            max_per_minute: row.get("rollout_per_minute")?,
+        },
+        version: row.get("version")?,
+        // Written with every new version; a blueprint of version 1 has its own time.
+        version_created_at: match get_opt_time(row, "version_created_at")? {
+            Some(at) => at,
+            None => created_at,
+        },
+        earlier_versions: get_json(row, "earlier_versions")?,
+        created_at,
     })
 }
 
@@ -278,8 +291,9 @@ pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), 
     conn.prepare_cached(
         "INSERT INTO blueprints \
          (name, labels, nodes, api_port, max_applied, min_ready, min_ready_percent, max_total, \
-          buffer_windows, host_selector, placement, release_mode, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+          buffer_windows, host_selector, placement, release_mode, rollout, rollout_per_minute, version, \
+          version_created_at, earlier_versions, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?
     .execute(params![
         bp.name,
@@ -294,6 +308,11 @@ pub(crate) fn insert_blueprint(conn: &Connection, bp: &Blueprint) -> Result<(), 
         json(&bp.placement.host_selector)?,
         bp.placement.strategy.as_str(),
         bp.release_mode.as_str(),
+        bp.rollout.strategy.as_str(),
+        bp.rollout.max_per_minute,
+        bp.version,
+        time(&bp.version_created_at),
+        json(&bp.earlier_versions)?,
         time(&bp.created_at)
     ])
     .map_err(|e| conflict_on_constraint(e, || format!("blueprint {:?} exists", bp.name)))?;
@@ -305,7 +324,8 @@ pub(crate) fn update_blueprint_policies(conn: &Connection, bp: &Blueprint) -> Re
     let changed = conn
         .prepare_cached(
             "UPDATE blueprints SET max_applied = ?2, min_ready = ?3, min_ready_percent = ?4, max_total = ?5, \
-             host_selector = ?6, placement = ?7, release_mode = ?8, buffer_windows = ?9 WHERE name = ?1",
+             host_selector = ?6, placement = ?7, release_mode = ?8, buffer_windows = ?9, rollout = ?10, \
+             rollout_per_minute = ?11 WHERE name = ?1",
         )?
         .execute(params![
             bp.name,
@@ -316,9 +336,45 @@ pub(crate) fn update_blueprint_policies(conn: &Connection, bp: &Blueprint) -> Re
             json(&bp.placement.host_selector)?,
             bp.placement.strategy.as_str(),
             bp.release_mode.as_str(),
-            json(&bp.buffer_windows)?
+            json(&bp.buffer_windows)?,
+            bp.rollout.strategy.as_str(),
+            bp.rollout.max_per_minute
         ])?;
     Ok(changed > 0)
+}
+
+/// Writes the version of `bp` over the stored blueprint's if that is still at
+/// `previous`; whether there was one.
+pub(crate) fn update_blueprint_version(
+    conn: &Connection,
+    bp: &Blueprint,
+    previous: u32,
+) -> Result<bool, SqliteError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE blueprints SET nodes = ?2, api_port = ?3, version = ?4, version_created_at = ?5, \
+             earlier_versions = ?6 WHERE name = ?1 AND version = ?7",
+        )?
+        .execute(params![
+            bp.name,
+            json(&bp.nodes)?,
+            bp.api_port.as_ref().map(ToString::to_string),
+            bp.version,
+            time(&bp.version_created_at),
+            json(&bp.earlier_versions)?,
+            previous
+        ])?;
+    if changed > 0 {
+        return Ok(true);
+    }
+    let stored: Option<u32> = conn
+        .prepare_cached("SELECT version FROM blueprints WHERE name = ?1")?
+        .query_row([&bp.name], |row| row.get(0))
+        .optional()?;
+    match stored {
+        None => Ok(false),
+        Some(stored) => Err(Error::stale("blueprint", &bp.name, previous.into(), stored.into()).into()),
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -329,7 +385,7 @@ macro_rules! cluster_columns {
     () => {
         "id, name, blueprint, host_id, status, status_reason, health, health_reason, user_id, \
          applied_at, expires_at, metadata, lease_id, single_apply, stopped_nodes, deployment, \
-         created_at, updated_at, version"
+         created_at, updated_at, version, blueprint_version"
     };
 }
 
@@ -337,23 +393,25 @@ pub(crate) const CLUSTER_COLUMNS: &str = cluster_columns!();
 
 pub(crate) const INSERT_CLUSTER: &str = "INSERT INTO clusters (id, name, blueprint, host_id, status, \
      status_reason, health, health_reason, user_id, applied_at, expires_at, metadata, lease_id, single_apply, \
-     stopped_nodes, deployment, created_at, updated_at, version) VALUES (:id, :name, :blueprint, :host_id, \
-     :status, :status_reason, :health, :health_reason, :user_id, :applied_at, :expires_at, :metadata, \
-     :lease_id, :single_apply, :stopped_nodes, :deployment, :created_at, :updated_at, :version)";
+     stopped_nodes, deployment, created_at, updated_at, version, blueprint_version) VALUES (:id, :name, \
+     :blueprint, :host_id, :status, :status_reason, :health, :health_reason, :user_id, :applied_at, :expires_at, \
+     :metadata, :lease_id, :single_apply, :stopped_nodes, :deployment, :created_at, :updated_at, :version, \
+     :blueprint_version)";
 
 /// Replaces every field but the id when the stored version is still `:version`.
 pub(crate) const UPDATE_CLUSTER: &str = "UPDATE clusters SET name = :name, blueprint = :blueprint, \
      host_id = :host_id, status = :status, status_reason = :status_reason, health = :health, \
      health_reason = :health_reason, user_id = :user_id, applied_at = :applied_at, expires_at = :expires_at, \
      metadata = :metadata, lease_id = :lease_id, single_apply = :single_apply, stopped_nodes = :stopped_nodes, \
-     deployment = :deployment, created_at = :created_at, updated_at = :updated_at, version = version + 1 \
-     WHERE id = :id AND version = :version";
+     deployment = :deployment, created_at = :created_at, updated_at = :updated_at, \
+     blueprint_version = :blueprint_version, version = version + 1 WHERE id = :id AND version = :version";
 
 pub(crate) fn cluster_from_row(row: &Row<'_>) -> rusqlite::Result<Cluster> {
     Ok(Cluster {
         id: row.get("id")?,
         name: row.get("name")?,
         blueprint: row.get("blueprint")?,
+        blueprint_version: row.get("blueprint_version")?,
         host_id: row.get("host_id")?,
         status: get_parsed(row, "status")?,
         status_reason: row.get("status_reason")?,
@@ -396,6 +454,7 @@ pub(crate) fn cluster_values(c: &Cluster) -> Result<Vec<(&'static str, Value)>, 
         (":created_at", Value::Text(time(&c.created_at))),
         (":updated_at", Value::Text(time(&c.updated_at))),
         (":version", Value::Integer(version("cluster", c.version)?)),
+        (":blueprint_version", Value::Integer(c.blueprint_version.into())),
     ])
 }
 

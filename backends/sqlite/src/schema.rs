@@ -210,6 +210,50 @@ ALTER TABLE blueprints ADD COLUMN release_mode TEXT NOT NULL DEFAULT 'recreate';
 ALTER TABLE blueprints ADD COLUMN buffer_windows TEXT NOT NULL DEFAULT '[]';
 "#,
     r#"
+-- Blueprint versions: the current one's number and time (NULL: the blueprint's own),
+-- the earlier ones clusters may still run (JSON), how clusters move to a new one, and
+-- the version each cluster runs, which the cluster counts now key on too.
+ALTER TABLE blueprints ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE blueprints ADD COLUMN version_created_at TEXT;
+ALTER TABLE blueprints ADD COLUMN earlier_versions TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE blueprints ADD COLUMN rollout TEXT NOT NULL DEFAULT 'recreate';
+ALTER TABLE blueprints ADD COLUMN rollout_per_minute INTEGER NOT NULL DEFAULT 30;
+ALTER TABLE clusters ADD COLUMN blueprint_version INTEGER NOT NULL DEFAULT 1;
+DROP TRIGGER clusters_count_insert;
+DROP TRIGGER clusters_count_delete;
+DROP TRIGGER clusters_count_update;
+DROP TABLE cluster_counts;
+CREATE TABLE cluster_counts (
+    host_id           TEXT NOT NULL,
+    blueprint         TEXT NOT NULL,
+    blueprint_version INTEGER NOT NULL,
+    status            TEXT NOT NULL,
+    n                 INTEGER NOT NULL,
+    PRIMARY KEY (host_id, blueprint, blueprint_version, status)
+) STRICT, WITHOUT ROWID;
+INSERT INTO cluster_counts
+    SELECT host_id, blueprint, blueprint_version, status, COUNT(*) FROM clusters GROUP BY 1, 2, 3, 4;
+CREATE TRIGGER clusters_count_insert AFTER INSERT ON clusters BEGIN
+    INSERT INTO cluster_counts VALUES (NEW.host_id, NEW.blueprint, NEW.blueprint_version, NEW.status, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER clusters_count_delete AFTER DELETE ON clusters BEGIN
+    UPDATE cluster_counts SET n = n - 1
+     WHERE host_id = OLD.host_id AND blueprint = OLD.blueprint
+       AND blueprint_version = OLD.blueprint_version AND status = OLD.status;
+END;
+CREATE TRIGGER clusters_count_update AFTER UPDATE OF host_id, blueprint, blueprint_version, status ON clusters
+    WHEN OLD.host_id IS NOT NEW.host_id OR OLD.blueprint IS NOT NEW.blueprint
+      OR OLD.blueprint_version IS NOT NEW.blueprint_version OR OLD.status IS NOT NEW.status
+BEGIN
+    UPDATE cluster_counts SET n = n - 1
+     WHERE host_id = OLD.host_id AND blueprint = OLD.blueprint
+       AND blueprint_version = OLD.blueprint_version AND status = OLD.status;
+    INSERT INTO cluster_counts VALUES (NEW.host_id, NEW.blueprint, NEW.blueprint_version, NEW.status, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+"#,
+    r#"
 -- Applies and releases per minute, kept by triggers: the lease history reads these
 -- instead of every lease of the period. `minute` is the minute's start in Unix
 -- seconds, from the text of the time (its first 16 characters name the minute).
@@ -368,7 +412,7 @@ mod tests {
     #[test]
     fn summarises_the_leases_of_an_older_database() {
         let mut conn = Connection::open_in_memory().expect("open in-memory database");
-        let before = MIGRATIONS.len() - 1;
+        let before = MIGRATIONS.len() - 2;
         for sql in &MIGRATIONS[..before] {
             conn.execute_batch(sql).expect("old migration");
         }

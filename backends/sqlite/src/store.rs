@@ -22,14 +22,14 @@ use crate::error::{conflict_on_constraint, SqliteError};
 use crate::rows::{
     blueprint_from_row, cluster_from_row, count, host_from_row, host_values, host_version, insert_blueprint,
     insert_lease, json, lease_field_values, lease_from_row, list_page, named, operation_from_row,
-    put_operation, select_cluster, select_page, time, update_blueprint_policies, write_cluster,
-    BLUEPRINT_COLUMNS, CLAIM_CLUSTER, CLUSTER_COLUMNS, HOST_COLUMNS, INSERT_HOST, LEASE_COLUMNS,
-    OPERATION_COLUMNS, RELEASE_CLUSTER, UPDATE_HOST,
+    put_operation, select_cluster, select_page, time, update_blueprint_policies, update_blueprint_version,
+    write_cluster, BLUEPRINT_COLUMNS, CLAIM_CLUSTER, CLUSTER_COLUMNS, HOST_COLUMNS, INSERT_HOST,
+    LEASE_COLUMNS, OPERATION_COLUMNS, RELEASE_CLUSTER, UPDATE_HOST,
 };
 
 /// Picks the cluster a new claim takes: ready, healthy, of a wanted blueprint on a
 /// wanted host; the first in row order, which the `clusters_status_health` index
-/// keeps (see migration 10).
+/// keeps (see migration 11).
 const CLAIMABLE: &str = "SELECT id FROM clusters INDEXED BY clusters_status_health \
      WHERE status = 'ready' AND health = 'ok' \
        AND blueprint IN (SELECT value FROM json_each(:blueprints)) \
@@ -270,7 +270,7 @@ fn lease_activity_in(
     Ok(LeaseActivity::tally(&leases, since, bucket))
 }
 
-/// Lease activity from the per-minute counts the triggers keep (migration 9), the
+/// Lease activity from the per-minute counts the triggers keep (migration 10), the
 /// heads of the minutes that bucket boundaries cut counted through the time indexes.
 fn summarised_activity(
     conn: &Connection,
@@ -427,6 +427,14 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_blueprint_version(&self, blueprint: &Blueprint, previous: u32) -> Result<bool> {
+        let blueprint = blueprint.clone();
+        self.write("update blueprint version", move |conn| {
+            update_blueprint_version(conn, &blueprint, previous)
+        })
+        .await
+    }
+
     async fn delete_blueprint(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
         self.write("delete blueprint", move |conn| {
@@ -483,22 +491,23 @@ impl Store for SqliteStore {
     async fn count_clusters(&self) -> Result<Vec<ClusterCount>> {
         self.read("count clusters", |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT host_id, blueprint, status, n FROM cluster_counts WHERE n > 0 \
-                 ORDER BY host_id, blueprint, status",
+                "SELECT host_id, blueprint, blueprint_version, status, n FROM cluster_counts WHERE n > 0 \
+                 ORDER BY host_id, blueprint, blueprint_version, status",
             )?;
             let counts = stmt
                 .query_map([], |row| {
                     Ok(ClusterCount {
                         host_id: row.get(0)?,
                         blueprint: row.get(1)?,
-                        status: row.get::<_, String>(2)?.parse().map_err(|e: Error| {
+                        blueprint_version: row.get(2)?,
+                        status: row.get::<_, String>(3)?.parse().map_err(|e: Error| {
                             rusqlite::Error::FromSqlConversionFailure(
-                                2,
+                                3,
                                 rusqlite::types::Type::Text,
                                 e.into(),
                             )
                         })?,
-                        count: row.get(3)?,
+                        count: row.get(4)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;

@@ -16,10 +16,11 @@ use chrono::{Duration, SubsecRound, Utc};
 use futures::future::join_all;
 
 use crate::model::{
-    new_id, Blueprint, BufferWindow, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort,
-    ClusterSortKey, ClusterStatus, Deployment, EngineFacts, Health, Host, HostKind, HostStatus, Labels,
-    MinuteSummary, NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus,
-    Page, Placement, PlacementStrategy, PortRef, Quota, ReadyBuffer, ReleaseMode, ReleaseReason, Weekday,
+    new_id, Blueprint, BlueprintVersion, BufferWindow, Claim, ClaimOutcome, Cluster, ClusterCount,
+    ClusterFilter, ClusterSort, ClusterSortKey, ClusterStatus, Deployment, EngineFacts, Health, Host,
+    HostKind, HostStatus, Labels, MinuteSummary, NodeDeployment, NodeSpec, Operation, OperationFilter,
+    OperationKind, OperationStatus, Page, Placement, PlacementStrategy, PortRef, Quota, ReadyBuffer,
+    ReleaseMode, ReleaseReason, Rollout, RolloutStrategy, Weekday,
 };
 use crate::{Error, Store};
 
@@ -31,6 +32,7 @@ pub async fn run_all(store: &dyn Store) {
     hosts_and_blueprints_page(store).await;
     blueprints_round_trip(store).await;
     blueprint_policies_update_alone(store).await;
+    blueprint_versions_update_alone(store).await;
     clusters_round_trip(store).await;
     cluster_updates_are_conditional(store).await;
     cluster_deletes_are_conditional(store).await;
@@ -96,6 +98,7 @@ pub fn sample_host() -> Host {
 
 /// A one-node blueprint with a unique name.
 pub fn sample_blueprint() -> Blueprint {
+    let now = Utc::now().trunc_subsecs(3);
     Blueprint {
         name: unique("bp"),
         labels: Labels::from([("consensus".into(), "pbft".into())]),
@@ -114,7 +117,11 @@ pub fn sample_blueprint() -> Blueprint {
         buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
-        created_at: Utc::now(),
+        rollout: Default::default(),
+        version: 1,
+        version_created_at: now,
+        earlier_versions: Vec::new(),
+        created_at: now,
     }
 }
 
@@ -420,6 +427,10 @@ pub async fn blueprint_policies_update_alone(store: &dyn Store) {
         strategy: PlacementStrategy::Packed,
     };
     bp.release_mode = ReleaseMode::Reset;
+    bp.rollout = Rollout {
+        strategy: RolloutStrategy::OnRelease,
+        max_per_minute: 7,
+    };
     bp.buffer_windows = vec![BufferWindow {
         days: vec![Weekday::Mon, Weekday::Fri],
         from: "08:00".parse().expect("a time"),
@@ -431,8 +442,20 @@ pub async fn blueprint_policies_update_alone(store: &dyn Store) {
     store.insert_blueprint(&bp).await.expect("insert blueprint");
     let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
     assert_eq!(
-        (&got.buffer, &got.buffer_windows, &got.placement, got.release_mode),
-        (&bp.buffer, &bp.buffer_windows, &bp.placement, bp.release_mode),
+        (
+            &got.buffer,
+            &got.buffer_windows,
+            &got.placement,
+            got.release_mode,
+            got.rollout
+        ),
+        (
+            &bp.buffer,
+            &bp.buffer_windows,
+            &bp.placement,
+            bp.release_mode,
+            bp.rollout
+        ),
         "the policies read back"
     );
 
@@ -448,23 +471,32 @@ pub async fn blueprint_policies_update_alone(store: &dyn Store) {
         strategy: PlacementStrategy::Spread,
     };
     changed.release_mode = ReleaseMode::Recreate;
+    changed.rollout = Rollout::default();
     changed.buffer_windows = Vec::new();
+    changed.version = 5;
     changed.nodes.clear();
     changed.labels.clear();
     assert!(store.update_blueprint_policies(&changed).await.expect("update"));
     let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
     assert_eq!(
-        (got.max_applied, got.buffer, &got.placement, got.release_mode),
+        (
+            got.max_applied,
+            got.buffer,
+            &got.placement,
+            got.release_mode,
+            got.rollout
+        ),
         (
             changed.max_applied,
             changed.buffer,
             &changed.placement,
-            changed.release_mode
+            changed.release_mode,
+            changed.rollout
         )
     );
     assert_eq!(
-        (got.nodes, got.labels),
-        (bp.nodes.clone(), bp.labels.clone()),
+        (got.nodes, got.labels, got.version),
+        (bp.nodes.clone(), bp.labels.clone(), bp.version),
         "only policies change"
     );
     let listed = store.list_blueprints(Page::ALL).await.expect("list").items;
@@ -477,6 +509,91 @@ pub async fn blueprint_policies_update_alone(store: &dyn Store) {
     };
     assert!(!store
         .update_blueprint_policies(&unknown)
+        .await
+        .expect("update unknown"));
+    assert!(store.get_blueprint(&unknown.name).await.expect("get").is_none());
+    assert!(store.delete_blueprint(&bp.name).await.expect("delete"));
+}
+
+/// A new blueprint version (nodes, API port, number, time and earlier versions) reads
+/// back as written and changes alone; it is written only over the version it follows;
+/// an unknown blueprint is not written.
+pub async fn blueprint_versions_update_alone(store: &dyn Store) {
+    let bp = sample_blueprint();
+    store.insert_blueprint(&bp).await.expect("insert blueprint");
+    let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
+    assert_eq!(
+        (got.version, got.version_created_at, &got.earlier_versions),
+        (1, bp.version_created_at, &Vec::new()),
+        "a new blueprint is at version 1"
+    );
+
+    let later = bp.created_at + Duration::seconds(30);
+    let mut next = bp.clone();
+    next.nodes[0].image = "poolmanager/testnode:v2".into();
+    next.nodes.push(NodeSpec::new("vp1", "poolmanager/testnode:v2"));
+    next.api_port = Some(PortRef {
+        node: "vp0".into(),
+        port: "rest".into(),
+    });
+    next.version = 2;
+    next.version_created_at = later;
+    next.earlier_versions = vec![BlueprintVersion {
+        version: 1,
+        nodes: bp.nodes.clone(),
+        api_port: None,
+        created_at: bp.version_created_at,
+        superseded_at: later,
+    }];
+    next.max_applied = Some(99);
+    assert!(store
+        .update_blueprint_version(&next, 1)
+        .await
+        .expect("new version"));
+    let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
+    assert_eq!(
+        (
+            &got.nodes,
+            &got.api_port,
+            got.version,
+            got.version_created_at,
+            &got.earlier_versions
+        ),
+        (&next.nodes, &next.api_port, 2, later, &next.earlier_versions),
+        "the new version reads back"
+    );
+    assert_eq!(got.max_applied, None, "the policies stay");
+    let listed = store.list_blueprints(Page::ALL).await.expect("list").items;
+    let listed = listed.iter().find(|b| b.name == bp.name).expect("listed");
+    assert_eq!(listed.version, 2, "a listing reads the same");
+
+    // Written over version 1 again (another server made version 2 first): refused.
+    let mut late = next.clone();
+    late.nodes[0].image = "poolmanager/testnode:v3".into();
+    let err = store
+        .update_blueprint_version(&late, 1)
+        .await
+        .expect_err("a version over one that is gone");
+    assert!(err.is_stale(), "{err}");
+    let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
+    assert_eq!(got.nodes, next.nodes, "nothing written");
+
+    // The same version with fewer earlier ones: what dropping unused ones writes.
+    let mut pruned = next.clone();
+    pruned.earlier_versions.clear();
+    assert!(store
+        .update_blueprint_version(&pruned, 2)
+        .await
+        .expect("drop earlier"));
+    let got = store.get_blueprint(&bp.name).await.expect("get").expect("exists");
+    assert_eq!((got.version, got.earlier_versions.len()), (2, 0));
+
+    let unknown = Blueprint {
+        name: unique("nope"),
+        ..next.clone()
+    };
+    assert!(!store
+        .update_blueprint_version(&unknown, 1)
         .await
         .expect("update unknown"));
     assert!(store.get_blueprint(&unknown.name).await.expect("get").is_none());
@@ -1010,32 +1127,60 @@ pub async fn concurrent_inserts_never_exceed_capacity(store: &dyn Store) {
     }
 }
 
-/// Counts per host, blueprint and status add up to what is stored.
+/// Counts per host, blueprint, blueprint version and status add up to what is
+/// stored, also after a cluster moves to another version.
 pub async fn clusters_are_counted(store: &dyn Store) {
     let host = new_id();
     let bp = unique("bp");
     let mut stopped = ready_cluster(&bp, &host);
     stopped.status = ClusterStatus::Stopped;
-    let made = [ready_cluster(&bp, &host), ready_cluster(&bp, &host), stopped];
+    let mut newer = ready_cluster(&bp, &host);
+    newer.blueprint_version = 2;
+    let made = [
+        ready_cluster(&bp, &host),
+        ready_cluster(&bp, &host),
+        stopped,
+        newer,
+    ];
     for c in &made {
         insert(store, c).await;
     }
-    let mine: Vec<ClusterCount> = store
-        .count_clusters()
-        .await
-        .expect("count")
-        .into_iter()
-        .filter(|c| c.host_id == host)
-        .collect();
-    let count = |status| {
+    let counts = || async {
+        let mine: Vec<ClusterCount> = store
+            .count_clusters()
+            .await
+            .expect("count")
+            .into_iter()
+            .filter(|c| c.host_id == host)
+            .collect();
+        mine
+    };
+    let count = |mine: &[ClusterCount], version, status| {
         mine.iter()
-            .find(|c| c.blueprint == bp && c.status == status)
+            .find(|c| c.blueprint == bp && c.blueprint_version == version && c.status == status)
             .map(|c| c.count)
     };
-    assert_eq!(count(ClusterStatus::Ready), Some(2));
-    assert_eq!(count(ClusterStatus::Stopped), Some(1));
-    assert_eq!(count(ClusterStatus::Applied), None, "empty groups are left out");
-    assert_eq!(mine.len(), 2);
+    let mine = counts().await;
+    assert_eq!(count(&mine, 1, ClusterStatus::Ready), Some(2));
+    assert_eq!(count(&mine, 1, ClusterStatus::Stopped), Some(1));
+    assert_eq!(count(&mine, 2, ClusterStatus::Ready), Some(1));
+    assert_eq!(
+        count(&mine, 1, ClusterStatus::Applied),
+        None,
+        "empty groups are left out"
+    );
+    assert_eq!(mine.len(), 3);
+
+    let mut moved = store
+        .get_cluster(&made[0].id)
+        .await
+        .expect("get")
+        .expect("exists");
+    moved.blueprint_version = 2;
+    store.update_cluster(&moved).await.expect("move to version 2");
+    let mine = counts().await;
+    assert_eq!(count(&mine, 1, ClusterStatus::Ready), Some(1));
+    assert_eq!(count(&mine, 2, ClusterStatus::Ready), Some(2));
     for c in &made {
         delete(store, &c.id).await;
     }

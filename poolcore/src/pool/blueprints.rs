@@ -9,8 +9,9 @@ use super::Pool;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::model::{
-    Blueprint, BufferWindow, ClusterFilter, Labels, Listing, NodeSpec, Page, Placement, PlacementStrategy,
-    PortRef, Probe, ProbeCheck, Protocol, ReadyBuffer, ReleaseMode,
+    Blueprint, BlueprintVersion, BufferWindow, ClusterFilter, Labels, Listing, NodeSpec, Page, Placement,
+    PlacementStrategy, PortRef, Probe, ProbeCheck, Protocol, ReadyBuffer, ReleaseMode, Rollout,
+    RolloutStrategy,
 };
 
 /// What an operator gives to add a blueprint.
@@ -34,11 +35,14 @@ pub struct NewBlueprint {
     pub placement: Placement,
     /// What a release does; see [`Blueprint::release_mode`].
     pub release_mode: ReleaseMode,
+    /// How its clusters move to a new version; see [`Blueprint::rollout`].
+    pub rollout: Rollout,
 }
 
 impl NewBlueprint {
     /// A blueprint called `name` of `nodes`, with no labels and every policy at its
-    /// default (no quota, no buffer, any host, spread, recreate); set the others with
+    /// default (no quota, no buffer, any host, spread, recreate, a rollout replacing
+    /// free clusters at [`Rollout::DEFAULT_PER_MINUTE`] a minute); set the others with
     /// struct update syntax: `NewBlueprint { max_applied: Some(3), ..NewBlueprint::new(..) }`.
     pub fn new(name: impl Into<String>, nodes: Vec<NodeSpec>) -> Self {
         NewBlueprint {
@@ -51,6 +55,7 @@ impl NewBlueprint {
             buffer_windows: Vec::new(),
             placement: Placement::default(),
             release_mode: ReleaseMode::default(),
+            rollout: Rollout::default(),
         }
     }
 
@@ -59,49 +64,17 @@ impl NewBlueprint {
     pub fn validate(&self) -> Result<()> {
         limits::check_name("name", &self.name)?;
         limits::check_labels("labels", &self.labels)?;
-        if self.nodes.is_empty() {
-            return Err(Error::invalid("nodes", "a blueprint needs at least one node"));
-        }
-        if self.nodes.len() > limits::NODES_MAX {
-            return Err(Error::invalid(
-                "nodes",
-                format!("{} nodes is more than {}", self.nodes.len(), limits::NODES_MAX),
-            ));
-        }
-        let mut seen = BTreeSet::new();
-        for node in &self.nodes {
-            validate_node(node)?;
-            if !seen.insert(node.name.as_str()) {
-                return Err(Error::invalid(
-                    "nodes",
-                    format!("node name {:?} is used twice", node.name),
-                ));
-            }
-        }
+        validate_nodes(&self.nodes, self.api_port.as_ref())?;
         validate_policies(self.max_applied, &self.buffer)?;
         validate_windows(self.max_applied, &self.buffer, &self.buffer_windows)?;
         limits::check_labels("host_selector", &self.placement.host_selector)?;
-        if let Some(at) = &self.api_port {
-            let known = self
-                .nodes
-                .iter()
-                .any(|n| n.name == at.node && n.ports.contains_key(&at.port));
-            if !known {
-                return Err(Error::invalid(
-                    "api_port",
-                    format!(
-                        "{} is not a named port of a node of this blueprint",
-                        limits::quoted(&at.to_string())
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        validate_rollout(&self.rollout)
     }
 }
 
 /// What an operator changes of a blueprint's policies; `None` leaves one as it is,
-/// `Some(None)` removes it. The nodes, labels and ports of a blueprint never change.
+/// `Some(None)` removes it. The nodes and ports change only with a new version
+/// ([`Pool::update_blueprint_nodes`]); the labels never change.
 ///
 /// A new placement or release mode applies to clusters made from then on; a free
 /// cluster on a host the new selector no longer admits is removed when it is next
@@ -124,6 +97,19 @@ pub struct BlueprintPatch {
     pub release_mode: Option<ReleaseMode>,
     /// New [`Blueprint::buffer_windows`] (empty removes them all).
     pub buffer_windows: Option<Vec<BufferWindow>>,
+    /// New [`Rollout::strategy`].
+    pub rollout_strategy: Option<RolloutStrategy>,
+    /// New [`Rollout::max_per_minute`].
+    pub rollout_per_minute: Option<u32>,
+}
+
+/// The nodes of a new version of a blueprint, and its API port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlueprintNodes {
+    /// The nodes; at least one, with unique names.
+    pub nodes: Vec<NodeSpec>,
+    /// The port whose URL is a cluster's API URL; see [`Blueprint::api_port`].
+    pub api_port: Option<PortRef>,
 }
 
 impl BlueprintPatch {
@@ -149,7 +135,63 @@ impl BlueprintPatch {
         if let Some(windows) = &self.buffer_windows {
             blueprint.buffer_windows = windows.clone();
         }
+        if let Some(strategy) = self.rollout_strategy {
+            blueprint.rollout.strategy = strategy;
+        }
+        if let Some(rate) = self.rollout_per_minute {
+            blueprint.rollout.max_per_minute = rate;
+        }
     }
+}
+
+/// Checks a blueprint's nodes: at least one, at most [`limits::NODES_MAX`], each
+/// valid, with unique names, and `api_port`, when given, a named port of one of them.
+fn validate_nodes(nodes: &[NodeSpec], api_port: Option<&PortRef>) -> Result<()> {
+    if nodes.is_empty() {
+        return Err(Error::invalid("nodes", "a blueprint needs at least one node"));
+    }
+    if nodes.len() > limits::NODES_MAX {
+        return Err(Error::invalid(
+            "nodes",
+            format!("{} nodes is more than {}", nodes.len(), limits::NODES_MAX),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for node in nodes {
+        validate_node(node)?;
+        if !seen.insert(node.name.as_str()) {
+            return Err(Error::invalid(
+                "nodes",
+                format!("node name {:?} is used twice", node.name),
+            ));
+        }
+    }
+    if let Some(at) = api_port {
+        let known = nodes
+            .iter()
+            .any(|n| n.name == at.node && n.ports.contains_key(&at.port));
+        if !known {
+            return Err(Error::invalid(
+                "api_port",
+                format!(
+                    "{} is not a named port of a node of this blueprint",
+                    limits::quoted(&at.to_string())
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a rollout: at least one replacement a minute, at most
+/// [`limits::ROLLOUT_PER_MINUTE_MAX`].
+fn validate_rollout(rollout: &Rollout) -> Result<()> {
+    limits::check_range(
+        "rollout_per_minute",
+        u64::from(rollout.max_per_minute),
+        1,
+        u64::from(limits::ROLLOUT_PER_MINUTE_MAX),
+    )
 }
 
 /// Checks a blueprint's buffer windows: at most [`limits::BUFFER_WINDOWS_MAX`], each
@@ -336,6 +378,7 @@ impl Pool {
     #[instrument(skip(self, new), fields(blueprint = %new.name))]
     pub async fn create_blueprint(&self, new: NewBlueprint) -> Result<Blueprint> {
         new.validate()?;
+        let now = Utc::now();
         let blueprint = Blueprint {
             name: new.name,
             labels: new.labels,
@@ -346,7 +389,11 @@ impl Pool {
             buffer_windows: new.buffer_windows,
             placement: new.placement,
             release_mode: new.release_mode,
-            created_at: Utc::now(),
+            rollout: new.rollout,
+            version: 1,
+            version_created_at: now,
+            earlier_versions: Vec::new(),
+            created_at: now,
         };
         self.store().insert_blueprint(&blueprint).await?;
         self.inner.catalog.invalidate();
@@ -374,12 +421,48 @@ impl Pool {
             &blueprint.buffer_windows,
         )?;
         limits::check_labels("host_selector", &blueprint.placement.host_selector)?;
+        validate_rollout(&blueprint.rollout)?;
         if !self.store().update_blueprint_policies(&blueprint).await? {
             return Err(Error::not_found("blueprint", limits::quoted(name)));
         }
         self.inner.catalog.invalidate();
         info!(buffer = ?blueprint.buffer, max_applied = ?blueprint.max_applied, "blueprint policies changed");
         self.hold_buffers().await;
+        Ok(blueprint)
+    }
+
+    /// Makes a new version of the blueprint `name` with other nodes (and API port):
+    /// every cluster made from then on is of it. The free clusters of earlier versions
+    /// are replaced as its [`Rollout`] says; applied ones keep their version until
+    /// released. Bad nodes are [`Error::Invalid`], an unknown blueprint
+    /// [`Error::NotFound`]; nothing changes then.
+    #[instrument(skip(self, new))]
+    pub async fn update_blueprint_nodes(&self, name: &str, new: BlueprintNodes) -> Result<Blueprint> {
+        validate_nodes(&new.nodes, new.api_port.as_ref())?;
+        let mut blueprint = self.blueprint(name).await?;
+        let previous = blueprint.version;
+        let now = Utc::now();
+        let next = previous.checked_add(1).ok_or_else(|| {
+            Error::conflict(format!("blueprint {name:?} has had {previous} versions; no more"))
+        })?;
+        blueprint.earlier_versions.push(BlueprintVersion {
+            version: previous,
+            nodes: std::mem::replace(&mut blueprint.nodes, new.nodes),
+            api_port: std::mem::replace(&mut blueprint.api_port, new.api_port),
+            created_at: blueprint.version_created_at,
+            superseded_at: now,
+        });
+        blueprint.version = next;
+        blueprint.version_created_at = now;
+        if !self
+            .store()
+            .update_blueprint_version(&blueprint, previous)
+            .await?
+        {
+            return Err(Error::not_found("blueprint", limits::quoted(name)));
+        }
+        self.inner.catalog.invalidate();
+        info!(version = next, "blueprint has a new version");
         Ok(blueprint)
     }
 

@@ -187,7 +187,8 @@ impl Pool {
             };
             let mut free = self.store().list_clusters(&ready, Page::ALL).await?.items;
             free.retain(|c| !self.is_busy(&c.id));
-            free.sort_by_key(|c| c.health == Health::Ok);
+            // The unhealthy go first, then those of earlier versions.
+            free.sort_by_key(|c| (c.health == Health::Ok, c.blueprint_version == blueprint.version));
             let mut left = surplus;
             for cluster in free {
                 if left == 0 {

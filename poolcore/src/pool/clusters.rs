@@ -69,9 +69,10 @@ impl Pool {
             limits::check_name("name", name)?;
         }
         let host = self.host(host_id).await?;
-        placement::check_admits(&self.blueprint(blueprint).await?, &host)?;
+        let blueprint = self.blueprint(blueprint).await?;
+        placement::check_admits(&blueprint, &host)?;
         let cluster = self
-            .insert_cluster(&host, blueprint, name)
+            .insert_cluster(&host, &blueprint, name)
             .await?
             .ok_or_else(|| {
                 Error::conflict(format!(
@@ -83,18 +84,22 @@ impl Pool {
         Ok(cluster)
     }
 
-    /// Inserts a `creating` cluster record on `host` unless the host is full (`None`).
+    /// Inserts a `creating` cluster record of the current version of `blueprint` on
+    /// `host` unless the host is full (`None`).
     pub(super) async fn insert_cluster(
         &self,
         host: &Host,
-        blueprint: &str,
+        blueprint: &Blueprint,
         name: Option<&str>,
     ) -> Result<Option<Cluster>> {
         let name = match name {
             Some(name) => name.to_owned(),
-            None => format!("{blueprint}-{}", &new_id()[..8]),
+            None => format!("{}-{}", blueprint.name, &new_id()[..8]),
         };
-        let cluster = Cluster::new(name, blueprint, &host.id);
+        let cluster = Cluster {
+            blueprint_version: blueprint.version,
+            ..Cluster::new(name, &blueprint.name, &host.id)
+        };
         if !self.store().insert_cluster(&cluster, host.capacity).await? {
             return Ok(None);
         }
@@ -183,6 +188,7 @@ impl Pool {
             )));
         }
         let blueprint = self.blueprint(&cluster.blueprint).await?;
+        let blueprint = blueprint.of_cluster(&cluster)?;
         if let Some(node) = node {
             if !blueprint.nodes.iter().any(|n| n.name == node) {
                 return Err(Error::not_found("node", limits::quoted(node)));
@@ -270,7 +276,16 @@ impl Pool {
         let host = self.host(&cluster.host_id).await?;
         let driver = self.driver(&host)?;
         let started = std::time::Instant::now();
-        let made = match self.blueprint(&cluster.blueprint).await {
+        // Always the current version: nothing of an earlier one runs yet.
+        let blueprint = self.blueprint(&cluster.blueprint).await;
+        let version = blueprint
+            .as_ref()
+            .map_or(cluster.blueprint_version, |b| b.version);
+        let cluster = &Cluster {
+            blueprint_version: version,
+            ..cluster.clone()
+        };
+        let made = match blueprint {
             Ok(blueprint) => match self.may_create(&blueprint.name) {
                 MayCreate::Yes => {
                     self.forget_probe_failures(&cluster.id);
@@ -325,6 +340,7 @@ impl Pool {
                 current.id, current.status
             )));
         }
+        current.blueprint_version = version;
         match made {
             Ok(deployment) => {
                 current.status = ClusterStatus::Ready;
@@ -345,8 +361,8 @@ impl Pool {
     }
 
     /// Makes a `releasing` cluster ready again, same id, name and host: destroyed and
-    /// provisioned afresh, or restarted in place when its blueprint's release mode is
-    /// `reset`. Removed instead when its blueprint holds more free clusters than it
+    /// provisioned afresh at the blueprint's current version, or restarted in place
+    /// when its blueprint's release mode is `reset` and it runs the current version. Removed instead when its blueprint holds more free clusters than it
     /// wants, or its host selector no longer admits the host.
     pub(super) fn spawn_recycle(&self, cluster: Cluster) {
         self.spawn_cluster_work("recycle", cluster, |pool, cluster| async move {
@@ -373,7 +389,10 @@ impl Pool {
             self.remove_cluster(&gone).await?;
             return Ok(gone);
         }
-        if let Some(blueprint) = blueprint.filter(|b| b.release_mode == ReleaseMode::Reset) {
+        // A reset keeps the version the cluster runs: only of the current one.
+        let resettable =
+            |b: &Blueprint| b.release_mode == ReleaseMode::Reset && b.version == cluster.blueprint_version;
+        if let Some(blueprint) = blueprint.filter(resettable) {
             match self.reset(&cluster, &blueprint, driver.as_ref()).await {
                 Ok(reset) => return Ok(reset),
                 Err(e) if e.is_stale() => return Err(e),

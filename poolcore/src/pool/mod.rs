@@ -16,6 +16,7 @@ mod operations;
 mod placement;
 mod readiness;
 pub mod reconcile;
+mod rollout;
 mod slots;
 mod wait;
 
@@ -35,13 +36,14 @@ use crate::store::Store;
 
 pub use apply::{ApplyRequest, BlueprintStats, HostStats, ReleaseTarget, Stats};
 pub use backoff::{Backoff, BACKOFF_AFTER};
-pub use blueprints::{BlueprintPatch, NewBlueprint};
+pub use blueprints::{BlueprintNodes, BlueprintPatch, NewBlueprint};
 pub use clusters::{Actor, NodeAction};
 pub use hosts::{HostPatch, NewHost};
 pub use lifecycle::ReconcilerHandle;
 pub use operations::{fill_plan, fill_plan_within};
 pub use placement::{lay_out, HostLoad};
 pub use reconcile::{decide, ClusterAction, ReconcileConfig, ReconcileReport, RECONCILER_LOCK};
+pub use rollout::{RolloutStatus, VersionClusters};
 pub use slots::SLOT_POLL;
 pub use wait::WAIT_POLL;
 
@@ -213,6 +215,7 @@ impl PoolBuilder {
                 planning: tokio::sync::Mutex::default(),
                 top_up: buffer::TopUp::default(),
                 backoffs: backoff::Backoffs::default(),
+                rollouts: rollout::Limiters::default(),
                 config: self.config,
             }),
         }
@@ -268,6 +271,8 @@ struct Inner {
     top_up: buffer::TopUp,
     /// The blueprints whose creations keep failing.
     backoffs: backoff::Backoffs,
+    /// The rate of each rollout.
+    rollouts: rollout::Limiters,
     config: PoolConfig,
 }
 

@@ -252,7 +252,7 @@ impl Pool {
             .map(|b| b.name.clone())
             .collect();
         let plan = fill_plan_within(&on_host, &names, host.capacity, &mut room);
-        self.insert_planned(host, &plan).await
+        self.insert_planned(host, &plan, blueprints).await
     }
 
     /// Provisions `clusters`, inserted by [`Pool::plan_fill`], as an operation on `host`.
@@ -273,9 +273,17 @@ impl Pool {
 
     /// Inserts the planned clusters, stopping where the host is full (another server
     /// may fill it at the same time).
-    async fn insert_planned(&self, host: &Host, plan: &[String]) -> Result<Vec<Cluster>> {
+    async fn insert_planned(
+        &self,
+        host: &Host,
+        plan: &[String],
+        blueprints: &[Blueprint],
+    ) -> Result<Vec<Cluster>> {
         let mut clusters = Vec::with_capacity(plan.len());
-        for blueprint in plan {
+        for name in plan {
+            let Some(blueprint) = blueprints.iter().find(|b| &b.name == name) else {
+                continue;
+            };
             match self.insert_cluster(host, blueprint, None).await? {
                 Some(cluster) => clusters.push(cluster),
                 None => break,

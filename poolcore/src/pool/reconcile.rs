@@ -14,7 +14,8 @@
 //! 5. fills `autofill` hosts up to their capacity, within each blueprint's ready
 //!    buffer and `max_total` (see [`ReadyBuffer`](crate::ReadyBuffer)).
 //!
-//! Before the hosts it also removes the free clusters beyond a blueprint's buffer.
+//! Before the hosts it also removes the free clusters beyond a blueprint's buffer, and
+//! replaces free clusters of a blueprint's earlier versions (see [`Rollout`](crate::Rollout)).
 //!
 //! Before the hosts, a pass also closes operations whose server stopped: a running
 //! operation that no server has written for [`ReconcileConfig::operation_timeout`]
@@ -27,6 +28,7 @@
 //! store lock [`RECONCILER_LOCK`], so that of several servers sharing a store, one
 //! reconciles at a time.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -149,6 +151,8 @@ pub struct ReconcileReport {
     pub trimmed: u32,
     /// Clusters added to fill hosts.
     pub created: u32,
+    /// Free clusters of earlier blueprint versions being made anew at the current one.
+    pub rolled_out: u32,
     /// Operations whose server stopped, closed as `interrupted`.
     pub operations_interrupted: u32,
     /// What went wrong, one line each; the pass goes on past errors.
@@ -165,6 +169,7 @@ impl ReconcileReport {
         self.resumed += other.resumed;
         self.orphans_removed += other.orphans_removed;
         self.created += other.created;
+        self.rolled_out += other.rolled_out;
         self.trimmed += other.trimmed;
         self.operations_interrupted += other.operations_interrupted;
         self.errors.extend(other.errors);
@@ -178,6 +183,7 @@ impl ReconcileReport {
             + self.resumed
             + self.orphans_removed
             + self.created
+            + self.rolled_out
             + self.trimmed
             + self.operations_interrupted
             > 0
@@ -269,6 +275,10 @@ impl Pool {
                 "removing the clusters on hosts their blueprint no longer admits",
                 e,
             ),
+        }
+        match self.roll_out(&listed).await {
+            Ok(replaced) => report.rolled_out += replaced,
+            Err(e) => report.error("replacing the free clusters of earlier blueprint versions", e),
         }
         let blueprints: HashMap<String, Blueprint> =
             listed.into_iter().map(|b| (b.name.clone(), b)).collect();
@@ -392,15 +402,20 @@ impl Pool {
             self.remove_orphan(driver.as_ref(), &orphan.cluster_id, &mut report)
                 .await;
         }
+        // Each cluster with its blueprint as of the version it runs.
+        let runs: Vec<Option<Cow<'_, Blueprint>>> = records
+            .iter()
+            .map(|c| blueprints.get(&c.blueprint)?.at_version(c.blueprint_version))
+            .collect();
         let probed = self
-            .probe_clusters(driver.as_ref(), &records, blueprints, &by_id)
+            .probe_clusters(driver.as_ref(), &records, &runs, &by_id)
             .await;
         let now = Utc::now();
-        for cluster in &records {
+        for (cluster, blueprint) in records.iter().zip(&runs) {
             if self.is_busy(&cluster.id) {
                 continue;
             }
-            let blueprint = blueprints.get(&cluster.blueprint);
+            let blueprint = blueprint.as_deref();
             let observed = probed
                 .get(cluster.id.as_str())
                 .or_else(|| by_id.get(cluster.id.as_str()).copied());
@@ -428,11 +443,11 @@ impl Pool {
         &self,
         driver: &dyn HostDriver,
         records: &[Cluster],
-        blueprints: &HashMap<String, Blueprint>,
+        runs: &[Option<Cow<'_, Blueprint>>],
         observed: &HashMap<&str, &ObservedCluster>,
     ) -> HashMap<String, ObservedCluster> {
-        let made = records.iter().filter_map(|cluster| {
-            let blueprint = blueprints.get(&cluster.blueprint)?;
+        let made = records.iter().zip(runs).filter_map(|(cluster, blueprint)| {
+            let blueprint = blueprint.as_deref()?;
             let seen = observed.get(cluster.id.as_str())?;
             let made = matches!(cluster.status, ClusterStatus::Ready | ClusterStatus::Applied);
             let probes = super::readiness::probed(blueprint).next().is_some();
@@ -758,6 +773,10 @@ mod tests {
             buffer_windows: Default::default(),
             placement: Default::default(),
             release_mode: Default::default(),
+            rollout: Default::default(),
+            version: 1,
+            version_created_at: Utc::now(),
+            earlier_versions: Vec::new(),
             created_at: Utc::now(),
         }
     }

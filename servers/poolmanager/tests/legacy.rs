@@ -179,6 +179,7 @@ async fn add_typed_blueprint(
         buffer_windows: Default::default(),
         placement: Default::default(),
         release_mode: Default::default(),
+        rollout: Default::default(),
     };
     s.pool.create_blueprint(new).await.expect("blueprint");
     name

@@ -5,7 +5,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::auth::{AdminAuth, UserAuth};
-use super::dto::blueprints::{Blueprint, BlueprintPage, BlueprintPatch, NewBlueprint};
+use super::dto::blueprints::{
+    Blueprint, BlueprintPage, BlueprintPatch, NewBlueprint, NewBlueprintVersion, RolloutStatus,
+};
 use super::dto::{default_limit, no_offset, page, Limit, Offset};
 use super::error::{Errors, ADMIN, BAD_REQUEST, BODY, CONFLICT, NOT_FOUND, USER};
 use super::http::JsonBody;
@@ -26,6 +28,13 @@ impl BlueprintsApi {
 #[derive(ApiResponse)]
 enum BlueprintCreated {
     /// Added; autofill hosts with room start filling.
+    #[oai(status = 201)]
+    Created(Json<Blueprint>),
+}
+
+#[derive(ApiResponse)]
+enum VersionCreated {
+    /// The blueprint at its new version.
     #[oai(status = 201)]
     Created(Json<Blueprint>),
 }
@@ -73,7 +82,8 @@ impl BlueprintsApi {
         Ok(Json(self.pool.blueprint(&name).await?.into()))
     }
 
-    /// Change a blueprint's quota and ready buffer; `unset` removes one. The pool makes
+    /// Change a blueprint's policies (quota, ready buffer, placement, release mode,
+    /// rollout); `unset` removes a limit. The pool makes
     /// or removes free clusters to match at once (and on every reconcile pass). A
     /// value out of range, or `min_ready` above `max_total`, is 400.
     #[oai(
@@ -93,6 +103,45 @@ impl BlueprintsApi {
                 .await?
                 .into(),
         ))
+    }
+
+    /// Make a new version of a blueprint with other nodes (and API port); returns the
+    /// blueprint at it. Every cluster made from then on is of the new version; free
+    /// clusters of earlier versions are made anew as its `rollout` says (`recreate`:
+    /// now, at most `rollout_per_minute` a minute; `on_release`: after their next
+    /// release); applied clusters keep their version until released. Bad nodes are 400;
+    /// another version made at the same moment is 409.
+    #[oai(
+        path = "/blueprints/:name/versions",
+        method = "post",
+        operation_id = "create_blueprint_version"
+    )]
+    async fn create_version(
+        &self,
+        _auth: AdminAuth,
+        name: Path<String>,
+        body: JsonBody<NewBlueprintVersion>,
+    ) -> Result<VersionCreated, Errors<{ ADMIN | BODY | NOT_FOUND | CONFLICT }>> {
+        let blueprint = self
+            .pool
+            .update_blueprint_nodes(&name, body.0.try_into()?)
+            .await?;
+        Ok(VersionCreated::Created(Json(blueprint.into())))
+    }
+
+    /// Where the blueprint's rollout stands: its clusters per version, by status.
+    /// User token.
+    #[oai(
+        path = "/blueprints/:name/rollout",
+        method = "get",
+        operation_id = "get_blueprint_rollout"
+    )]
+    async fn rollout(
+        &self,
+        _auth: UserAuth,
+        name: Path<String>,
+    ) -> Result<Json<RolloutStatus>, Errors<{ USER | NOT_FOUND }>> {
+        Ok(Json(self.pool.rollout_status(&name).await?.into()))
     }
 
     /// Delete a blueprint; refused with 409 while clusters use it.

@@ -63,6 +63,8 @@ pub struct LegacyCluster {
 impl LegacyCluster {
     /// `cluster` with what its `host` and `blueprint` tell (each may be gone).
     pub fn new(cluster: Cluster, host: Option<&Host>, blueprint: Option<&Blueprint>) -> Self {
+        let blueprint = blueprint.and_then(|b| b.at_version(cluster.blueprint_version));
+        let blueprint = blueprint.as_deref();
         let label = |key| {
             blueprint
                 .and_then(|b| b.labels.get(key))
@@ -203,6 +205,10 @@ mod tests {
             buffer_windows: Default::default(),
             placement: Default::default(),
             release_mode: Default::default(),
+            rollout: Default::default(),
+            version: 1,
+            version_created_at: chrono::Utc::now(),
+            earlier_versions: Vec::new(),
             created_at: chrono::Utc::now(),
         }
     }

@@ -290,6 +290,25 @@ pub enum ReleaseMode {
     Reset,
 }
 
+/// How the free clusters of a blueprint's earlier versions give way to a new one.
+/// Applied clusters keep their version until released either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(
+    rename = "RolloutStrategy",
+    rename_all = "snake_case",
+    remote = "poolcore::RolloutStrategy"
+)]
+pub enum RolloutStrategy {
+    /// Make them anew at the current version now, at most `rollout_per_minute` a
+    /// minute.
+    Recreate,
+    /// Leave them: each is made anew at the current version after its next release.
+    OnRelease,
+}
+
+/// Free clusters of earlier versions replaced in a minute at most.
+pub type RolloutRate = Bounded<1, { limits::ROLLOUT_PER_MINUTE_MAX as u64 }>;
+
 /// A day of the week, in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename = "Weekday", rename_all = "snake_case", remote = "poolcore::Weekday")]
@@ -355,6 +374,18 @@ impl From<poolcore::BufferWindow> for BufferWindow {
     }
 }
 
+/// `base` with the strategy and rate given.
+fn rollout(
+    strategy: Option<RolloutStrategy>,
+    rate: Option<RolloutRate>,
+    base: poolcore::Rollout,
+) -> poolcore::Rollout {
+    poolcore::Rollout {
+        strategy: strategy.map_or(base.strategy, Into::into),
+        max_per_minute: rate.map_or(base.max_per_minute, RolloutRate::get_u32),
+    }
+}
+
 fn windows(list: Option<Vec<BufferWindow>>) -> Result<Option<Vec<poolcore::BufferWindow>>, ApiError> {
     list.map(|l| l.into_iter().map(TryInto::try_into).collect())
         .transpose()
@@ -402,6 +433,11 @@ pub struct NewBlueprint {
     /// Time windows with other buffer values, at most 16.
     #[oai(validator(max_items = 16))]
     pub buffer_windows: Option<Vec<BufferWindow>>,
+    // How free clusters move to a new version (`recreate` when missing).
+    pub rollout: Option<RolloutStrategy>,
+    /// Free clusters of earlier versions made anew in a minute at most, with `recreate`
+    /// (default 30).
+    pub rollout_per_minute: Option<RolloutRate>,
 }
 
 impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
@@ -428,6 +464,7 @@ impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
             },
             release_mode: d.release_mode.map(Into::into).unwrap_or_default(),
             buffer_windows: windows(d.buffer_windows)?.unwrap_or_default(),
+            rollout: rollout(d.rollout, d.rollout_per_minute, poolcore::Rollout::default()),
         })
     }
 }
@@ -443,9 +480,10 @@ pub enum BlueprintPolicy {
     BufferWindows,
 }
 
-/// Changes to a blueprint's policies: its quota, ready buffer, placement and release
-/// mode. What is missing stays as it is; `unset` lists the limits to remove. Nodes,
-/// labels and ports never change. A new placement or release mode holds for clusters
+/// Changes to a blueprint's policies: its quota, ready buffer, placement, release
+/// mode and rollout. What is missing stays as it is; `unset` lists the limits to
+/// remove. Nodes and ports change with a new version (`create_blueprint_version`);
+/// labels never change. A new placement or release mode holds for clusters
 /// made from then on; a free cluster on a host the new `host_selector` no longer
 /// admits is removed when next released.
 #[derive(Debug, Clone, Default, Object)]
@@ -473,6 +511,10 @@ pub struct BlueprintPatch {
     /// them.
     #[oai(validator(max_items = 16))]
     pub buffer_windows: Option<Vec<BufferWindow>>,
+    // New rollout strategy, for versions made from then on and the rollout under way.
+    pub rollout: Option<RolloutStrategy>,
+    /// New most free clusters of earlier versions made anew in a minute.
+    pub rollout_per_minute: Option<RolloutRate>,
     /// Policies to remove (no limit, no buffer, no windows); none may also be given a
     /// value.
     #[oai(validator(max_items = 5))]
@@ -506,6 +548,8 @@ impl TryFrom<BlueprintPatch> for poolcore::BlueprintPatch {
             host_selector: d.host_selector.map(Map::into_inner),
             placement: d.placement.map(Into::into),
             release_mode: d.release_mode.map(Into::into),
+            rollout_strategy: d.rollout.map(Into::into),
+            rollout_per_minute: d.rollout_per_minute.map(RolloutRate::get_u32),
             buffer_windows: match (
                 windows(d.buffer_windows)?,
                 unset.contains(&BlueprintPolicy::BufferWindows),
@@ -550,8 +594,136 @@ pub struct Blueprint {
     pub release_mode: ReleaseMode,
     /// Time windows with other buffer values.
     pub buffer_windows: Vec<BufferWindow>,
+    // How free clusters move to a new version.
+    pub rollout: RolloutStrategy,
+    /// Free clusters of earlier versions made anew in a minute at most, with `recreate`.
+    pub rollout_per_minute: u32,
+    /// Its version: 1 when added, one more with each `create_blueprint_version`.
+    pub version: u32,
+    /// When the current version was made.
+    pub version_created_at: DateTime<Utc>,
+    /// Earlier versions some clusters may still run, oldest first; each is dropped
+    /// once no cluster runs it.
+    pub earlier_versions: Vec<BlueprintVersion>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+}
+
+/// An earlier version of a blueprint: its nodes and API port.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "BlueprintVersion", skip_serializing_if_is_none)]
+pub struct BlueprintVersion {
+    /// Its number.
+    pub version: u32,
+    /// Its nodes.
+    pub nodes: Vec<NodeSpec>,
+    /// Its `NODE.PORT` API port, when one was chosen.
+    pub api_port: Option<String>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When the next version replaced it.
+    pub superseded_at: DateTime<Utc>,
+}
+
+impl From<poolcore::BlueprintVersion> for BlueprintVersion {
+    fn from(v: poolcore::BlueprintVersion) -> Self {
+        BlueprintVersion {
+            version: v.version,
+            nodes: v.nodes.into_iter().map(Into::into).collect(),
+            api_port: v.api_port.map(|p| p.to_string()),
+            created_at: v.created_at,
+            superseded_at: v.superseded_at,
+        }
+    }
+}
+
+/// A new version of a blueprint: 1 to 64 `NodeSpec`s with unique names, and its API
+/// port. Every cluster made from then on is of it; free clusters of earlier versions
+/// are made anew as the blueprint's `rollout` says; applied ones keep their version
+/// until released.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "NewBlueprintVersion", deny_unknown_fields)]
+pub struct NewBlueprintVersion {
+    /// The nodes, with unique names.
+    #[oai(validator(min_items = 1, max_items = 64))]
+    pub nodes: Vec<NodeSpec>,
+    /// `NODE.PORT` whose URL is a cluster's API URL; the first named port of the first
+    /// node that has one when missing. Must name a port of a node.
+    pub api_port: Option<Text<PortRefRule>>,
+}
+
+impl TryFrom<NewBlueprintVersion> for poolcore::BlueprintNodes {
+    type Error = ApiError;
+    fn try_from(d: NewBlueprintVersion) -> Result<Self, ApiError> {
+        Ok(poolcore::BlueprintNodes {
+            nodes: d
+                .nodes
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            api_port: d.api_port.map(|p| p.as_str().parse()).transpose()?,
+        })
+    }
+}
+
+/// The clusters of one version of a blueprint, by status.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "VersionClusters", skip_serializing_if_is_none)]
+pub struct VersionClusters {
+    /// The version.
+    pub version: u32,
+    /// When it was made, if the blueprint still knows.
+    pub created_at: Option<DateTime<Utc>>,
+    /// When the next version replaced it; missing for the current one.
+    pub superseded_at: Option<DateTime<Utc>>,
+    // Its clusters by status.
+    pub clusters: super::pool::ClusterCounts,
+    /// Its clusters in all.
+    pub total: u64,
+}
+
+/// Where a blueprint's rollout stands: how many of its clusters run each version.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "RolloutStatus")]
+pub struct RolloutStatus {
+    /// The blueprint.
+    pub blueprint: String,
+    /// Its current version.
+    pub version: u32,
+    // How free clusters move to a new version.
+    pub rollout: RolloutStrategy,
+    /// Free clusters of earlier versions made anew in a minute at most, with `recreate`.
+    pub rollout_per_minute: u32,
+    /// The current version and each earlier one that clusters run, newest first.
+    pub versions: Vec<VersionClusters>,
+    /// Clusters of earlier versions, in all.
+    pub outdated: u64,
+    /// True when every cluster runs the current version.
+    pub complete: bool,
+}
+
+impl From<poolcore::RolloutStatus> for RolloutStatus {
+    fn from(r: poolcore::RolloutStatus) -> Self {
+        RolloutStatus {
+            blueprint: r.blueprint,
+            version: r.version,
+            rollout: r.rollout.strategy.into(),
+            rollout_per_minute: r.rollout.max_per_minute,
+            versions: r
+                .versions
+                .into_iter()
+                .map(|v| VersionClusters {
+                    version: v.version,
+                    created_at: v.created_at,
+                    superseded_at: v.superseded_at,
+                    clusters: v.clusters.into(),
+                    total: v.total,
+                })
+                .collect(),
+            outdated: r.outdated,
+            complete: r.complete,
+        }
+    }
 }
 
 impl From<poolcore::Blueprint> for Blueprint {
@@ -569,6 +741,11 @@ impl From<poolcore::Blueprint> for Blueprint {
             placement: b.placement.strategy.into(),
             release_mode: b.release_mode.into(),
             buffer_windows: b.buffer_windows.into_iter().map(Into::into).collect(),
+            rollout: b.rollout.strategy.into(),
+            rollout_per_minute: b.rollout.max_per_minute,
+            version: b.version,
+            version_created_at: b.version_created_at,
+            earlier_versions: b.earlier_versions.into_iter().map(Into::into).collect(),
             created_at: b.created_at,
         }
     }
