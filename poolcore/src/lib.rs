@@ -106,9 +106,9 @@ pub use model::{
     Blueprint, BlueprintVersion, BufferCounts, BufferWindow, Claim, ClaimOutcome, Cluster, ClusterCount,
     ClusterFilter, ClusterSort, ClusterSortKey, ClusterStatus, Deployment, EngineFacts, EngineTls, Health,
     HealthCheck, Host, HostKind, HostStatus, Labels, LeaseActivity, LeaseRecord, Listing, LogConfig,
-    NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus, Page, Pem,
-    Placement, PlacementStrategy, PortRef, PortSpec, Probe, ProbeCheck, Protocol, ReadyBuffer, ReleaseMode,
-    ReleaseReason, Rollout, RolloutStrategy, ServiceUrls, TimeOfDay, Weekday,
+    MinuteSummary, NodeDeployment, NodeSpec, Operation, OperationFilter, OperationKind, OperationStatus,
+    Page, Pem, Placement, PlacementStrategy, PortRef, PortSpec, Probe, ProbeCheck, Protocol, ReadyBuffer,
+    ReleaseMode, ReleaseReason, Rollout, RolloutStrategy, ServiceUrls, TimeOfDay, Weekday,
 };
 pub use pool::{
     Actor, ApplyRequest, Backoff, BlueprintNodes, BlueprintPatch, BlueprintStats, HostPatch, HostStats,

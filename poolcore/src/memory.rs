@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::error::{Error, Result};
 use crate::model::{
     Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, Health, Host,
-    LeaseActivity, LeaseRecord, Listing, Operation, OperationFilter, Page, ReleaseReason,
+    LeaseActivity, LeaseRecord, Listing, MinuteSummary, Operation, OperationFilter, Page, ReleaseReason,
 };
 use crate::store::Store;
 
@@ -22,6 +22,8 @@ struct State {
     /// Host id → ids of its clusters, so per-host reads do not scan every cluster.
     by_host: HashMap<String, BTreeSet<String>>,
     leases: BTreeMap<String, LeaseRecord>,
+    /// Minute → (leases applied, leases released) in it: the lease summary.
+    activity: BTreeMap<DateTime<Utc>, (u64, u64)>,
     operations: BTreeMap<String, Operation>,
     /// Lock name → (holder, held until).
     locks: BTreeMap<String, (String, DateTime<Utc>)>,
@@ -54,6 +56,50 @@ impl State {
         let cluster = self.clusters.remove(id)?;
         self.unindex(&cluster.host_id, id);
         Some(cluster)
+    }
+
+    /// Counts an apply (`released == false`) or a release at `at` in the summary.
+    fn tally(&mut self, at: DateTime<Utc>, released: bool) {
+        let minute = self.activity.entry(MinuteSummary::minute_of(at)).or_default();
+        if released {
+            minute.1 += 1;
+        } else {
+            minute.0 += 1;
+        }
+    }
+
+    /// Buckets of `summary` from the per-minute counts, the heads counted over the leases.
+    fn summarised(&self, summary: &MinuteSummary) -> Vec<LeaseActivity> {
+        let minutes = self
+            .activity
+            .range(summary.first_minute()..)
+            .map(|(start, (applied, released))| LeaseActivity {
+                start: *start,
+                applied: *applied,
+                released: *released,
+            });
+        let mut heads: BTreeMap<DateTime<Utc>, LeaseActivity> = BTreeMap::new();
+        let times = self.leases.values().flat_map(|l| {
+            [(l.applied_at, false)]
+                .into_iter()
+                .chain(l.released_at.map(|at| (at, true)))
+        });
+        for (at, released) in times {
+            let Some(start) = summary.head_of(at) else {
+                continue;
+            };
+            let head = heads.entry(start).or_insert(LeaseActivity {
+                start,
+                applied: 0,
+                released: 0,
+            });
+            if released {
+                head.released += 1;
+            } else {
+                head.applied += 1;
+            }
+        }
+        summary.buckets(minutes, &heads.into_values().collect::<Vec<_>>())
     }
 
     fn unindex(&mut self, host_id: &str, id: &str) {
@@ -324,8 +370,9 @@ impl Store for MemStore {
             return Ok(ClaimOutcome::Exhausted);
         };
         cluster.claim(claim);
-        s.leases
-            .insert(claim.lease_id.clone(), LeaseRecord::opened(&cluster, claim));
+        let lease = LeaseRecord::opened(&cluster, claim);
+        s.tally(lease.applied_at, false);
+        s.leases.insert(claim.lease_id.clone(), lease);
         s.put_cluster(cluster.clone());
         Ok(ClaimOutcome::Claimed(cluster))
     }
@@ -342,6 +389,7 @@ impl Store for MemStore {
         };
         if let Some(lease) = cluster.lease_id.as_ref().and_then(|l| s.leases.get_mut(l)) {
             lease.close(now, reason);
+            s.tally(now, true);
         }
         cluster.release(now);
         s.put_cluster(cluster.clone());
@@ -369,7 +417,10 @@ impl Store for MemStore {
         bucket: chrono::Duration,
     ) -> Result<Vec<LeaseActivity>> {
         let s = self.state();
-        Ok(LeaseActivity::tally(s.leases.values(), since, bucket))
+        Ok(match MinuteSummary::new(since, bucket) {
+            Some(summary) => s.summarised(&summary),
+            None => LeaseActivity::tally(s.leases.values(), since, bucket),
+        })
     }
 
     async fn put_operation(&self, op: &Operation) -> Result<()> {

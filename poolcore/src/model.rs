@@ -24,6 +24,13 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Generates a new id that sorts after the ids made before it (UUID v7: time first,
+/// then random; hyphenated), for records made in time order such as leases: a store
+/// that keys them adds each at the end of its index instead of anywhere in it.
+pub fn new_ordered_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Serializes a type as its `Display` text and deserializes it with its `FromStr`.
 macro_rules! serde_as_text {
     ($name:ident) => {
@@ -1634,6 +1641,122 @@ impl LeaseActivity {
             .into_iter()
             .map(|(i, (applied, released))| LeaseActivity {
                 start: since + width * i32::try_from(i).unwrap_or(i32::MAX),
+                applied,
+                released,
+            })
+            .collect()
+    }
+}
+
+/// [`Store::lease_activity`](crate::Store::lease_activity) read from a per-minute
+/// summary of applies and releases, which a store keeps beside its lease records so
+/// that the history does not read every lease of the period.
+///
+/// With buckets of a whole number of minutes, every minute falls in one bucket, but
+/// for the minutes a bucket boundary cuts when `since` is not on a minute: the part of
+/// such a minute before the boundary (its *head*, `[minute, minute + since's offset
+/// in its minute)`) belongs to the bucket before. The store counts those heads from
+/// its lease records ([`Self::heads`]); everything else comes from the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteSummary {
+    since: DateTime<Utc>,
+    width: chrono::Duration,
+    /// Width in minutes.
+    minutes: i64,
+    /// The minute `since` falls in.
+    first: DateTime<Utc>,
+}
+
+impl MinuteSummary {
+    /// The width of the summary's buckets.
+    pub const MINUTE: chrono::Duration = chrono::Duration::minutes(1);
+
+    /// How to read buckets of `width` from `since` from the summary; `None` unless
+    /// `width` is a positive whole number of minutes (the caller tallies the leases).
+    pub fn new(since: DateTime<Utc>, width: chrono::Duration) -> Option<Self> {
+        let minutes = width.num_minutes();
+        (minutes > 0 && Self::MINUTE * i32::try_from(minutes).ok()? == width).then(|| Self {
+            since,
+            width,
+            minutes,
+            first: Self::minute_of(since),
+        })
+    }
+
+    /// The start of the minute `at` falls in.
+    pub fn minute_of(at: DateTime<Utc>) -> DateTime<Utc> {
+        let start = at.timestamp().div_euclid(60) * 60;
+        DateTime::from_timestamp(start, 0).unwrap_or(at)
+    }
+
+    /// The first minute of the summary to read: later ones are read too.
+    pub fn first_minute(&self) -> DateTime<Utc> {
+        self.first
+    }
+
+    /// Whether the minute starting at `minute` is cut by a bucket boundary.
+    fn is_split(&self, minute: DateTime<Utc>) -> bool {
+        self.since != self.first && (minute - self.first).num_minutes().rem_euclid(self.minutes) == 0
+    }
+
+    /// The heads to count from the lease records, as `[start, end)` ranges: one for
+    /// each of the summarised `minutes` (at or after [`Self::first_minute`]) that a
+    /// bucket boundary cuts.
+    pub fn heads<'a>(
+        &'a self,
+        minutes: impl IntoIterator<Item = &'a LeaseActivity> + 'a,
+    ) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + 'a {
+        let offset = self.since - self.first;
+        minutes
+            .into_iter()
+            .filter(|m| m.start >= self.first && self.is_split(m.start))
+            .map(move |m| (m.start, m.start + offset))
+    }
+
+    /// The start of the head `at` falls in, if any: for a store that counts heads by
+    /// going over its leases.
+    pub fn head_of(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let minute = Self::minute_of(at);
+        (minute >= self.first && at < minute + (self.since - self.first) && self.is_split(minute))
+            .then_some(minute)
+    }
+
+    /// The buckets from the summarised `minutes` and the counts of their `heads`
+    /// (each with the start of its minute), as [`Store::lease_activity`](crate::Store::lease_activity)
+    /// returns them.
+    pub fn buckets(
+        &self,
+        minutes: impl IntoIterator<Item = LeaseActivity>,
+        heads: &[LeaseActivity],
+    ) -> Vec<LeaseActivity> {
+        let heads: BTreeMap<DateTime<Utc>, &LeaseActivity> = heads.iter().map(|h| (h.start, h)).collect();
+        let mut buckets: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+        let mut add = |i: i64, applied: u64, released: u64| {
+            let b = buckets.entry(i).or_default();
+            b.0 += applied;
+            b.1 += released;
+        };
+        for m in minutes.into_iter().filter(|m| m.start >= self.first) {
+            let i = (m.start - self.first).num_minutes() / self.minutes;
+            match heads.get(&m.start).filter(|_| self.is_split(m.start)) {
+                Some(head) => {
+                    if i > 0 {
+                        add(i - 1, head.applied, head.released);
+                    }
+                    add(
+                        i,
+                        m.applied.saturating_sub(head.applied),
+                        m.released.saturating_sub(head.released),
+                    );
+                }
+                None => add(i, m.applied, m.released),
+            }
+        }
+        buckets
+            .into_iter()
+            .filter(|(_, (applied, released))| *applied + *released > 0)
+            .map(|(i, (applied, released))| LeaseActivity {
+                start: self.since + self.width * i32::try_from(i).unwrap_or(i32::MAX),
                 applied,
                 released,
             })

@@ -149,10 +149,15 @@ pub trait Store: Debug + Send + Sync + 'static {
 
     /// Applies and releases per time bucket: bucket `i` counts the leases applied, and
     /// those released, in `[since + i·bucket, since + (i+1)·bucket)`. Buckets with
-    /// neither are left out; the rest come in time order.
+    /// neither are left out; the rest come in time order. The stores of this workspace
+    /// answer buckets of whole minutes from counts per minute kept as leases are
+    /// written ([`MinuteSummary`](crate::MinuteSummary)), so that a dashboard's history
+    /// does not read every lease of the period.
     ///
     /// # Behavior
     /// - Leases applied or released before `since` do not count in it.
+    /// - A `since` within a minute splits the minutes at the bucket boundaries: what
+    ///   falls before a boundary counts in the bucket before.
     async fn lease_activity(
         &self,
         since: DateTime<Utc>,

@@ -47,6 +47,7 @@ use crate::documents::{
     LAST_RELEASE, SLOT, USER_SLOT,
 };
 use crate::error::{conflict_on_duplicate, is_duplicate_key, run, MongoError};
+use crate::summary::{add_events, events_of, LeaseEvent, LEASE_MINUTES};
 
 /// Hosts, `_id` = host id.
 const HOSTS: &str = "hosts";
@@ -132,6 +133,8 @@ pub struct MongoStore {
     pub(crate) leases: Collection<Document>,
     pub(crate) operations: Collection<Document>,
     pub(crate) locks: Collection<Document>,
+    /// Applies and releases per minute (see `summary`).
+    pub(crate) lease_minutes: Collection<Document>,
     /// Lease records of claims, not yet written.
     lease_queue: Arc<LeaseQueue>,
 }
@@ -197,6 +200,7 @@ impl MongoStore {
             leases: collection(LEASES),
             operations: collection(OPERATIONS),
             locks: collection(LOCKS),
+            lease_minutes: collection(LEASE_MINUTES),
             lease_queue: Arc::default(),
             db,
             config,
@@ -204,7 +208,9 @@ impl MongoStore {
         let slotted = run("connect", async {
             store.db.run_command(doc! {"ping": 1}).await?;
             create_indexes(&store.db).await?;
-            store.migrate().await
+            let slotted = store.migrate().await?;
+            store.summarise_leases().await?;
+            Ok(slotted)
         })
         .await?;
         let repaired = store.repair_leases().await?;
@@ -1011,7 +1017,10 @@ impl MongoStore {
     /// Writes `lease` unless a record with its id exists; returns whether it wrote.
     async fn insert_lease(&self, lease: &LeaseRecord) -> Result<bool, MongoError> {
         match self.leases.insert_one(encode(&documents::LEASE, lease)?).await {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.count_events(events_of(lease)).await;
+                Ok(true)
+            }
             Err(e) if is_duplicate_key(&e) => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -1032,30 +1041,27 @@ impl MongoStore {
                 doc! {"$set": {"released_at": documents::date(released_at), "release_reason": reason.as_str()}},
             )
             .await?;
+        if closed.modified_count > 0 {
+            self.count_events([LeaseEvent::Released(released_at)]).await;
+        }
         Ok(closed.modified_count)
     }
 
     /// Writes the closed `lease`: closes its record, or writes it whole if missing.
+    /// Each write is conditional, so that whichever first writes the record or
+    /// closes it counts it in the lease activity, once.
     async fn close_lease(&self, lease: &LeaseRecord) -> Result<(), MongoError> {
-        let mut on_insert = encode(&documents::LEASE, lease)?;
-        on_insert.remove("_id");
-        let closing = ["released_at", "release_reason"]
-            .into_iter()
-            .map(|field| (field.to_owned(), on_insert.remove(field).unwrap_or(Bson::Null)))
-            .collect::<Document>();
-        let update = doc! {"$set": closing, "$setOnInsert": on_insert};
-        let filter = doc! {"_id": &lease.id};
-        match self
-            .leases
-            .update_one(filter.clone(), update.clone())
-            .upsert(true)
-            .await
-        {
-            Ok(_) => Ok(()),
-            // Another writer inserted it between the upsert's look and its insert.
-            Err(e) if is_duplicate_key(&e) => Ok(self.leases.update_one(filter, update).await.map(drop)?),
-            Err(e) => Err(e.into()),
+        let released_at = lease.released_at.unwrap_or_else(Utc::now);
+        let reason = lease.release_reason.unwrap_or(ReleaseReason::Release);
+        if self.close_if_open(&lease.id, released_at, reason).await? > 0 {
+            return Ok(());
         }
+        // Missing (its claim's batch is not written yet), or closed already.
+        if !self.insert_lease(lease).await? {
+            // The batch was written in between.
+            self.close_if_open(&lease.id, released_at, reason).await?;
+        }
+        Ok(())
     }
 }
 
@@ -1091,25 +1097,26 @@ impl LeaseQueue {
 
     /// Writes what is queued now; returns once it is written (or has failed, which
     /// is logged: the repair writes those records).
-    async fn write_queued(&self, collection: &Collection<Document>) {
+    async fn write_queued(&self, collections: &LeaseCollections) {
         let _writing = self.writing.lock().await;
         let batch = std::mem::take(&mut self.pending().leases);
         if batch.is_empty() {
             return;
         }
-        if let Err(e) = insert_leases(collection, &batch).await {
-            warn!(
+        match insert_leases(&collections.leases, &batch).await {
+            Ok(inserted) => add_events(&collections.minutes, inserted.into_iter().flat_map(events_of)).await,
+            Err(e) => warn!(
                 leases = batch.len(),
                 error = %e,
                 "lease records not written; the lease repair writes them"
-            );
+            ),
         }
     }
 
     /// Writes batches until the queue is empty; the task a claim starts.
-    async fn drain(&self, collection: &Collection<Document>) {
+    async fn drain(&self, collections: &LeaseCollections) {
         loop {
-            self.write_queued(collection).await;
+            self.write_queued(collections).await;
             let mut pending = self.pending();
             if pending.leases.is_empty() {
                 pending.writer_running = false;
@@ -1119,31 +1126,50 @@ impl LeaseQueue {
     }
 }
 
+/// The collections a batch of lease records is written to.
+#[derive(Debug, Clone)]
+struct LeaseCollections {
+    leases: Collection<Document>,
+    minutes: Collection<Document>,
+}
+
 /// Inserts `leases`, skipping those whose record exists (written by the repair, or
-/// closed by a release that came first).
-async fn insert_leases(collection: &Collection<Document>, leases: &[LeaseRecord]) -> Result<(), MongoError> {
+/// closed by a release that came first); returns those it inserted.
+async fn insert_leases<'a>(
+    collection: &Collection<Document>,
+    leases: &'a [LeaseRecord],
+) -> Result<Vec<&'a LeaseRecord>, MongoError> {
     let documents = leases
         .iter()
         .map(|lease| encode(&documents::LEASE, lease))
         .collect::<Result<Vec<_>, _>>()?;
-    match collection.insert_many(documents).ordered(false).await {
-        Ok(_) => Ok(()),
-        Err(e) if only_duplicate_keys(&e) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    let skipped = match collection.insert_many(documents).ordered(false).await {
+        Ok(_) => HashSet::new(),
+        Err(e) => match duplicate_keys(&e) {
+            Some(skipped) => skipped,
+            None => return Err(e.into()),
+        },
+    };
+    Ok(leases
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skipped.contains(i))
+        .map(|(_, lease)| lease)
+        .collect())
 }
 
-/// Whether every write error of an unordered `insertMany` is a duplicate key.
-fn only_duplicate_keys(e: &mongodb::error::Error) -> bool {
+/// The positions of the documents an unordered `insertMany` skipped when every write
+/// error is a duplicate key; `None` for any other error.
+fn duplicate_keys(e: &mongodb::error::Error) -> Option<HashSet<usize>> {
     match e.kind.as_ref() {
-        ErrorKind::InsertMany(failure) => {
-            failure.write_concern_error.is_none()
-                && failure
-                    .write_errors
-                    .as_ref()
-                    .is_some_and(|errors| errors.iter().all(|w| w.code == crate::error::DUPLICATE_KEY))
+        ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+            let errors = failure.write_errors.as_ref()?;
+            errors
+                .iter()
+                .map(|w| (w.code == crate::error::DUPLICATE_KEY).then_some(w.index))
+                .collect()
         }
-        _ => is_duplicate_key(e),
+        _ => None,
     }
 }
 
@@ -1157,8 +1183,8 @@ impl MongoStore {
             !std::mem::replace(&mut pending.writer_running, true)
         };
         if start {
-            let (queue, collection) = (Arc::clone(&self.lease_queue), self.leases.clone());
-            tokio::spawn(async move { queue.drain(&collection).await });
+            let (queue, collections) = (Arc::clone(&self.lease_queue), self.lease_collections());
+            tokio::spawn(async move { queue.drain(&collections).await });
         }
     }
 
@@ -1166,6 +1192,13 @@ impl MongoStore {
     /// written. Reads of lease records do this first; call it before a planned stop
     /// so that other servers see the last claims' records at once.
     pub async fn flush_leases(&self) {
-        self.lease_queue.write_queued(&self.leases).await;
+        self.lease_queue.write_queued(&self.lease_collections()).await;
+    }
+
+    fn lease_collections(&self) -> LeaseCollections {
+        LeaseCollections {
+            leases: self.leases.clone(),
+            minutes: self.lease_minutes.clone(),
+        }
     }
 }

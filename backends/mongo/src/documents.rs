@@ -217,6 +217,15 @@ pub(crate) fn decode<T: DeserializeOwned>(shape: &Shape, mut doc: Document) -> R
     })
 }
 
+/// A stored time: a date, or text as [`time_from_text`] reads it.
+pub(crate) fn stored_time(value: Option<&Bson>) -> Option<DateTime<Utc>> {
+    match value? {
+        Bson::DateTime(t) => Some(t.to_chrono()),
+        Bson::String(text) => time_from_text(text),
+        _ => None,
+    }
+}
+
 /// A time a server stored as text: RFC 3339, or `YYYY-MM-DD HH:MM:SS[.fff][+HH:MM]`
 /// (UTC when no offset is given), which is how some MongoDB-compatible servers,
 /// nx-27017 among them, store a date written with `$set`.

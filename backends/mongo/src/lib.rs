@@ -53,6 +53,7 @@ mod core;
 mod documents;
 mod error;
 mod store;
+mod summary;
 
 pub use crate::core::{LeaseRepair, MongoStore};
 pub use config::{MongoConfig, DEFAULT_DATABASE};

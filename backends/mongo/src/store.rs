@@ -9,7 +9,8 @@ use futures::TryStreamExt;
 use mongodb::options::ReturnDocument;
 use poolcore::{
     Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, Error, Host,
-    LeaseActivity, LeaseRecord, Listing, Operation, OperationFilter, Page, ReleaseReason, Result, Store,
+    LeaseActivity, LeaseRecord, Listing, MinuteSummary, Operation, OperationFilter, Page, ReleaseReason,
+    Result, Store,
 };
 
 use crate::core::{clash, find_all, list_page, MongoStore, TRIES};
@@ -365,8 +366,9 @@ impl Store for MongoStore {
         .await
     }
 
-    /// One query for the leases applied or released since `since` (by their
-    /// indexes), counted here: nx-27017 cannot compute with dates in an aggregation.
+    /// From the per-minute counts for buckets of whole minutes; otherwise one query
+    /// for the leases applied or released since `since` (by their indexes), counted
+    /// here: nx-27017 cannot compute with dates in an aggregation.
     async fn lease_activity(
         &self,
         since: DateTime<Utc>,
@@ -374,6 +376,9 @@ impl Store for MongoStore {
     ) -> Result<Vec<LeaseActivity>> {
         self.flush_leases().await;
         run("lease activity", async {
+            if let Some(summary) = MinuteSummary::new(since, bucket) {
+                return self.summarised_activity(&summary).await;
+            }
             let leases: Vec<LeaseRecord> =
                 find_all(&self.leases, &documents::LEASE, documents::active_since(since)).await?;
             Ok(LeaseActivity::tally(&leases, since, bucket))

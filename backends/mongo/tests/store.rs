@@ -625,12 +625,17 @@ async fn an_apply_takes_at_most_two_round_trips() {
         ..ApplyRequest::default()
     };
     const LEASE_RECORDS: &str = "insert leases";
-    // What was sent since the last call, without the lease records written behind
-    // the claims, and how many of those there were.
+    // Their counts in the lease activity, written behind them.
+    const LEASE_COUNTS: &str = "update lease_minutes";
+    // What was sent since the last call, without the lease records and counts
+    // written behind the claims, and how many inserts of records there were.
     let sent_since = || {
         let all = std::mem::take(&mut *sent.lock().expect("command log"));
         let records = all.iter().filter(|c| *c == LEASE_RECORDS).count();
-        let others: Vec<String> = all.into_iter().filter(|c| c != LEASE_RECORDS).collect();
+        let others: Vec<String> = all
+            .into_iter()
+            .filter(|c| c != LEASE_RECORDS && c != LEASE_COUNTS)
+            .collect();
         (others, records)
     };
     // The first apply reads the blueprints and hosts into the pool's cache.
@@ -682,4 +687,58 @@ async fn an_apply_takes_at_most_two_round_trips() {
     assert_eq!(leases.total, 33, "every lease recorded");
     drop((pool, store));
     common::drop_database(Arc::into_inner(mongo).expect("the only handle left")).await;
+}
+
+#[tokio::test]
+async fn lease_activity_of_an_earlier_version_is_counted_at_connect() {
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    let host = sample_host();
+    let since = Utc::now() - Duration::hours(1);
+    let mut ids = Vec::new();
+    for minutes in [1, 2, 2] {
+        let cluster = ready_cluster("bp", &host.id);
+        insert(&store, &cluster).await;
+        let mut req = claim("alice", "bp", &host.id);
+        req.now = since + Duration::minutes(minutes) + Duration::seconds(10);
+        take(&store, &req).await;
+        ids.push(cluster.id);
+    }
+    let at = since + Duration::minutes(3);
+    store
+        .release_cluster(&ids[0], at, ReleaseReason::Release)
+        .await
+        .expect("release");
+    let hourly = Duration::hours(1);
+    let counted = store.lease_activity(since, hourly).await.expect("activity");
+    assert_eq!(
+        counted
+            .iter()
+            .map(|b| (b.applied, b.released))
+            .collect::<Vec<_>>(),
+        [(3, 1)]
+    );
+    // An earlier version kept no counts.
+    collection(&store, "lease_minutes")
+        .drop()
+        .await
+        .expect("drop the counts");
+    let upgraded = second_server(&store).await;
+    assert_eq!(
+        upgraded.lease_activity(since, hourly).await.expect("activity"),
+        counted
+    );
+    let minutes = upgraded
+        .lease_activity(since, Duration::minutes(1))
+        .await
+        .expect("activity per minute");
+    assert_eq!(
+        minutes
+            .iter()
+            .map(|b| ((b.start - since).num_minutes(), b.applied, b.released))
+            .collect::<Vec<_>>(),
+        [(1, 1, 0), (2, 2, 0), (3, 0, 1)]
+    );
+    common::drop_database(store).await;
 }

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::config::SqliteConfig;
 use crate::error::{join_error, SqliteError};
 use crate::schema;
-use crate::writer::{Checkpointer, Writer, WRITER_CHECKPOINT_PAGES};
+use crate::writer::{Checkpointer, LogRestart, Writer, RESTART_PAGES, WRITER_CHECKPOINT_PAGES};
 
 /// A [`Store`](poolcore::Store) in one SQLite database: a file shared by any number of processes, or
 /// a private in-memory database.
@@ -84,13 +84,15 @@ impl SqliteStore {
         let thread_failed =
             |e: std::io::Error| Error::unavailable("sqlite store", format!("cannot start a thread: {e}"));
         let readers = (!opened.readers.is_empty()).then(|| Connections::new(opened.readers));
+        let restart = Arc::new(LogRestart::default());
         let checkpointer = opened
             .checkpointer
-            .map(|conn| Checkpointer::start(conn, &name))
+            .map(|conn| Checkpointer::start(conn, &name, Arc::clone(&restart)))
             .transpose()
             .map_err(thread_failed)?;
         Ok(SqliteStore {
-            writer: Writer::start(opened.writer, &name, config.busy_timeout()).map_err(thread_failed)?,
+            writer: Writer::start(opened.writer, &name, config.busy_timeout(), restart)
+                .map_err(thread_failed)?,
             readers,
             _checkpointer: checkpointer,
             config,
@@ -272,8 +274,11 @@ fn open_connections(config: &SqliteConfig) -> Result<Opened, SqliteError> {
             "sqlite refused WAL mode; readers will wait for writers"
         );
     }
-    // The checkpointer copies most of the log, on its own connection and thread.
+    // The checkpointer copies the log and starts it again, on its own connection and
+    // thread (see `LogRestart`); the writer only when another process keeps it long.
     writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+    // A log that grew past its usual length is cut back when it starts again.
+    writer.pragma_update(None, "journal_size_limit", RESTART_PAGES * 4096)?;
     let found = schema::migrate(&mut writer)?;
     tracing::debug!(
         path,

@@ -253,6 +253,55 @@ BEGIN
         ON CONFLICT DO UPDATE SET n = n + 1;
 END;
 "#,
+    r#"
+-- Applies and releases per minute, kept by triggers: the lease history reads these
+-- instead of every lease of the period. `minute` is the minute's start in Unix
+-- seconds, from the text of the time (its first 16 characters name the minute).
+CREATE TABLE lease_minutes (
+    minute   INTEGER PRIMARY KEY NOT NULL,
+    applied  INTEGER NOT NULL,
+    released INTEGER NOT NULL
+) STRICT;
+INSERT INTO lease_minutes
+SELECT minute, SUM(applied), SUM(released) FROM (
+    SELECT unixepoch(substr(applied_at, 1, 16)) AS minute, 1 AS applied, 0 AS released FROM leases
+    UNION ALL
+    SELECT unixepoch(substr(released_at, 1, 16)), 0, 1 FROM leases WHERE released_at IS NOT NULL
+) WHERE minute IS NOT NULL GROUP BY minute;
+CREATE TRIGGER leases_minute_insert AFTER INSERT ON leases BEGIN
+    INSERT INTO lease_minutes SELECT unixepoch(substr(NEW.applied_at, 1, 16)) AS m, 1, 0 WHERE m IS NOT NULL
+        ON CONFLICT DO UPDATE SET applied = applied + 1;
+    INSERT INTO lease_minutes SELECT unixepoch(substr(NEW.released_at, 1, 16)) AS m, 0, 1 WHERE m IS NOT NULL
+        ON CONFLICT DO UPDATE SET released = released + 1;
+END;
+CREATE TRIGGER leases_minute_delete AFTER DELETE ON leases BEGIN
+    UPDATE lease_minutes SET applied = applied - 1 WHERE minute = unixepoch(substr(OLD.applied_at, 1, 16));
+    UPDATE lease_minutes SET released = released - 1 WHERE minute = unixepoch(substr(OLD.released_at, 1, 16));
+END;
+CREATE TRIGGER leases_minute_update AFTER UPDATE OF applied_at, released_at ON leases
+    WHEN OLD.applied_at IS NOT NEW.applied_at OR OLD.released_at IS NOT NEW.released_at
+BEGIN
+    UPDATE lease_minutes SET applied = applied - 1 WHERE minute = unixepoch(substr(OLD.applied_at, 1, 16));
+    UPDATE lease_minutes SET released = released - 1 WHERE minute = unixepoch(substr(OLD.released_at, 1, 16));
+    INSERT INTO lease_minutes SELECT unixepoch(substr(NEW.applied_at, 1, 16)) AS m, 1, 0 WHERE m IS NOT NULL
+        ON CONFLICT DO UPDATE SET applied = applied + 1;
+    INSERT INTO lease_minutes SELECT unixepoch(substr(NEW.released_at, 1, 16)) AS m, 0, 1 WHERE m IS NOT NULL
+        ON CONFLICT DO UPDATE SET released = released + 1;
+END;
+"#,
+    r#"
+-- A claim takes the ready cluster first in row order, so that claims one after the
+-- other change the same few pages of the table and of this index, instead of a page
+-- anywhere for each (the implicit rowid orders entries of one status and health).
+CREATE INDEX clusters_status_health ON clusters (status, health);
+DROP INDEX clusters_status;
+-- With the status in it, a user's clusters in one status are read from this index,
+-- not from the one above.
+CREATE INDEX clusters_user_status ON clusters (user_id, status) WHERE user_id IS NOT NULL;
+DROP INDEX clusters_user;
+-- Nothing reads the leases of one cluster by its id.
+DROP INDEX leases_cluster;
+"#,
 ];
 
 /// The schema version this code writes and reads.
@@ -358,6 +407,43 @@ mod tests {
             })
             .expect("updated_at");
         assert_eq!(updated, "t9", "an old operation's last write is its end");
+    }
+
+    #[test]
+    fn summarises_the_leases_of_an_older_database() {
+        let mut conn = Connection::open_in_memory().expect("open in-memory database");
+        let before = MIGRATIONS.len() - 2;
+        for sql in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", before)
+            .expect("set user_version");
+        conn.execute_batch(
+            r#"
+            INSERT INTO leases (id, cluster_id, cluster_name, blueprint, host_id, user_id, metadata, applied_at, released_at) VALUES
+              ('l1', 'a', 'a', 'bp', 'h', 'alice', '{}', '2026-01-02T03:04:05.000000000Z', NULL),
+              ('l2', 'b', 'b', 'bp', 'h', 'bob', '{}', '2026-01-02T03:04:59.999999999Z', '2026-01-02T03:05:00.000000000Z');
+            "#,
+        )
+        .expect("leases of the older version");
+        migrate(&mut conn).expect("upgrade");
+        let minutes = |conn: &Connection| -> Vec<(i64, i64, i64)> {
+            conn.prepare("SELECT minute, applied, released FROM lease_minutes ORDER BY minute")
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect()
+                })
+                .expect("lease minutes")
+        };
+        let at = 1_767_323_040;
+        assert_eq!(minutes(&conn), [(at, 2, 0), (at + 60, 0, 1)]);
+        conn.execute_batch(
+            "UPDATE leases SET released_at = '2026-01-02T03:06:00.5Z' WHERE id = 'l1';
+             UPDATE leases SET released_at = '2026-01-02T03:04:30Z' WHERE id = 'l2';
+             DELETE FROM leases WHERE id = 'l2';",
+        )
+        .expect("lease writes");
+        assert_eq!(minutes(&conn), [(at, 1, 0), (at + 60, 0, 0), (at + 120, 0, 1)]);
     }
 
     #[test]

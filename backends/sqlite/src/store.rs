@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use poolcore::{
     Blueprint, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterSort, ClusterSortKey, Error,
-    Host, LeaseActivity, LeaseRecord, Listing, Operation, OperationFilter, Page, ReleaseReason, Result,
-    Store,
+    Host, LeaseActivity, LeaseRecord, Listing, MinuteSummary, Operation, OperationFilter, Page,
+    ReleaseReason, Result, Store,
 };
 use rusqlite::types::Value;
 use rusqlite::{named_params, params, Connection, OptionalExtension};
@@ -28,12 +28,13 @@ use crate::rows::{
 };
 
 /// Picks the cluster a new claim takes: ready, healthy, of a wanted blueprint on a
-/// wanted host; the same order as `MemStore`'s, by id.
-const CLAIMABLE: &str = "SELECT id FROM clusters \
+/// wanted host; the first in row order, which the `clusters_status_health` index
+/// keeps (see migration 11).
+const CLAIMABLE: &str = "SELECT id FROM clusters INDEXED BY clusters_status_health \
      WHERE status = 'ready' AND health = 'ok' \
        AND blueprint IN (SELECT value FROM json_each(:blueprints)) \
        AND host_id IN (SELECT value FROM json_each(:hosts)) \
-     ORDER BY id LIMIT 1";
+     ORDER BY rowid LIMIT 1";
 
 /// An applied cluster of the user of one of the blueprints, for a single claim.
 const HELD: &str = "SELECT id FROM clusters \
@@ -112,7 +113,7 @@ fn where_clause(clauses: &[&str]) -> String {
 
 /// How many clusters match `filter`: from the counts the triggers keep, unless the
 /// filter names a user or a health, which the counts do not key (a user's clusters
-/// are few, and a status and health are counted from the `clusters_status` index).
+/// are few, and a status and health are counted from the `clusters_status_health` index).
 fn count_clusters_matching(conn: &Connection, filter: &ClusterFilter) -> Result<u64, SqliteError> {
     let (clause, values) = cluster_where(filter)?;
     let sql = if filter.user_id.is_some() || filter.health.is_some() {
@@ -250,6 +251,9 @@ fn lease_activity_in(
     since: DateTime<Utc>,
     bucket: chrono::Duration,
 ) -> Result<Vec<LeaseActivity>, SqliteError> {
+    if let Some(summary) = MinuteSummary::new(since, bucket) {
+        return summarised_activity(conn, &summary);
+    }
     // Only what happened since `since` is read, through the two time indexes.
     let since_text = time(&since);
     let mut leases: Vec<LeaseRecord> = Vec::new();
@@ -264,6 +268,47 @@ fn lease_activity_in(
         }
     }
     Ok(LeaseActivity::tally(&leases, since, bucket))
+}
+
+/// Lease activity from the per-minute counts the triggers keep (migration 10), the
+/// heads of the minutes that bucket boundaries cut counted through the time indexes.
+fn summarised_activity(
+    conn: &Connection,
+    summary: &MinuteSummary,
+) -> Result<Vec<LeaseActivity>, SqliteError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT minute, applied, released FROM lease_minutes \
+          WHERE minute >= ?1 AND applied + released > 0 ORDER BY minute",
+    )?;
+    let minutes = stmt
+        .query_map([summary.first_minute().timestamp()], |row| {
+            let start: i64 = row.get(0)?;
+            let count = |i| row.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
+            Ok(LeaseActivity {
+                start: DateTime::from_timestamp(start, 0).unwrap_or_default(),
+                applied: count(1)?,
+                released: count(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut applied =
+        conn.prepare_cached("SELECT COUNT(*) FROM leases WHERE applied_at >= ?1 AND applied_at < ?2")?;
+    let mut released =
+        conn.prepare_cached("SELECT COUNT(*) FROM leases WHERE released_at >= ?1 AND released_at < ?2")?;
+    let mut heads = Vec::new();
+    for (start, end) in summary.heads(&minutes) {
+        let range = [time(&start), time(&end)];
+        let count = |stmt: &mut rusqlite::CachedStatement<'_>| {
+            stmt.query_row(params![range[0], range[1]], |row| row.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+        };
+        heads.push(LeaseActivity {
+            start,
+            applied: count(&mut applied)?,
+            released: count(&mut released)?,
+        });
+    }
+    Ok(summary.buckets(minutes, &heads))
 }
 
 #[async_trait]

@@ -2,7 +2,7 @@
 //! writes that wait for it together.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use poolcore::{Error, Result};
@@ -15,12 +15,24 @@ use crate::error::SqliteError;
 /// request a busy server has in flight, few enough that none waits long.
 const BATCH_MAX: usize = 256;
 
-/// Pages the log may grow by before the writer checkpoints it itself (SQLite's
-/// default, 1,000 pages: 4 MiB of 4 KiB pages).
-pub(crate) const WRITER_CHECKPOINT_PAGES: i64 = 1_000;
+/// Pages of log past which the checkpointer starts the log again (see [`LogRestart`]):
+/// 64 MiB of 4 KiB pages.
+pub(crate) const RESTART_PAGES: i64 = 16_384;
+
+/// Pages of log past which the writer checkpoints it itself, as SQLite's automatic
+/// checkpoint does: only when the checkpointer cannot start the log again, because
+/// another process's writer keeps writing to it.
+pub(crate) const WRITER_CHECKPOINT_PAGES: i64 = 4 * RESTART_PAGES;
 
 /// How often the checkpointer copies the write-ahead log into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Longest the checkpointer waits for the writer to hold: a batch is far shorter, so
+/// a writer that does not hold by then is idle.
+const HOLD_WAIT: Duration = Duration::from_millis(50);
+
+/// Longest the writer holds for the checkpointer, whatever happens to it.
+const HOLD_MAX: Duration = Duration::from_secs(1);
 
 /// The one connection that writes, on its own thread.
 ///
@@ -33,6 +45,73 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// changed page to the log, for many writes.
 pub(crate) struct Writer {
     jobs: Fed<Box<dyn Job>>,
+}
+
+/// How the checkpointer lets the log start again from its beginning without the
+/// writer checkpointing.
+///
+/// Only a write transaction that begins when every page of the log is copied into
+/// the database file starts the log again; under writes that never pause, a
+/// checkpoint on another thread never finds the log copied to its end, and the log
+/// grows without bound. A checkpoint on the writer's thread would bound it, but
+/// stops every write for its two `fsync`s (5–20 ms each on a virtual disk), and
+/// SQLite's automatic one runs every 1,000 pages. So the checkpointer copies the log
+/// beside the writer, and when the log is longer than [`RESTART_PAGES`] asks the
+/// writer to hold between two batches while it copies what the writer added since;
+/// the writer's next transaction then starts the log again. The writer stops once
+/// per [`RESTART_PAGES`], for one short checkpoint, instead of at every 1,000 pages.
+#[derive(Debug, Default)]
+pub(crate) struct LogRestart {
+    phase: Mutex<Phase>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    #[default]
+    Writing,
+    /// The checkpointer waits for the writer to hold.
+    Wanted,
+    /// The writer holds until the checkpointer is done.
+    Held,
+}
+
+impl LogRestart {
+    fn phase(&self) -> MutexGuard<'_, Phase> {
+        // A plain value: consistent whatever a panicking holder did.
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// On the writer, between batches: holds while the checkpointer asks it to.
+    fn hold_if_wanted(&self) {
+        let mut phase = self.phase();
+        if *phase != Phase::Wanted {
+            return;
+        }
+        *phase = Phase::Held;
+        self.changed.notify_all();
+        let (mut phase, _) = self
+            .changed
+            .wait_timeout_while(phase, HOLD_MAX, |p| *p == Phase::Held)
+            .unwrap_or_else(|e| e.into_inner());
+        *phase = Phase::Writing;
+    }
+
+    /// On the checkpointer: runs `f` while the writer holds (or is idle).
+    fn with_writer_held<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut phase = self.phase();
+        *phase = Phase::Wanted;
+        let (phase, _) = self
+            .changed
+            .wait_timeout_while(phase, HOLD_WAIT, |p| *p == Phase::Wanted)
+            .unwrap_or_else(|e| e.into_inner());
+        // An idle writer that wakes meanwhile still finds `Wanted` and holds.
+        drop(phase);
+        let out = f();
+        *self.phase() = Phase::Writing;
+        self.changed.notify_all();
+        out
+    }
 }
 
 /// A thread fed through a channel. Dropping it closes the channel and waits for the
@@ -76,13 +155,19 @@ impl<T> Drop for Fed<T> {
 impl Writer {
     /// Starts the writer thread on `conn`; a write waits at most `busy_timeout` for
     /// another process to let go of the database.
-    pub(crate) fn start(conn: Connection, name: &str, busy_timeout: Duration) -> std::io::Result<Writer> {
+    /// It holds between batches when `restart` asks it to.
+    pub(crate) fn start(
+        conn: Connection,
+        name: &str,
+        busy_timeout: Duration,
+        restart: Arc<LogRestart>,
+    ) -> std::io::Result<Writer> {
         let jobs = Fed::spawn(format!("sqlite-writer {name}"), move |queue| {
             BUSY_TRIES.set(busy_timeout.as_micros().div_ceil(BUSY_POLL.as_micros()));
             if let Err(e) = conn.busy_handler(Some(wait_while_busy)) {
                 tracing::warn!(error = %e, "sqlite: no busy handler of its own; keeping the busy timeout");
             }
-            write_loop(&conn, &queue)
+            write_loop(&conn, &queue, &restart)
         })?;
         Ok(Writer { jobs })
     }
@@ -194,9 +279,10 @@ fn batch_error(op: &'static str, e: &rusqlite::Error) -> Error {
     }
 }
 
-fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
+fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, restart: &LogRestart) {
     // Ends when the store, and with it the sending side, is dropped.
     while let Ok(first) = queue.recv() {
+        restart.hold_if_wanted();
         let mut batch = vec![first];
         while batch.len() < BATCH_MAX {
             match queue.try_recv() {
@@ -243,30 +329,36 @@ fn write_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
     }
 }
 
-/// One round of the checkpointer.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+/// One round of the checkpointer: `PASSIVE` never waits for a reader or the writer.
+/// Returns the pages in the log.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
 }
 
 /// Copies the write-ahead log into the database file from a thread of its own, so
-/// that the writer seldom does: `PASSIVE` never waits for a reader or the writer.
-///
-/// Only the writer can let the log start again from its beginning (at its first
-/// write after a checkpoint that copied everything), and under writes that never
-/// pause a checkpoint from another thread never copies everything: so the writer
-/// keeps a checkpoint of its own every [`WRITER_CHECKPOINT_PAGES`], which finds most
-/// of the log copied already.
-/// Dropping it stops the thread and waits for it, as [`Writer`]'s drop does.
+/// that the writer does not, and starts the log again when it is long (see
+/// [`LogRestart`]). Dropping it stops the thread and waits for it, as [`Writer`]'s
+/// drop does.
 pub(crate) struct Checkpointer {
     _thread: Fed<()>,
 }
 
 impl Checkpointer {
     /// Starts checkpointing on `conn` until the checkpointer is dropped.
-    pub(crate) fn start(conn: Connection, name: &str) -> std::io::Result<Checkpointer> {
+    pub(crate) fn start(
+        conn: Connection,
+        name: &str,
+        restart: Arc<LogRestart>,
+    ) -> std::io::Result<Checkpointer> {
         let thread = Fed::spawn(format!("sqlite-checkpoint {name}"), move |stopped| {
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                if let Err(e) = checkpoint(&conn) {
+                let round = checkpoint(&conn).and_then(|pages| {
+                    if pages < RESTART_PAGES {
+                        return Ok(pages);
+                    }
+                    restart.with_writer_held(|| checkpoint(&conn))
+                });
+                if let Err(e) = round {
                     tracing::warn!(error = %e, "sqlite checkpoint failed; trying again");
                 }
             }

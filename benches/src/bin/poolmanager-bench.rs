@@ -149,6 +149,13 @@ impl Running {
         self.own.as_ref().and_then(|(server, _)| server.rss_mib())
     }
 
+    /// The size of its own database's write-ahead log, in MiB.
+    fn wal_mib(&self) -> Option<f64> {
+        let (_, dir) = self.own.as_ref()?;
+        let wal = std::fs::metadata(dir.path().join(format!("{DATABASE}-wal"))).ok()?;
+        Some(wal.len() as f64 / (1024.0 * 1024.0))
+    }
+
     async fn stop(self) {
         if let Some((server, _dir)) = self.own {
             server.stop().await;
@@ -156,10 +163,13 @@ impl Running {
     }
 }
 
+/// The file name of the database a run seeds.
+const DATABASE: &str = "bench.db";
+
 async fn start_own(seed: Seed, binary: Option<PathBuf>) -> Result<Running, String> {
     let binary = server::server_binary(binary)?;
     let dir = tempfile::tempdir().map_err(|e| format!("a temp dir: {e}"))?;
-    let db = dir.path().join("bench.db");
+    let db = dir.path().join(DATABASE);
     let seeding = Instant::now();
     server::seed_database(&db, seed)
         .await
@@ -221,6 +231,8 @@ struct RunOutput {
     apply: RunReport,
     apply_to_health: f64,
     server_rss_mib: Option<f64>,
+    /// The write-ahead log after the run.
+    wal_mib: Option<f64>,
 }
 
 async fn run(
@@ -244,6 +256,7 @@ async fn run(
     let output = RunOutput {
         apply_to_health: ratio,
         server_rss_mib: running.rss_mib(),
+        wal_mib: running.wal_mib(),
         health,
         apply,
     };
@@ -261,6 +274,9 @@ async fn run(
     println!("apply / health throughput: {:.1}%", ratio * 100.0);
     if let Some(rss) = output.server_rss_mib {
         println!("server RSS: {rss:.0} MiB");
+    }
+    if let Some(wal) = output.wal_mib {
+        println!("write-ahead log after the run: {wal:.1} MiB");
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use futures::future::join_all;
 use crate::model::{
     new_id, Blueprint, BlueprintVersion, BufferWindow, Claim, ClaimOutcome, Cluster, ClusterCount,
     ClusterFilter, ClusterSort, ClusterSortKey, ClusterStatus, Deployment, EngineFacts, Health, Host,
-    HostKind, HostStatus, Labels, LeaseActivity, NodeDeployment, NodeSpec, Operation, OperationFilter,
+    HostKind, HostStatus, Labels, MinuteSummary, NodeDeployment, NodeSpec, Operation, OperationFilter,
     OperationKind, OperationStatus, Page, Placement, PlacementStrategy, PortRef, Quota, ReadyBuffer,
     ReleaseMode, ReleaseReason, Rollout, RolloutStrategy, Weekday,
 };
@@ -52,6 +52,7 @@ pub async fn run_all(store: &dyn Store) {
     concurrent_claims_never_exceed_quotas(store).await;
     leases_newest_first(store).await;
     lease_activity_counts_per_bucket(store).await;
+    lease_activity_splits_minutes(store).await;
     operations_round_trip(store).await;
     operations_filter_and_page(store).await;
     locks_are_exclusive(store).await;
@@ -1496,59 +1497,135 @@ pub async fn leases_newest_first(store: &dyn Store) {
     }
 }
 
-/// Applies and releases are counted in the bucket they fall in, from `since` on.
-pub async fn lease_activity_counts_per_bucket(store: &dyn Store) {
+/// A time far in the future, at a random minute, so that no other case's or run's
+/// leases fall in the ten minutes from it.
+fn quiet_minute() -> chrono::DateTime<Utc> {
+    let offset = uuid::Uuid::new_v4().as_u128() % 1_000_000;
+    MinuteSummary::minute_of(Utc::now() + Duration::days(3650)) + Duration::minutes(offset as i64)
+}
+
+/// Claims one new cluster of a new host per `(applied, released)`, at those seconds
+/// from `at`, releasing it then if given; returns the cluster ids.
+async fn leases_at(
+    store: &dyn Store,
+    at: chrono::DateTime<Utc>,
+    times: &[(i64, Option<i64>)],
+) -> Vec<String> {
     let host = new_id();
     let user = unique("user");
-    // Far in the future, at a random minute, so that no other case's or run's leases
-    // fall in the window.
-    let offset = uuid::Uuid::new_v4().as_u128() % 1_000_000;
-    let since = Utc::now() + Duration::days(3650) + Duration::minutes(offset as i64);
-    let minute = Duration::minutes(1);
     let mut ids = Vec::new();
-    for (applied, released) in [(0, Some(2)), (1, None), (1, Some(1)), (5, None)] {
+    for (applied, released) in times {
         let c = ready_cluster("bp", &host);
         insert(store, &c).await;
         let mut req = claim(&user, &["bp"], &[&host]);
-        req.now = since + Duration::seconds(applied * 60 + 5);
+        req.now = at + Duration::seconds(*applied);
         claimed(store, &req).await;
-        if let Some(at) = released {
-            let when = since + Duration::seconds(at * 60 + 30);
+        if let Some(released) = released {
             store
-                .release_cluster(&c.id, when, ReleaseReason::Release)
+                .release_cluster(&c.id, at + Duration::seconds(*released), ReleaseReason::Release)
                 .await
                 .expect("release");
         }
         ids.push(c.id);
     }
-    // Leases of another run side by side fall at another random minute, later ones
-    // past this window's end: leave them out.
+    ids
+}
+
+/// The buckets of `width` from `since` that start before `end`: leases of another
+/// run side by side fall at another random minute, later ones past `end`.
+async fn activity_until(
+    store: &dyn Store,
+    since: chrono::DateTime<Utc>,
+    width: Duration,
+    end: chrono::DateTime<Utc>,
+) -> Vec<(i32, u64, u64)> {
+    let got = store.lease_activity(since, width).await.expect("activity");
+    got.into_iter()
+        .filter(|b| b.start < end)
+        .map(|b| {
+            let i = (b.start - since).num_milliseconds() / width.num_milliseconds();
+            assert_eq!(
+                b.start,
+                since + width * i as i32,
+                "bucket {b:?} starts on a boundary"
+            );
+            (i as i32, b.applied, b.released)
+        })
+        .collect()
+}
+
+/// Applies and releases are counted in the bucket they fall in, from `since` on.
+pub async fn lease_activity_counts_per_bucket(store: &dyn Store) {
+    // Within a minute, as a dashboard asks for "the last hour".
+    let since = quiet_minute() + Duration::milliseconds(uuid::Uuid::new_v4().as_u128() as i64 % 60_000);
+    let minute = Duration::minutes(1);
+    let ids = leases_at(
+        store,
+        since,
+        &[(5, Some(150)), (65, None), (65, Some(90)), (305, None)],
+    )
+    .await;
     let end = since + Duration::minutes(10);
-    let activity = |from| async move {
-        let got = store.lease_activity(from, minute).await.expect("activity");
-        got.into_iter().filter(|b| b.start < end).collect::<Vec<_>>()
-    };
-    let got = activity(since).await;
-    let expected = |i: i32, applied, released| LeaseActivity {
-        start: since + minute * i,
-        applied,
-        released,
-    };
     assert_eq!(
-        got,
-        vec![
-            expected(0, 1, 0),
-            expected(1, 2, 1),
-            expected(2, 0, 1),
-            expected(5, 1, 0)
-        ]
+        activity_until(store, since, minute, end).await,
+        [(0, 1, 0), (1, 2, 1), (2, 0, 1), (5, 1, 0)]
     );
-    let later = activity(since + Duration::minutes(2)).await;
+    let later = activity_until(store, since + Duration::minutes(2), minute, end).await;
     assert_eq!(
         later.len(),
         2,
         "what happened before since does not count: {later:?}"
     );
+    for id in ids {
+        release_and_delete(store, &id).await;
+    }
+}
+
+/// Buckets of whole minutes from a `since` within a minute: the part of a minute
+/// before a bucket boundary counts in the bucket before, what is before `since` in
+/// none; buckets of other widths count the same way.
+pub async fn lease_activity_splits_minutes(store: &dyn Store) {
+    let minute = quiet_minute();
+    let since = minute + Duration::seconds(30);
+    let ids = leases_at(
+        store,
+        since,
+        &[
+            (-10, Some(35)),
+            (35, Some(115)),
+            (115, None),
+            (125, Some(245)),
+            (245, None),
+        ],
+    )
+    .await;
+    let end = since + Duration::minutes(10);
+    let cases = [
+        (since, Duration::minutes(2), vec![(0, 2, 2), (1, 1, 0), (2, 1, 1)]),
+        (
+            since,
+            Duration::seconds(90),
+            vec![(0, 1, 1), (1, 2, 1), (2, 1, 1)],
+        ),
+        (since, Duration::hours(1), vec![(0, 4, 3)]),
+        (
+            minute,
+            Duration::minutes(1),
+            vec![(0, 1, 0), (1, 1, 1), (2, 2, 1), (4, 1, 1)],
+        ),
+        (
+            minute + Duration::seconds(25),
+            Duration::minutes(3),
+            vec![(0, 3, 2), (1, 1, 1)],
+        ),
+    ];
+    for (from, width, expected) in cases {
+        assert_eq!(
+            activity_until(store, from, width, end).await,
+            expected,
+            "buckets of {width} from {from}"
+        );
+    }
     for id in ids {
         release_and_delete(store, &id).await;
     }

@@ -13,8 +13,8 @@ use crate::events::Event;
 use crate::limits;
 use crate::metrics::{self, ApplyOutcome};
 use crate::model::{
-    new_id, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, HostStatus, Labels,
-    LeaseActivity, LeaseRecord, Listing, Page, ReleaseReason,
+    new_ordered_id, Claim, ClaimOutcome, Cluster, ClusterCount, ClusterFilter, ClusterStatus, HostStatus,
+    Labels, LeaseActivity, LeaseRecord, Listing, Page, ReleaseReason,
 };
 
 /// What a user asks for.
@@ -176,7 +176,7 @@ impl Pool {
             blueprints,
             hosts,
             metadata: req.metadata.clone(),
-            lease_id: new_id(),
+            lease_id: new_ordered_id(),
             now,
             expires_at,
             allow_multiple: req.allow_multiple,

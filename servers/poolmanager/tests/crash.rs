@@ -305,3 +305,153 @@ async fn one_reconciler_at_a_time_and_a_dead_holder_is_taken_over() {
         taken.as_secs_f64()
     );
 }
+
+/// Applies answered `200` by a server under load: (cluster id, user id).
+type Answered = Vec<(String, String)>;
+
+/// Sends applies on `connections` connections, each as a new user, until `stop`;
+/// returns those answered. Requests cut off by the server's death are not answered.
+async fn apply_until(
+    api: &common::Api,
+    blueprint: &str,
+    connections: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Answered {
+    let worker = |w: usize| {
+        let stop = stop.clone();
+        async move {
+            let mut answered = Vec::new();
+            for i in 0.. {
+                if *stop.borrow() {
+                    break;
+                }
+                let user = format!("load-{w}-{i}");
+                let sent = api
+                    .http
+                    .post(format!("{}/apply", api.base))
+                    .bearer_auth(common::USER)
+                    .json(&json!({"user_id": user, "blueprint": blueprint}))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { break };
+                if response.status() != StatusCode::OK {
+                    continue;
+                }
+                let Ok(body) = response.json::<serde_json::Value>().await else {
+                    break;
+                };
+                if let Some(id) = body["id"].as_str() {
+                    answered.push((id.to_owned(), user));
+                }
+            }
+            answered
+        }
+    };
+    futures::future::join_all((0..connections).map(worker))
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_apply_load_keeps_every_answered_apply() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db: PathBuf = dir.path().join("pool.db");
+    const CAPACITY: u32 = 3_000;
+    let serve = ServeProcess::start(&sqlite_url(&db), &[("POOLMANAGER_RECONCILE_INTERVAL", "0")]).await;
+    let (status, host) = serve
+        .admin(
+            Method::POST,
+            "/hosts",
+            Some(json!({"name": common::unique("sim"), "kind": "sim",
+                "endpoint": format!("sim://{}", common::unique("e")), "capacity": CAPACITY, "autofill": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{host}");
+    let host = host["id"].as_str().expect("host id").to_owned();
+    let bp = common::unique("bp");
+    let (status, body) = serve
+        .admin(
+            Method::POST,
+            "/blueprints",
+            Some(json!({"name": bp, "nodes": [{"name": "vp0", "image": "sim", "ports": {"web": "80/tcp"}}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, op) = serve
+        .admin(Method::POST, &format!("/hosts/{host}/fill"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, stats) = serve.admin(Method::GET, "/stats", None).await;
+        if stats["clusters"]["ready"].as_u64() == Some(u64::from(CAPACITY)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sim host did not fill: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Full load, then kill -9 while applies are in flight.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = apply_until(&serve.api, &bp, 32, stopped);
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let pid = serve.pid();
+        let killed = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        assert!(killed.expect("kill runs").success(), "kill -9 {pid}");
+        // Workers whose connection died stop on their own; the rest stop here.
+        let _ = stop.send(true);
+    };
+    let (answered, ()) = tokio::join!(load, killer);
+    drop(serve);
+    assert!(
+        answered.len() > 100,
+        "the kill came under load: {} answered",
+        answered.len()
+    );
+    let ids: std::collections::BTreeSet<&str> = answered.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), answered.len(), "no cluster handed out twice");
+
+    // Restarted on the same file: every answered apply is there, with its open lease.
+    let serve = ServeProcess::start(&sqlite_url(&db), &[("POOLMANAGER_RECONCILE_INTERVAL", "0")]).await;
+    let store = SqliteStore::open(&db).await.expect("store");
+    for (id, user) in &answered {
+        let cluster = store
+            .get_cluster(id)
+            .await
+            .expect("get")
+            .expect("the cluster is kept");
+        assert_eq!(
+            (cluster.status, cluster.user_id.as_deref()),
+            (ClusterStatus::Applied, Some(user.as_str())),
+            "an answered apply is stored"
+        );
+        let leases = store.list_leases(Some(user), Page::ALL).await.expect("leases");
+        assert!(
+            leases
+                .items
+                .iter()
+                .any(|l| l.cluster_id == *id && l.released_at.is_none()),
+            "the answered apply of {id} to {user} has its open lease: {:?}",
+            leases.items
+        );
+    }
+    let (_, stats) = serve.admin(Method::GET, "/stats", None).await;
+    let applied = stats["clusters"]["applied"].as_u64().expect("applied count");
+    let open = store
+        .list_leases(None, Page::ALL)
+        .await
+        .expect("leases")
+        .items
+        .iter()
+        .filter(|l| l.released_at.is_none())
+        .count() as u64;
+    assert_eq!(applied, open, "one open lease per applied cluster");
+    assert!(applied >= answered.len() as u64);
+    eprintln!(
+        "kill -9 under 32 connections of applies: {} answered, {applied} stored applied",
+        answered.len()
+    );
+}
