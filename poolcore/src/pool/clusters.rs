@@ -92,17 +92,25 @@ impl Pool {
         blueprint: &Blueprint,
         name: Option<&str>,
     ) -> Result<Option<Cluster>> {
-        let name = match name {
-            Some(name) => name.to_owned(),
-            None => format!("{}-{}", blueprint.name, &new_id()[..8]),
+        // A made-up name may clash with another's (8 random hex digits): take another.
+        let mut tries = if name.is_some() { 1 } else { 4 };
+        let cluster = loop {
+            let name = match name {
+                Some(name) => name.to_owned(),
+                None => format!("{}-{}", blueprint.name, &new_id()[..8]),
+            };
+            let cluster = Cluster {
+                blueprint_version: blueprint.version,
+                ..Cluster::new(name, &blueprint.name, &host.id)
+            };
+            tries -= 1;
+            match self.store().insert_cluster(&cluster, host.capacity).await {
+                Ok(true) => break cluster,
+                Ok(false) => return Ok(None),
+                Err(e) if tries > 0 && e.code() == "conflict" => continue,
+                Err(e) => return Err(e),
+            }
         };
-        let cluster = Cluster {
-            blueprint_version: blueprint.version,
-            ..Cluster::new(name, &blueprint.name, &host.id)
-        };
-        if !self.store().insert_cluster(&cluster, host.capacity).await? {
-            return Ok(None);
-        }
         info!(cluster_id = %cluster.id, cluster = %cluster.name, "cluster record created");
         self.emit(Event::Cluster(cluster.clone()));
         Ok(Some(cluster))
