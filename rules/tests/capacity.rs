@@ -171,3 +171,48 @@ async fn an_autofill_host_waits_for_a_blueprint() {
         );
     }
 }
+
+/// A host deleted while fills keep starting on it leaves nothing behind: no record of
+/// a cluster on it, nothing on its engine, and no fill starts once it is gone.
+#[tokio::test]
+async fn a_host_deleted_while_it_fills_leaves_nothing_behind() {
+    for kind in STORES {
+        let rig = Rig::new(kind).await;
+        rig.blueprint("a", &[]).await;
+        let host = rig.host("h1", 60).await;
+        let filler = {
+            let (pool, id) = (rig.pool.clone(), host.id.clone());
+            tokio::spawn(async move {
+                let mut started = 0;
+                while pool.fill_host(&id, None).await.is_ok() {
+                    started += 1;
+                    tokio::task::yield_now().await;
+                }
+                started
+            })
+        };
+        let on_host = ClusterFilter {
+            host_id: Some(host.id.clone()),
+            ..Default::default()
+        };
+        while rig.clusters(on_host.clone()).await.len() < 20 {
+            tokio::task::yield_now().await;
+        }
+        rig.pool.delete_host(&host.id, true).await.expect("delete");
+        let started = filler.await.expect("filler");
+        rig.pool.wait_idle().await;
+        assert!(started > 0, "{kind:?}: no fill started");
+        let left: Vec<String> = rig
+            .clusters(on_host.clone())
+            .await
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{kind:?}: records left on the deleted host: {left:?}"
+        );
+        let on_engine = rig.engine("h1").clusters().len();
+        assert_eq!(on_engine, 0, "{kind:?}: clusters left on the engine");
+    }
+}

@@ -68,8 +68,10 @@ impl Pool {
         if let Some(name) = name {
             limits::check_name("name", name)?;
         }
-        let host = self.host(host_id).await?;
         let blueprint = self.blueprint(blueprint).await?;
+        // Under the fills' lock, which a host's deletion holds while it sweeps.
+        let planning = self.inner.planning.lock().await;
+        let host = self.host(host_id).await?;
         placement::check_admits(&blueprint, &host)?;
         let cluster = self
             .insert_cluster(&host, &blueprint, name)
@@ -80,6 +82,7 @@ impl Pool {
                     host.name, host.capacity
                 ))
             })?;
+        drop(planning);
         self.spawn_provision(cluster.clone());
         Ok(cluster)
     }
@@ -365,7 +368,15 @@ impl Pool {
                 current.health_reason = Some(e.to_string());
             }
         }
-        self.save_cluster(&current).await
+        match self.save_cluster(&current).await {
+            // Deleted between the read above and this write.
+            Err(e) if e.is_not_found() => {
+                warn!("cluster was deleted as it became ready; removing its objects");
+                driver.delete_cluster(&cluster.id).await?;
+                Err(e)
+            }
+            saved => saved,
+        }
     }
 
     /// Makes a `releasing` cluster ready again, same id, name and host: destroyed and

@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::limits;
 use crate::model::{
-    new_id, EngineFacts, EngineTls, Host, HostKind, HostStatus, Labels, Listing, LogConfig, Page, Pem,
-    ReleaseReason,
+    new_id, Cluster, EngineFacts, EngineTls, Host, HostKind, HostStatus, Labels, Listing, LogConfig, Page,
+    Pem, ReleaseReason,
 };
 
 /// What an operator gives to add a host.
@@ -347,19 +347,54 @@ impl Pool {
     #[instrument(skip(self))]
     pub async fn delete_host(&self, id: &str, force: bool) -> Result<()> {
         let host = self.host(id).await?;
-        let clusters = self.host_clusters(&host.id).await?;
-        let held = clusters.iter().filter(|c| !c.is_free()).count();
-        if held > 0 && !force {
-            return Err(Error::conflict(format!(
-                "host {:?} holds {held} applied cluster(s); release them or delete with force",
-                host.name
-            )));
+        {
+            // Fills plan and insert under this lock: none adds a cluster behind a sweep.
+            let _planning = self.inner.planning.lock().await;
+            let clusters = self.host_clusters(&host.id).await?;
+            let held = clusters.iter().filter(|c| !c.is_free()).count();
+            if held > 0 && !force {
+                return Err(Error::conflict(format!(
+                    "host {:?} holds {held} applied cluster(s); release them or delete with force",
+                    host.name
+                )));
+            }
+            // Records go first: background work that finds its record gone removes
+            // what it made itself, so nothing is created behind the engine's cleaning.
+            self.delete_records(clusters).await?;
         }
-        // Records go first: background work that finds its record gone removes what
-        // it made itself, so nothing is created behind the sweep below.
+        // Not under the lock: a slow engine must not hold up the fills of other hosts.
+        match self.driver(&host)?.remove_all().await {
+            Ok(_) => {}
+            Err(e) if force => warn!(error = %e, "could not clean the engine; removing the host anyway"),
+            Err(e) => return Err(e),
+        }
+        let planned_meanwhile = {
+            // Fills read the host again under this lock, so none starts once it is
+            // gone; what one planned while the engine was cleaned goes too.
+            let _planning = self.inner.planning.lock().await;
+            let planned_meanwhile = self.host_clusters(&host.id).await?;
+            let any = !planned_meanwhile.is_empty();
+            self.delete_records(planned_meanwhile).await?;
+            self.store().delete_host(&host.id).await?;
+            any
+        };
+        if planned_meanwhile {
+            if let Err(e) = self.driver(&host)?.remove_all().await {
+                warn!(error = %e, "could not clean the engine of what was made during the removal");
+            }
+        }
+        self.forget_driver(&host.id);
+        self.inner.catalog.invalidate();
+        info!(host_id = %host.id, "host deleted");
+        self.emit(Event::HostDeleted { id: host.id });
+        Ok(())
+    }
+
+    /// Deletes the records of `clusters`, closing the lease of an applied one first so
+    /// the history stays whole.
+    async fn delete_records(&self, clusters: Vec<Cluster>) -> Result<()> {
         for cluster in clusters {
             if cluster.is_applied() {
-                // Close the lease so the history stays whole.
                 self.release_one(&cluster, ReleaseReason::Deleted).await?;
             }
             loop {
@@ -376,16 +411,6 @@ impl Pool {
                 }
             }
         }
-        match self.driver(&host)?.remove_all().await {
-            Ok(_) => {}
-            Err(e) if force => warn!(error = %e, "could not clean the engine; removing the host anyway"),
-            Err(e) => return Err(e),
-        }
-        self.store().delete_host(&host.id).await?;
-        self.forget_driver(&host.id);
-        self.inner.catalog.invalidate();
-        info!(host_id = %host.id, "host deleted");
-        self.emit(Event::HostDeleted { id: host.id });
         Ok(())
     }
 }

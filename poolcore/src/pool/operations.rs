@@ -228,6 +228,9 @@ impl Pool {
     /// Blueprints whose host selector does not admit `host` get nothing.
     async fn plan_fill(&self, host: &Host, blueprints: &[Blueprint], laid_out: bool) -> Result<Vec<Cluster>> {
         let _planning = self.inner.planning.lock().await;
+        // Read again under the lock: a host deleted meanwhile gets nothing (its
+        // deletion sweeps under the same lock), and a capacity changed meanwhile counts.
+        let host = &self.host(&host.id).await?;
         let on_host = self.host_clusters(&host.id).await?;
         if on_host.len() >= host.capacity as usize {
             return Ok(Vec::new());
