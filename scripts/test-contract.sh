@@ -10,9 +10,12 @@
 #     endpoint policy allows simulated engines only (`sim://*`), refused before any
 #     probe: nothing the fuzzer sends reaches an engine.
 #
-# The tools come from PyPI, pinned, into target/contract-venv when missing. Under
-# CI=true they must run: a missing engine or tool fails the run. The fuzzing time is
-# CONTRACT_FUZZ_SECONDS (180 under CI, 60 otherwise).
+# The tools come from PyPI, pinned, into target/contract-venv when missing
+# (`scripts/test-contract.sh --install` installs them and stops). The server is
+# PM_SERVER when set (scripts/test.sh passes the binary its test build made), else
+# `cargo build -p poolmanager`. Under CI=true they must run: a missing engine or tool
+# fails the run. The fuzzing time is CONTRACT_FUZZ_SECONDS (180 under CI, 60
+# otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,13 +41,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[[ -n "${POOLMANAGER_TEST_DOCKER:-}" ]] || skip_or_fail "POOLMANAGER_TEST_DOCKER names no engine (scripts/test.sh sets it)"
-
 source scripts/venv.sh
+if [[ "${1:-}" == --install ]]; then
+  pinned_venv "$VENV" "${PINS[@]}"
+  exit 0
+fi
+[[ -n "${POOLMANAGER_TEST_DOCKER:-}" ]] || skip_or_fail "POOLMANAGER_TEST_DOCKER names no engine (scripts/test.sh sets it)"
 pinned_venv "$VENV" "${PINS[@]}"
-
-cargo build -q -p poolmanager
-SERVER=target/debug/poolmanager
+SERVER=$(server_binary)
 
 # Starts `poolmanager serve` on a free port with a fresh SQLite file and the config
 # file $2 (none when missing); sets BASE.

@@ -11,6 +11,7 @@
 #                                         _pm_mongo_stop when it ends.
 #   scripts/test-mongo.sh CMD [ARGS...]   runs CMD with the URL set, then stops it.
 #   scripts/test-mongo.sh                 prints the URL and serves until Ctrl-C.
+#   scripts/test-mongo.sh --install       installs nx-27017 only.
 #
 # Under CI=true a server that cannot be started fails; otherwise the Mongo tests
 # are skipped with a notice.
@@ -85,6 +86,8 @@ _pm_mongo_ensure() {
 if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
   # Sourced: the sourcing script stops the server in its own clean-up.
   _pm_mongo_ensure || exit 1
+elif [[ "${1:-}" == --install ]]; then
+  _pm_mongo_install
 else
   set -euo pipefail
   trap _pm_mongo_stop EXIT

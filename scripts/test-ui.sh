@@ -6,8 +6,10 @@
 # screenshot of each page under docs/img/ (UI_SCREENSHOTS=0 to keep them as they are).
 #
 # The tools come from PyPI, pinned, into target/ui-venv when missing; Chromium from
-# apt when missing (as root). Under CI=true they must run: a missing engine, browser
-# or tool fails the run; otherwise it is skipped with a notice.
+# apt when missing (as root); `scripts/test-ui.sh --install` installs them and stops.
+# The server is PM_SERVER when set (scripts/test.sh passes the binary its test build
+# made), else `cargo build -p poolmanager`. Under CI=true they must run: a missing
+# engine, browser or tool fails the run; otherwise it is skipped with a notice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +24,13 @@ skip_or_fail() {
   log "skipping the dashboard tests: $*"; exit 0
 }
 
-[[ -n "${POOLMANAGER_TEST_DOCKER:-}" ]] || skip_or_fail "POOLMANAGER_TEST_DOCKER names no engine (scripts/test.sh sets it)"
+INSTALL_ONLY=""
+if [[ "${1:-}" == --install ]]; then
+  INSTALL_ONLY=1
+  shift
+fi
+[[ -n "$INSTALL_ONLY" || -n "${POOLMANAGER_TEST_DOCKER:-}" ]] ||
+  skip_or_fail "POOLMANAGER_TEST_DOCKER names no engine (scripts/test.sh sets it)"
 
 if [[ ! -x "$CHROMIUM" ]]; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -35,8 +43,9 @@ fi
 
 source scripts/venv.sh
 pinned_venv "$VENV" "${PINS[@]}"
+[[ -z "$INSTALL_ONLY" ]] || exit 0
 
-cargo build -q -p poolmanager
+SERVER=$(server_binary)
 SHOTS=""
 [[ "${UI_SCREENSHOTS:-1}" == 0 ]] || SHOTS=$PWD/docs/img
 
@@ -45,7 +54,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # Chromium runs as root only without its sandbox (the tests pass --no-sandbox).
 status=0
-PM_SERVER=$PWD/target/debug/poolmanager PM_CHROMIUM=$CHROMIUM PM_SCREENSHOTS=$SHOTS PM_WORKDIR=$WORK \
+PM_SERVER=$SERVER PM_CHROMIUM=$CHROMIUM PM_SCREENSHOTS=$SHOTS PM_WORKDIR=$WORK \
   POOLMANAGER_TEST_IMAGE=${POOLMANAGER_TEST_IMAGE:-poolmanager/testnode:latest} \
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider servers/poolmanager/tests/ui \
   --junitxml=target/ui-report.xml "$@" >&2 || status=$?

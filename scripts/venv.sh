@@ -1,4 +1,4 @@
-# Sourced by the test scripts that need Python tools from PyPI.
+# Sourced by the test scripts that need Python tools from PyPI and a server binary.
 #
 #   pinned_venv DIR NAME==VERSION...
 #
@@ -19,4 +19,17 @@ pinned_venv() {
       "$venv/bin/pip" install -q "$pin" >&2 || skip_or_fail "could not install $pin"
     fi
   done
+}
+
+# Prints the path of the `poolmanager` binary to test: PM_SERVER when set (scripts/test.sh
+# passes the one its test build made, so that no second build with other features
+# runs), else the one `cargo build -p poolmanager` makes.
+server_binary() {
+  if [[ -n "${PM_SERVER:-}" ]]; then
+    [[ -x "$PM_SERVER" ]] || { log "PM_SERVER=$PM_SERVER is no program"; return 1; }
+    echo "$PM_SERVER"
+    return 0
+  fi
+  cargo build -q -p poolmanager >&2 || return 1
+  echo "$PWD/target/debug/poolmanager"
 }
