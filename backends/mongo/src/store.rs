@@ -117,23 +117,17 @@ impl Store for MongoStore {
     async fn update_blueprint_policies(&self, blueprint: &Blueprint) -> Result<bool> {
         run("update blueprint", async {
             // Encoded as a whole blueprint is, then only its policies kept.
-            let encoded = encode(&documents::BLUEPRINT, blueprint)?;
-            let policies: Document = [
-                "max_applied",
-                "buffer",
-                "buffer_windows",
-                "placement",
-                "release_mode",
-                "rollout",
-            ]
-            .into_iter()
-            .map(|key| {
-                (
-                    key.to_owned(),
-                    encoded.get(key).cloned().unwrap_or(bson::Bson::Null),
-                )
-            })
-            .collect();
+            let policies = fields_of(
+                &encode(&documents::BLUEPRINT, blueprint)?,
+                &[
+                    "max_applied",
+                    "buffer",
+                    "buffer_windows",
+                    "placement",
+                    "release_mode",
+                    "rollout",
+                ],
+            );
             let updated = self
                 .blueprints
                 .update_one(doc! {"_id": &blueprint.name}, doc! {"$set": policies})
@@ -146,22 +140,16 @@ impl Store for MongoStore {
     /// One round trip; one more when nothing was written, to say why.
     async fn update_blueprint_version(&self, blueprint: &Blueprint, previous: u32) -> Result<bool> {
         run("update blueprint version", async {
-            let encoded = encode(&documents::BLUEPRINT, blueprint)?;
-            let version: Document = [
-                "nodes",
-                "api_port",
-                "version",
-                "version_created_at",
-                "earlier_versions",
-            ]
-            .into_iter()
-            .map(|key| {
-                (
-                    key.to_owned(),
-                    encoded.get(key).cloned().unwrap_or(bson::Bson::Null),
-                )
-            })
-            .collect();
+            let version = fields_of(
+                &encode(&documents::BLUEPRINT, blueprint)?,
+                &[
+                    "nodes",
+                    "api_port",
+                    "version",
+                    "version_created_at",
+                    "earlier_versions",
+                ],
+            );
             // Blueprints written before versions have none: they are at version 1.
             let at_previous = if previous == 1 {
                 doc! {"$in": [1, null]}
@@ -462,6 +450,19 @@ fn versioned(mut blueprint: Blueprint) -> Blueprint {
         blueprint.version_created_at = blueprint.created_at;
     }
     blueprint
+}
+
+/// The fields `keys` of `encoded` (a whole record, encoded), for a `$set` of them
+/// alone; a field the record leaves out is set to null.
+fn fields_of(encoded: &Document, keys: &[&str]) -> Document {
+    keys.iter()
+        .map(|&key| {
+            (
+                key.to_owned(),
+                encoded.get(key).cloned().unwrap_or(bson::Bson::Null),
+            )
+        })
+        .collect()
 }
 
 /// One group of [`Store::count_clusters`]'s aggregation.

@@ -69,18 +69,17 @@ impl Limiters {
     fn take(&self, blueprint: &Blueprint, burst: u32, wanted: usize) -> usize {
         let rate = NonZeroU32::new(blueprint.rollout.max_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst.clamp(1, rate.get())).unwrap_or(NonZeroU32::MIN);
-        let mut limiters = lock(&self.by_blueprint);
-        let entry = limiters.entry(blueprint.name.clone()).or_insert_with(|| {
+        let bucket = || {
             (
                 rate.get(),
                 RateLimiter::direct(Quota::per_minute(rate).allow_burst(burst)),
             )
-        });
+        };
+        let mut limiters = lock(&self.by_blueprint);
+        let entry = limiters.entry(blueprint.name.clone()).or_insert_with(bucket);
+        // A changed rate starts a bucket of its own.
         if entry.0 != rate.get() {
-            *entry = (
-                rate.get(),
-                RateLimiter::direct(Quota::per_minute(rate).allow_burst(burst)),
-            );
+            *entry = bucket();
         }
         (0..wanted).take_while(|_| entry.1.check().is_ok()).count()
     }

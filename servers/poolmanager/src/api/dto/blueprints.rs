@@ -443,15 +443,12 @@ pub struct NewBlueprint {
 impl TryFrom<NewBlueprint> for poolcore::NewBlueprint {
     type Error = ApiError;
     fn try_from(d: NewBlueprint) -> Result<Self, ApiError> {
+        let poolcore::BlueprintNodes { nodes, api_port } = blueprint_nodes(d.nodes, d.api_port)?;
         Ok(poolcore::NewBlueprint {
             name: d.name.into_inner(),
             labels: d.labels.map(Map::into_inner).unwrap_or_default(),
-            nodes: d
-                .nodes
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
-            api_port: d.api_port.map(|p| p.as_str().parse()).transpose()?,
+            nodes,
+            api_port,
             max_applied: d.max_applied,
             buffer: poolcore::ReadyBuffer {
                 min_ready: d.min_ready,
@@ -655,15 +652,22 @@ pub struct NewBlueprintVersion {
 impl TryFrom<NewBlueprintVersion> for poolcore::BlueprintNodes {
     type Error = ApiError;
     fn try_from(d: NewBlueprintVersion) -> Result<Self, ApiError> {
-        Ok(poolcore::BlueprintNodes {
-            nodes: d
-                .nodes
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
-            api_port: d.api_port.map(|p| p.as_str().parse()).transpose()?,
-        })
+        blueprint_nodes(d.nodes, d.api_port)
     }
+}
+
+/// The nodes and API port of a new blueprint or version, as the pool takes them.
+fn blueprint_nodes(
+    nodes: Vec<NodeSpec>,
+    api_port: Option<Text<PortRefRule>>,
+) -> Result<poolcore::BlueprintNodes, ApiError> {
+    Ok(poolcore::BlueprintNodes {
+        nodes: nodes
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect::<Result<_, _>>()?,
+        api_port: api_port.map(|p| p.as_str().parse()).transpose()?,
+    })
 }
 
 /// The clusters of one version of a blueprint, by status.
