@@ -406,16 +406,30 @@ async fn reads(target: Target, repeat: usize, json: bool) -> Result<(), String> 
     let http = reqwest::Client::new();
     let base = format!("http://{}/api/v1", running.addr);
     let deep = (target.clusters / 2).max(1);
+    // The overview's three ranges, as the dashboard asks for them.
+    let since = |hours: i64| {
+        (chrono::Utc::now() - chrono::Duration::hours(hours))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
     let paths = [
         "/stats".to_owned(),
+        format!("/stats/history?since={}&bucket=60", since(1)),
+        format!("/stats/history?since={}&bucket=3600", since(24)),
+        format!("/stats/history?since={}&bucket=21600", since(24 * 7)),
         "/stats/history?bucket=3600".to_owned(),
         "/clusters?limit=50".to_owned(),
-        "/clusters?status=ready&limit=50".to_owned(),
+        "/clusters?status=ready&limit=25".to_owned(),
+        "/clusters?status=applied&sort=applied_at&order=desc&limit=25".to_owned(),
+        "/clusters?health=failing&limit=1".to_owned(),
+        "/clusters?status=failed&limit=25".to_owned(),
+        "/clusters?sort=name&order=desc&limit=25&offset=25".to_owned(),
         format!("/clusters?status=ready&limit=50&offset={deep}"),
-        "/hosts?limit=50".to_owned(),
-        "/leases?limit=50".to_owned(),
+        "/blueprints?limit=1000".to_owned(),
+        "/hosts?limit=1000".to_owned(),
+        "/leases?limit=25".to_owned(),
+        "/leases?user_id=history-7&limit=25".to_owned(),
         "/leases?limit=50&offset=500000".to_owned(),
-        "/operations?limit=50".to_owned(),
+        "/operations?limit=10".to_owned(),
     ];
     let mut timings = Vec::new();
     for path in &paths {
