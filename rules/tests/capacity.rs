@@ -195,7 +195,12 @@ async fn a_host_deleted_while_it_fills_leaves_nothing_behind() {
             host_id: Some(host.id.clone()),
             ..Default::default()
         };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while rig.clusters(on_host.clone()).await.len() < 20 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kind:?}: the fills made nothing"
+            );
             tokio::task::yield_now().await;
         }
         rig.pool.delete_host(&host.id, true).await.expect("delete");

@@ -117,17 +117,7 @@ impl Store for MongoStore {
     async fn update_blueprint_policies(&self, blueprint: &Blueprint) -> Result<bool> {
         run("update blueprint", async {
             // Encoded as a whole blueprint is, then only its policies kept.
-            let policies = fields_of(
-                &encode(&documents::BLUEPRINT, blueprint)?,
-                &[
-                    "max_applied",
-                    "buffer",
-                    "buffer_windows",
-                    "placement",
-                    "release_mode",
-                    "rollout",
-                ],
-            );
+            let policies = fields_of(&encode(&documents::BLUEPRINT, blueprint)?, POLICY_FIELDS);
             let updated = self
                 .blueprints
                 .update_one(doc! {"_id": &blueprint.name}, doc! {"$set": policies})
@@ -140,16 +130,7 @@ impl Store for MongoStore {
     /// One round trip; one more when nothing was written, to say why.
     async fn update_blueprint_version(&self, blueprint: &Blueprint, previous: u32) -> Result<bool> {
         run("update blueprint version", async {
-            let version = fields_of(
-                &encode(&documents::BLUEPRINT, blueprint)?,
-                &[
-                    "nodes",
-                    "api_port",
-                    "version",
-                    "version_created_at",
-                    "earlier_versions",
-                ],
-            );
+            let version = fields_of(&encode(&documents::BLUEPRINT, blueprint)?, VERSION_FIELDS);
             // Blueprints written before versions have none: they are at version 1.
             let at_previous = if previous == 1 {
                 doc! {"$in": [1, null]}
@@ -451,6 +432,25 @@ fn versioned(mut blueprint: Blueprint) -> Blueprint {
     }
     blueprint
 }
+
+/// The fields of a blueprint record that [`Store::update_blueprint_policies`] writes.
+const POLICY_FIELDS: &[&str] = &[
+    "max_applied",
+    "buffer",
+    "buffer_windows",
+    "placement",
+    "release_mode",
+    "rollout",
+];
+
+/// The fields of a blueprint record that [`Store::update_blueprint_version`] writes.
+const VERSION_FIELDS: &[&str] = &[
+    "nodes",
+    "api_port",
+    "version",
+    "version_created_at",
+    "earlier_versions",
+];
 
 /// The fields `keys` of `encoded` (a whole record, encoded), for a `$set` of them
 /// alone; a field the record leaves out is set to null.

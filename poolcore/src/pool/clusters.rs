@@ -339,12 +339,23 @@ impl Pool {
             },
             Err(e) => Err(e),
         };
-        // The record may have been deleted (with its host) while the engine worked.
-        let Some(mut current) = self.store().get_cluster(&cluster.id).await? else {
-            warn!("cluster was deleted while it was created; removing its objects");
-            driver.delete_cluster(&cluster.id).await?;
-            return Err(Error::not_found("cluster", &cluster.id));
-        };
+        // The record may have been deleted (with its host) while the engine worked,
+        // or between the read and the write of the outcome.
+        match self.record_made(&cluster.id, version, made).await {
+            Err(e) if e.is_not_found() => {
+                warn!("cluster was deleted while it was created; removing its objects");
+                driver.delete_cluster(&cluster.id).await?;
+                Err(e)
+            }
+            recorded => recorded,
+        }
+    }
+
+    /// Writes what creating cluster `id` at `version` came to: `ready` with its
+    /// deployment, or `failed` with the reason. [`Error::NotFound`] when its record
+    /// is gone.
+    async fn record_made(&self, id: &str, version: u32, made: Result<Deployment>) -> Result<Cluster> {
+        let mut current = self.cluster(id).await?;
         if current.status != ClusterStatus::Creating {
             return Err(Error::conflict(format!(
                 "cluster {} became {} while it was created",
@@ -368,15 +379,7 @@ impl Pool {
                 current.health_reason = Some(e.to_string());
             }
         }
-        match self.save_cluster(&current).await {
-            // Deleted between the read above and this write.
-            Err(e) if e.is_not_found() => {
-                warn!("cluster was deleted as it became ready; removing its objects");
-                driver.delete_cluster(&cluster.id).await?;
-                Err(e)
-            }
-            saved => saved,
-        }
+        self.save_cluster(&current).await
     }
 
     /// Makes a `releasing` cluster ready again, same id, name and host: destroyed and

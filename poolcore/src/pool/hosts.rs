@@ -368,17 +368,17 @@ impl Pool {
             Err(e) if force => warn!(error = %e, "could not clean the engine; removing the host anyway"),
             Err(e) => return Err(e),
         }
-        let planned_meanwhile = {
+        let made_meanwhile = {
             // Fills read the host again under this lock, so none starts once it is
             // gone; what one planned while the engine was cleaned goes too.
             let _planning = self.inner.planning.lock().await;
-            let planned_meanwhile = self.host_clusters(&host.id).await?;
-            let any = !planned_meanwhile.is_empty();
-            self.delete_records(planned_meanwhile).await?;
+            let planned = self.host_clusters(&host.id).await?;
+            let any = !planned.is_empty();
+            self.delete_records(planned).await?;
             self.store().delete_host(&host.id).await?;
             any
         };
-        if planned_meanwhile {
+        if made_meanwhile {
             if let Err(e) = self.driver(&host)?.remove_all().await {
                 warn!(error = %e, "could not clean the engine of what was made during the removal");
             }
