@@ -266,6 +266,9 @@ fn open_connections(config: &SqliteConfig) -> Result<Opened, SqliteError> {
     // The writer touches every index of the clusters and leases: keep them in memory
     // rather than read them back from the file at every claim (the default is 2 MiB).
     writer.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+    // Each write runs in a savepoint, whose journal of the pages it changes spilled to
+    // a temporary file past 64 KiB: a claim changes more. Kept in memory instead.
+    writer.pragma_update(None, "temp_store", "MEMORY")?;
     let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(

@@ -5,7 +5,7 @@
 //! such transaction, and an insert counts the host's clusters and adds one in another,
 //! so neither can be raced.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,14 +27,13 @@ use crate::rows::{
     LEASE_COLUMNS, OPERATION_COLUMNS, RELEASE_CLUSTER, UPDATE_HOST,
 };
 
-/// Picks the cluster a new claim takes: ready, healthy, of a wanted blueprint on a
-/// wanted host; the first in row order, which the `clusters_status_health` index
-/// keeps (see migration 11).
-const CLAIMABLE: &str = "SELECT id FROM clusters INDEXED BY clusters_status_health \
-     WHERE status = 'ready' AND health = 'ok' \
-       AND blueprint IN (SELECT value FROM json_each(:blueprints)) \
-       AND host_id IN (SELECT value FROM json_each(:hosts)) \
-     ORDER BY rowid LIMIT 1";
+/// The clusters a new claim may take, in the order it takes them: ready and healthy,
+/// the first in row order, which the `clusters_status_health` index keeps (see
+/// migration 11). The claim's blueprints and hosts are checked on each row by
+/// [`pick_claimable`]: an `IN (json_each(…))` of a pool's hosts built a table of
+/// them at every claim, which cost the writer more than the claim's own writes.
+const CLAIMABLE: &str = "SELECT id, blueprint, host_id FROM clusters INDEXED BY clusters_status_health \
+     WHERE status = 'ready' AND health = 'ok' ORDER BY rowid";
 
 /// An applied cluster of the user of one of the blueprints, for a single claim.
 const HELD: &str = "SELECT id FROM clusters \
@@ -171,6 +170,28 @@ fn held_by_user(conn: &Connection, claim: &Claim) -> Result<Option<ClaimOutcome>
         .map(ClaimOutcome::HoldsOther))
 }
 
+/// The first of [`CLAIMABLE`] of one of `blueprints` on one of `hosts`.
+fn pick_claimable(
+    conn: &Connection,
+    blueprints: &[String],
+    hosts: &[String],
+) -> rusqlite::Result<Option<String>> {
+    let hosts: HashSet<&str> = hosts.iter().map(String::as_str).collect();
+    let mut statement = conn.prepare_cached(CLAIMABLE)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let wanted = |column, among: &dyn Fn(&str) -> bool| {
+            row.get_ref(column).map(|value| value.as_str().is_ok_and(among))
+        };
+        if wanted(1, &|name| blueprints.iter().any(|b| b == name))?
+            && wanted(2, &|host| hosts.contains(host))?
+        {
+            return row.get(0).map(Some);
+        }
+    }
+    Ok(None)
+}
+
 fn claim_in(conn: &Connection, claim: &Claim) -> Result<ClaimOutcome, SqliteError> {
     if !claim.allow_multiple {
         if let Some(outcome) = held_by_user(conn, claim)? {
@@ -199,12 +220,7 @@ fn claim_in(conn: &Connection, claim: &Claim) -> Result<ClaimOutcome, SqliteErro
             Err(quota) => return Ok(ClaimOutcome::QuotaExceeded(quota)),
         }
     };
-    let picked = id_of(
-        conn,
-        CLAIMABLE,
-        named_params! { ":blueprints": json(&blueprints)?, ":hosts": json(&claim.hosts)? },
-    )?;
-    let Some(picked) = picked else {
+    let Some(picked) = pick_claimable(conn, &blueprints, &claim.hosts)? else {
         return Ok(ClaimOutcome::Exhausted);
     };
     // The write lock is held since the transaction began: nobody changes the cluster
