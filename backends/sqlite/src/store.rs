@@ -5,7 +5,7 @@
 //! such transaction, and an insert counts the host's clusters and adds one in another,
 //! so neither can be raced.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -176,16 +176,12 @@ fn pick_claimable(
     blueprints: &[String],
     hosts: &[String],
 ) -> rusqlite::Result<Option<String>> {
-    let hosts: HashSet<&str> = hosts.iter().map(String::as_str).collect();
     let mut statement = conn.prepare_cached(CLAIMABLE)?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        let wanted = |column, among: &dyn Fn(&str) -> bool| {
-            row.get_ref(column).map(|value| value.as_str().is_ok_and(among))
-        };
-        if wanted(1, &|name| blueprints.iter().any(|b| b == name))?
-            && wanted(2, &|host| hosts.contains(host))?
-        {
+        let blueprint = row.get_ref(1)?.as_str()?;
+        let host = row.get_ref(2)?.as_str()?;
+        if blueprints.iter().any(|b| b == blueprint) && hosts.iter().any(|h| h == host) {
             return row.get(0).map(Some);
         }
     }
