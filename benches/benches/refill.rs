@@ -9,17 +9,25 @@
 //! 3. a bare bollard loop at the pool's parallelism: create the network, create and
 //!    start the container, inspect it for its port; no store, no checks.
 //!
+//! All three make the same objects: a bridge network per cluster and a container on
+//! it with the node's alias, environment and published port.
+//!
 //! `cargo bench -p poolmanager-benches --bench refill` makes 16 clusters each way
-//! (`POOLMANAGER_BENCH_REFILL=N` for another count). Run as a test (`cargo test
-//! --all-targets`) it makes 2, or says it skips when no engine answers. Everything it
-//! makes carries the label `poolmanager.bench=refill-<run>` and is removed at the end.
+//! (`POOLMANAGER_BENCH_REFILL=N` for another count) in 3 rounds
+//! (`POOLMANAGER_BENCH_ROUNDS=N`), after a warm-up cluster; each round runs the ways in
+//! another order, so that none always meets the engine first or after the others'
+//! removals. Run as a test (`cargo test --all-targets`) it makes 2 in one round, or
+//! says it skips when no engine answers. Everything it makes carries the label
+//! `poolmanager.bench=refill-<run>` and is removed at the end of its way.
 
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::{stream, StreamExt, TryStreamExt};
@@ -29,14 +37,15 @@ use poolcore::model::new_id;
 use poolcore::{ClusterFilter, ClusterStatus, MemStore, Page, Pool, PoolConfig, Store};
 use poolcore_docker::{DockerConfig, DockerConnector};
 
-fn clusters() -> usize {
+/// `var` as a count under `cargo bench`, else `default` there and `smoke` as a test.
+fn count(var: &str, default: usize, smoke: usize) -> usize {
     if std::env::args().any(|arg| arg == "--bench") {
-        std::env::var("POOLMANAGER_BENCH_REFILL")
+        std::env::var(var)
             .ok()
             .and_then(|n| n.parse().ok())
-            .unwrap_or(16)
+            .unwrap_or(default)
     } else {
-        2
+        smoke
     }
 }
 
@@ -152,9 +161,15 @@ async fn by_bollard(docker: &Docker, n: usize, parallelism: usize, run: &str) ->
                 })
                 .await?
                 .id;
+            // The container the pool's Docker driver makes for the sample node.
+            let endpoint = EndpointSettings {
+                aliases: Some(vec!["vp0".into()]),
+                ..Default::default()
+            };
             let body = ContainerCreateBody {
                 image: Some(image()),
                 cmd: Some(vec!["httpd".into(), "-f".into()]),
+                env: Some(vec!["CORE_PEER_ID=vp0".into()]),
                 labels: Some(labels),
                 exposed_ports: Some(vec!["80/tcp".into()]),
                 host_config: Some(HostConfig {
@@ -165,8 +180,11 @@ async fn by_bollard(docker: &Docker, n: usize, parallelism: usize, run: &str) ->
                             host_port: Some(String::new()),
                         }]),
                     )])),
-                    network_mode: Some(network),
+                    network_mode: Some(network.clone()),
                     ..Default::default()
+                }),
+                networking_config: Some(NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(network, endpoint)])),
                 }),
                 ..Default::default()
             };
@@ -202,6 +220,39 @@ async fn by_bollard(docker: &Docker, n: usize, parallelism: usize, run: &str) ->
     took
 }
 
+/// The three ways a bench round makes the clusters.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Pool,
+    Cli,
+    Bare,
+}
+
+impl Way {
+    const ALL: [Way; 3] = [Way::Pool, Way::Cli, Way::Bare];
+
+    fn name(self) -> &'static str {
+        match self {
+            Way::Pool => "pool fill",
+            Way::Cli => "docker CLI, one after the other",
+            Way::Bare => "bare bollard loop",
+        }
+    }
+
+    fn order(round: usize) -> [Way; 3] {
+        let mut ways = Self::ALL;
+        ways.rotate_left(round % 3);
+        ways
+    }
+}
+
+/// Lowest and highest of `values`, as `a–b`.
+fn range(values: &[f64]) -> String {
+    let lowest = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{lowest:.2}–{highest:.2}")
+}
+
 #[tokio::main]
 async fn main() {
     let connector = Arc::new(DockerConnector::new());
@@ -214,29 +265,47 @@ async fn main() {
         None => Docker::connect_with_http(&endpoint, 120, API_DEFAULT_VERSION),
     }
     .expect("a docker client");
-    let n = clusters();
+    let n = count("POOLMANAGER_BENCH_REFILL", 16, 2);
+    let rounds = count("POOLMANAGER_BENCH_ROUNDS", 3, 1).max(1);
     let parallelism = PoolConfig::default().host_parallelism;
     let run = format!("pm-refill-{}", &new_id()[..8]);
 
-    let per_second = |d: Duration| n as f64 / d.as_secs_f64();
-    // Each line as its phase ends: a run cut short keeps what it measured.
-    let report = |name: &str, took: Duration| {
+    println!("refill of {n} one-node clusters on {endpoint}, parallelism {parallelism}, {rounds} round(s):");
+    // The engine's first network and port of a run cost more than the rest.
+    by_bollard(&docker, 1, 1, &format!("{run}-warm")).await;
+    let (mut vs_cli, mut vs_bare) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let mut took = [Duration::ZERO; 3];
+        for way in Way::order(round) {
+            let tag = format!("{run}-{round}");
+            let spent = match way {
+                Way::Pool => by_pool(&harness, n, parallelism).await,
+                Way::Cli => tokio::task::block_in_place(|| by_cli(&endpoint, n, &tag)),
+                Way::Bare => by_bollard(&docker, n, parallelism, &tag).await,
+            };
+            // Each line as its way ends: a run cut short keeps what it measured.
+            println!(
+                "  round {} {:<32} {:>7.2} s  {:>6.1} clusters/s",
+                round + 1,
+                way.name(),
+                spent.as_secs_f64(),
+                n as f64 / spent.as_secs_f64()
+            );
+            took[Way::ALL.iter().position(|w| *w == way).expect("a way")] = spent;
+        }
+        let [pool, cli, bare] = took.map(|d| d.as_secs_f64());
         println!(
-            "  {name:<32} {:>7.2} s  {:>6.1} clusters/s",
-            took.as_secs_f64(),
-            per_second(took)
+            "  round {}: pool fill vs docker CLI {:.2}x, vs bare bollard {:.2}x",
+            round + 1,
+            cli / pool,
+            bare / pool
         );
-    };
-    println!("refill of {n} one-node clusters on {endpoint}, parallelism {parallelism}:");
-    let pool = by_pool(&harness, n, parallelism).await;
-    report("pool fill", pool);
-    let cli = tokio::task::block_in_place(|| by_cli(&endpoint, n, &run));
-    report("docker CLI, one after the other", cli);
-    let bare = by_bollard(&docker, n, parallelism, &run).await;
-    report("bare bollard loop", bare);
+        vs_cli.push(cli / pool);
+        vs_bare.push(bare / pool);
+    }
     println!(
-        "pool fill vs docker CLI: {:.2}x; vs bare bollard: {:.2}x",
-        cli.as_secs_f64() / pool.as_secs_f64(),
-        bare.as_secs_f64() / pool.as_secs_f64()
+        "pool fill vs docker CLI: {}x; vs bare bollard: {}x",
+        range(&vs_cli),
+        range(&vs_bare)
     );
 }

@@ -52,13 +52,22 @@ impl Daemon {
     }
 
     /// Creates a container named `name`; returns its id. One that exists is
-    /// [`Error::Conflict`].
+    /// [`Error::Conflict`]. An image the engine does not have is pulled, and the
+    /// creation tried once more, as `docker run` does: no image lookup on the way of
+    /// every creation.
     pub(crate) async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         let client = self.engine.client().await?;
         let fail = self.engine.fail(Action::new("create", "container", name));
-        let created = client.create_container(Some(options), body).await.map_err(fail)?;
-        Ok(created.id)
+        let created = match client.create_container(Some(options.clone()), body.clone()).await {
+            Err(e) if has_status(&e, 404) => {
+                let image = body.image.as_deref().unwrap_or_default();
+                self.ensure_image(image).await?;
+                client.create_container(Some(options), body).await
+            }
+            created => created,
+        };
+        Ok(created.map_err(fail)?.id)
     }
 
     /// Inspects a container by id or name.

@@ -328,10 +328,6 @@ impl HostDriver for DockerDriver {
     async fn create_cluster(&self, cluster: &Cluster, blueprint: &Blueprint) -> Result<Deployment> {
         let engine = self.daemon.engine();
         let network_id = engine.ensure_network(cluster, ClusterNetwork::Bridge).await?;
-        let images: BTreeSet<&str> = blueprint.nodes.iter().map(|n| n.image.as_str()).collect();
-        for image in images {
-            self.daemon.ensure_image(image).await?;
-        }
         let nodes = blueprint.nodes.iter();
         let ids = try_join_all(nodes.map(|node| self.ensure_node(cluster, node, &network_id))).await?;
         let mut deployment = self.read_back(cluster, &ids).await?;
