@@ -52,17 +52,17 @@ impl Daemon {
     }
 
     /// Creates a container named `name`; returns its id. One that exists is
-    /// [`Error::Conflict`]. An image the engine does not have is pulled, and the
-    /// creation tried once more, as `docker run` does: no image lookup on the way of
-    /// every creation.
+    /// [`Error::Conflict`]. When the engine refuses it for want of the image, the
+    /// image is pulled and the creation tried once more, as `docker run` does: no
+    /// image lookup on the way of every creation.
     pub(crate) async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         let client = self.engine.client().await?;
         let fail = self.engine.fail(Action::new("create", "container", name));
+        let image = body.image.clone().unwrap_or_default();
         let created = match client.create_container(Some(options.clone()), body.clone()).await {
-            Err(e) if has_status(&e, 404) => {
-                let image = body.image.as_deref().unwrap_or_default();
-                self.ensure_image(image).await?;
+            // Another missing object (the network) is no reason to pull or try again.
+            Err(e) if has_status(&e, 404) && self.pull_if_missing(&image).await? => {
                 client.create_container(Some(options), body).await
             }
             created => created,
@@ -111,12 +111,12 @@ impl Daemon {
         }
     }
 
-    /// Makes sure `image` is on the engine, pulling it when it is not.
-    pub(crate) async fn ensure_image(&self, image: &str) -> Result<()> {
+    /// Pulls `image` when the engine does not have it; whether it did.
+    async fn pull_if_missing(&self, image: &str) -> Result<bool> {
         let client = self.engine.client().await?;
         match client.inspect_image(image).await {
-            Ok(_) => Ok(()),
-            Err(e) if has_status(&e, 404) => self.pull(client, image).await,
+            Ok(_) => Ok(false),
+            Err(e) if has_status(&e, 404) => self.pull(client, image).await.map(|()| true),
             Err(e) => Err(self.engine.fail(Action::new("inspect", "image", image))(e)),
         }
     }
